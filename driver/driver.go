@@ -1,0 +1,135 @@
+// Package driver defines the contract between objsync and an object store,
+// and the registry through which stores are chosen by name.
+//
+// It plays the part that database/sql/driver plays for database/sql: a driver
+// package implements [Driver] and [Store], registers itself from init with
+// [Register], and knows nothing of the root objsync package. The lock protocol
+// lives in the root package, once, and uses only what this package describes.
+//
+// The contract is deliberately small: read an object with its version, and
+// write an object only if it is absent or only if its version is still the one
+// the caller read. There is no delete: several S3-compatible stores and the
+// GCS emulator ignore conditions on DELETE, so an unconditional primitive must
+// never be part of what locks rely on.
+//
+// Every driver must pass the conformance suite in package drivertest.
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+)
+
+// ErrNotExist is returned by [Store.Read] when there is no object at the key.
+var ErrNotExist = errors.New("object does not exist")
+
+// ErrPrecondition is returned by [Store.Write] when the write's condition
+// does not hold: the object exists although the write was create-only, or its
+// current version differs from the one given (including when it is missing).
+var ErrPrecondition = errors.New("precondition failed")
+
+// Version identifies one state of one object. It is opaque to callers: they
+// only pass back what a store returned. A store must return a new version for
+// every successful write, even when the content is unchanged, and must never
+// give a version back to a later state of the same key (no ABA). The empty
+// Version is never a valid version; as a write condition it means "absent".
+type Version string
+
+// Store is a handle on one bucket (or namespace, or directory) of a store.
+// It must be safe for concurrent use. Errors other than the sentinels should
+// name the location (see [Store.Location]) and never contain a secret.
+type Store interface {
+	// Read returns the object's content and version, or an error wrapping
+	// ErrNotExist when there is no object at key.
+	Read(ctx context.Context, key string) ([]byte, Version, error)
+
+	// Write stores data at key if the condition holds and returns the new
+	// version. With ifVersion empty the write is create-only: it succeeds
+	// only if no object exists at key. Otherwise it succeeds only if the
+	// object's current version equals ifVersion. When the condition fails
+	// the error wraps ErrPrecondition and nothing is written.
+	//
+	// Any other error leaves the outcome unknown: the write may or may not
+	// have taken effect. Callers must settle it by reading the object again.
+	Write(ctx context.Context, key string, data []byte, ifVersion Version) (Version, error)
+
+	// Location describes where key lives, for messages meant for people,
+	// for example "s3://bucket/locks/a". It never contains a secret.
+	Location(key string) string
+}
+
+// Driver turns a data source name into a store handle and a key.
+type Driver interface {
+	// Open parses dsn and returns the store that holds the object and the
+	// object's key within it. Open does no network I/O. It rejects unknown
+	// query parameters with an error that names them. Opening many DSNs
+	// that share an endpoint and settings should return handles sharing
+	// one client and connection pool.
+	Open(dsn string) (Store, string, error)
+}
+
+// Retryable marks err as transient: a timeout, a reset connection, a 5xx
+// answer, a rate limit. The lock protocol retries such errors (with backoff,
+// within its deadlines) without knowing which store produced them. A nil err
+// stays nil.
+func Retryable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &retryableError{err}
+}
+
+// IsRetryable reports whether err, or an error it wraps, was marked with
+// [Retryable].
+func IsRetryable(err error) bool {
+	var r *retryableError
+	return errors.As(err, &r)
+}
+
+type retryableError struct{ err error }
+
+func (e *retryableError) Error() string { return e.err.Error() }
+func (e *retryableError) Unwrap() error { return e.err }
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]Driver{}
+)
+
+// Register makes a driver available under name. It is meant to be called
+// from a driver package's init function. It panics if d is nil or if a driver
+// is already registered under name.
+func Register(name string, d Driver) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if d == nil {
+		panic("objsync/driver: Register driver is nil")
+	}
+	if _, dup := registry[name]; dup {
+		panic(fmt.Sprintf("objsync/driver: Register called twice for driver %q", name))
+	}
+	registry[name] = d
+}
+
+// Lookup returns the driver registered under name.
+func Lookup(name string) (Driver, bool) {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	d, ok := registry[name]
+	return d, ok
+}
+
+// Drivers returns the names of the registered drivers, sorted.
+func Drivers() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	names := make([]string, 0, len(registry))
+	for name := range registry {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}

@@ -1,0 +1,3 @@
+module github.com/objsync/objsync
+
+go 1.26
