@@ -1,0 +1,83 @@
+package driver_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"slices"
+	"testing"
+
+	"github.com/objsync/objsync/driver"
+)
+
+type nopDriver struct{}
+
+func (nopDriver) Open(string) (driver.Store, string, error) { return nil, "", nil }
+
+func expectPanic(t *testing.T, what string, f func()) {
+	t.Helper()
+	defer func() {
+		if recover() == nil {
+			t.Errorf("%s did not panic", what)
+		}
+	}()
+	f()
+}
+
+func TestRegister(t *testing.T) {
+	driver.Register("test-b", nopDriver{})
+	driver.Register("test-a", nopDriver{})
+	expectPanic(t, "a duplicate name", func() { driver.Register("test-a", nopDriver{}) })
+	expectPanic(t, "a nil driver", func() { driver.Register("test-nil", nil) })
+	if got := driver.Drivers(); !slices.Equal(got, []string{"test-a", "test-b"}) {
+		t.Fatalf("Drivers() = %v", got)
+	}
+	if _, ok := driver.Lookup("test-nil"); ok {
+		t.Fatal("a nil driver was registered")
+	}
+	if d, ok := driver.Lookup("test-a"); !ok || d != (nopDriver{}) {
+		t.Fatalf("Lookup = %v, %v", d, ok)
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	base := context.DeadlineExceeded
+	err := driver.Retryable(base)
+	if !driver.IsRetryable(err) || !errors.Is(err, base) || err.Error() != base.Error() {
+		t.Fatalf("Retryable(%v) = %v", base, err)
+	}
+	if driver.IsRetryable(base) || driver.Retryable(nil) != nil {
+		t.Fatal("unmarked error is retryable, or nil was wrapped")
+	}
+}
+
+func TestCheckQuery(t *testing.T) {
+	q, _ := url.ParseQuery("region=x&regoin=y&zz=1")
+	err := driver.CheckQuery(q, "region", "endpoint")
+	want := `unknown DSN parameter "regoin", "zz" (known: region, endpoint)`
+	if err == nil || err.Error() != want {
+		t.Fatalf("CheckQuery err = %v, want %s", err, want)
+	}
+	if err := driver.CheckQuery(q, "region", "regoin", "zz"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestShared(t *testing.T) {
+	var s driver.Shared[string, *int]
+	builds := 0
+	build := func() (*int, error) { builds++; v := builds; return &v, nil }
+	a, _ := s.Get("x", build)
+	for range 1000 {
+		if b, _ := s.Get("x", build); b != a {
+			t.Fatal("a second Get built a new value")
+		}
+	}
+	fail := errors.New("no")
+	if _, err := s.Get("y", func() (*int, error) { return nil, fail }); err != fail {
+		t.Fatal(err)
+	}
+	if _, err := s.Get("y", build); err != nil || builds != 2 || s.Len() != 2 {
+		t.Fatalf("after a failed build: err %v, builds %d, len %d", err, builds, s.Len())
+	}
+}
