@@ -32,10 +32,17 @@ var ErrNotExist = errors.New("object does not exist")
 var ErrPrecondition = errors.New("precondition failed")
 
 // Version identifies one state of one object. It is opaque to callers: they
-// only pass back what a store returned. A store must return a new version for
-// every successful write, even when the content is unchanged, and must never
-// give a version back to a later state of the same key (no ABA). The empty
-// Version is never a valid version; as a write condition it means "absent".
+// only pass back what a store returned. The empty Version is never a valid
+// version; as a write condition it means "absent".
+//
+// Two states with different content always have different versions. A store
+// should also return a new version for every write of identical content,
+// and most do (generations, counters); stores whose versions are hashes of
+// the content (S3 ETags, on AWS, MinIO, Ceph and R2) cannot, and there the
+// same bytes written again give the same version back. Callers that must
+// tell every write apart therefore make the content of each write unique,
+// as the lock protocol does; such stores run the conformance suite with
+// drivertest.ContentVersions.
 type Version string
 
 // Store is a handle on one bucket (or namespace, or directory) of a store.

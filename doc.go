@@ -1,0 +1,125 @@
+// Package objsync provides distributed mutexes on object storage: S3 and
+// S3-compatible stores, Google Cloud Storage, or a local directory. A team
+// that has a bucket gets safe locks with no server of its own to run.
+//
+// Choose a store by blank-importing its driver and open a lock by DSN:
+//
+//	import _ "github.com/objsync/objsync/s3"
+//
+//	mu, err := objsync.Open("s3", "s3://my-bucket/locks/nightly-report?region=eu-west-1")
+//	fence, err := mu.Lock(ctx, 15*time.Second)
+//	defer mu.Unlock(ctx)
+//	// Pass fence along with every write the lock protects; see "Fencing".
+//
+// The drivers are s3, minio, gcs, file (the local default) and mem (in
+// process, for tests). Package driver describes the small contract a store
+// implements; the protocol below is written once, here, on top of it.
+//
+// # The lock object
+//
+// A lock is one object at its key, a JSON document holding: a format
+// number; the state, held or free; the holder, a random 128-bit id drawn
+// anew for every acquisition; the fence; the holder's TTL; a sequence
+// number counting the writes made under one holder id; and, for people
+// only, the holder's value, host name, process id and wall-clock times.
+// Holder id and sequence number make the bytes of every write unique,
+// which the protocol needs on stores whose versions are content hashes.
+//
+// Every change is a conditional write. The first acquisition of a key is a
+// create-only write; every later write, whether it acquires, renews or
+// releases, is conditional on the version last read or written. Nothing
+// ever writes a lock object unconditionally, and nothing deletes it:
+// releasing writes the free state, which also keeps the fence counter.
+//
+// # Acquiring
+//
+// Lock reads the object (or, right after this process released it, starts
+// from the free state it wrote, which makes an uncontended Lock a single
+// write). If the key is absent it creates the object with fence 1. If the
+// state is free it writes a held state with the fence plus one. If another
+// holder has it, Lock waits, polling with capped, jittered exponential
+// backoff (WithBackoff), and takes over only as described under "Expiry".
+// A write that fails its condition means someone else wrote first: Lock
+// reads again and goes on.
+//
+// # Expiry without trusted clocks
+//
+// Only a bound on clock rate drift is assumed, 1%; clocks need not agree
+// on the time. A holder counts its lease as valid until the instant it
+// sent its last successful write plus the TTL less a margin of 6% (1% for
+// drift, 5% for the time between checking the lease and acting on it),
+// measured on its own monotonic clock. A contender takes over a held lock
+// only after reads have returned the same version for at least the TTL
+// plus 1%, counted on its own monotonic clock from when the first of those
+// reads returned. Its takeover is a write conditional on that version, so
+// it succeeds only if the version did not change in the meantime.
+//
+// Why this is safe: the version the contender saw was written by a request
+// the holder sent before the contender's read returned. The holder stops
+// relying on the lock at most 0.94×TTL of its clock after sending, which
+// is at most 0.95×TTL of real time; the contender waits at least 1.01×TTL
+// of its clock, at least 0.99×TTL of real time, from a later instant. A
+// renewal that lands first changes the version and defeats the takeover;
+// one that lands later fails its own condition. The wall-clock times in
+// the object are never read by the protocol: an object whose times lie by
+// hours changes nothing.
+//
+// # Renewal and loss
+//
+// While a lock is held, a goroutine renews the lease about every TTL/3
+// with a conditional write, retrying transient errors with backoff. So the
+// TTL is how long others wait after a holder dies, not a cap on how long
+// it may hold the lock. If the hold cannot be renewed, it ends as lost at
+// TTL less 11% after the last successful write was sent, 5% of the TTL
+// before the lease runs out: Done is closed and Err returns an error
+// wrapping ErrLockLost. If a renewal finds that another holder has taken
+// over, the hold ends at once the same way. WithoutRenewal gives holds
+// that end when their TTL (less the margin) runs out.
+//
+// # Lost answers
+//
+// A write whose answer is lost (a timeout or reset after sending) may or
+// may not have been applied. objsync settles every such write by reading
+// the object: if it carries this acquisition's holder id, the write
+// landed, and the lease counts from when that write (known by its
+// sequence number) was sent. If the object is unchanged it tries again;
+// if someone else's state is there, it acts on that. So a lost answer
+// never makes two holders, and never leaves a lock held by nobody alive:
+// a Lock that gives up after a write whose fate is unknown frees the lock
+// if the write landed, and otherwise the lock expires after its TTL.
+//
+// # Releasing
+//
+// Unlock stops the renewals and writes the free state conditional on the
+// version of the hold's last write. If the lock was taken over the write
+// fails its condition, the new holder's lock is untouched, and Unlock
+// returns an error wrapping ErrLockLost. Unlock without a hold returns
+// ErrNotHeld.
+//
+// # Fencing
+//
+// Each acquisition writes the previous fence plus one, conditionally, so
+// fences strictly increase across holders, takeovers, processes and
+// restarts. A lock holder can be paused (by the garbage collector, a
+// stopped VM, a slow disk) past the end of its lease without knowing; the
+// fence lets the resource it writes to reject the late writer: pass the
+// fence with every write and have the resource refuse any fence lower
+// than the highest it has seen.
+//
+// # One process, many goroutines
+//
+// Mutexes of one process opened on the same location share their view of
+// the lock and a local token. Only the goroutine holding the token
+// acquires, holds or polls: other goroutines wait locally without polling
+// the store, and on Unlock the next one tries at once, usually with a
+// single write, while waiters in other processes are still asleep.
+//
+// # What it does not do
+//
+// A lock is as good as the store's conditional writes. Some stores accept
+// the headers and ignore them (Wasabi) or refuse them (Backblaze B2);
+// objsync cannot run safely there. GCS and R2 accept about one write per
+// second to one object: locks there suit leader election and jobs that run
+// for seconds or more, not fine-grained locking. The README has the
+// compatibility table.
+package objsync

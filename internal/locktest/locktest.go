@@ -1,0 +1,516 @@
+// Package locktest is the lock protocol's test suite, written once and run
+// on every store: on mem and file by the root package's tests, and on real
+// servers by the integration tests. It needs nothing from a store but the
+// driver contract; faults are injected by a wrapping client.
+package locktest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/objsync/objsync"
+	"github.com/objsync/objsync/driver"
+)
+
+// Harness returns the store to test and a lock key in it that no other
+// call has used.
+type Harness func(t *testing.T) (store driver.Store, key string)
+
+// Run runs the lock suite.
+func Run(t *testing.T, h Harness) {
+	for _, tc := range []struct {
+		name string
+		test func(*testing.T, driver.Store, string)
+	}{
+		{"BadTTL", testBadTTL},
+		{"LockUnlock", testLockUnlock},
+		{"Cost", testCost},
+		{"ContendingClients", testContendingClients},
+		{"LocalWaiters", testLocalWaiters},
+		{"TakeoverWaitsTTL", testTakeoverWaitsTTL},
+		{"NoTakeoverWhileRenewing", testNoTakeoverWhileRenewing},
+		{"LossBeforeDeadline", testLossBeforeDeadline},
+		{"StaleUnlock", testStaleUnlock},
+		{"UnlockAfterExpiry", testUnlockAfterExpiry},
+		{"AmbiguousWrites", testAmbiguousWrites},
+		{"RefusedWrites", testRefusedWrites},
+		{"NotALock", testNotALock},
+		{"LockHonoursContext", testLockHonoursContext},
+		{"TryLockWithinProcess", testTryLockWithinProcess},
+		{"CloseReleases", testCloseReleases},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, key := h(t)
+			tc.test(t, s, key)
+		})
+	}
+}
+
+// open returns a Mutex on its own client, closed when the test ends.
+func open(t *testing.T, c *client, key string, opts ...objsync.Option) *objsync.Mutex {
+	m := objsync.NewMutex(c, key, opts...)
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func lockOrFatal(t *testing.T, m *objsync.Mutex, ttl time.Duration) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fence, err := m.Lock(ctx, ttl)
+	if err != nil {
+		t.Fatalf("Lock: %v", err)
+	}
+	return fence
+}
+
+func unlockOrFatal(t *testing.T, m *objsync.Mutex) {
+	t.Helper()
+	if err := m.Unlock(context.Background()); err != nil {
+		t.Fatalf("Unlock: %v", err)
+	}
+}
+
+func inspect(t *testing.T, m *objsync.Mutex) objsync.State {
+	t.Helper()
+	st, err := m.Inspect(context.Background())
+	if err != nil {
+		t.Fatalf("Inspect: %v", err)
+	}
+	return st
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+func testBadTTL(t *testing.T, s driver.Store, key string) {
+	m := open(t, newClient(s, "a"), key)
+	for _, ttl := range []time.Duration{0, -time.Second, 50 * time.Millisecond, 100*time.Millisecond + 500*time.Microsecond} {
+		if _, err := m.Lock(context.Background(), ttl); err == nil {
+			t.Errorf("Lock(ttl %v) succeeded", ttl)
+		}
+		if _, _, err := m.TryLock(context.Background(), ttl); err == nil {
+			t.Errorf("TryLock(ttl %v) succeeded", ttl)
+		}
+	}
+	if st := inspect(t, m); st.Exists {
+		t.Fatalf("a refused Lock wrote the object: %+v", st)
+	}
+}
+
+func testLockUnlock(t *testing.T, s driver.Store, key string) {
+	m := open(t, newClient(s, "a"), key, objsync.WithValue("worker-7"))
+	if err := m.Unlock(context.Background()); !errors.Is(err, objsync.ErrNotHeld) {
+		t.Fatalf("Unlock without a hold: %v", err)
+	}
+	if !isClosed(m.Done()) || !errors.Is(m.Err(), objsync.ErrNotHeld) || m.Fence() != 0 {
+		t.Fatal("before any hold: Done open, Err not ErrNotHeld or Fence not 0")
+	}
+	host, _ := os.Hostname()
+	for want := int64(1); want <= 3; want++ {
+		fence := lockOrFatal(t, m, time.Minute)
+		if fence != want || m.Fence() != want {
+			t.Fatalf("fence = %d, Fence() = %d, want %d", fence, m.Fence(), want)
+		}
+		done := m.Done()
+		if isClosed(done) || m.Err() != nil {
+			t.Fatalf("while held: Done closed or Err = %v", m.Err())
+		}
+		st := inspect(t, m)
+		if !st.Held || st.Fence != want || st.Value != "worker-7" || st.TTL != time.Minute ||
+			st.PID != os.Getpid() || st.Host != host || st.Holder == "" {
+			t.Fatalf("Inspect while held = %+v", st)
+		}
+		unlockOrFatal(t, m)
+		if !isClosed(done) || !errors.Is(m.Err(), objsync.ErrNotHeld) || m.Fence() != 0 {
+			t.Fatalf("after Unlock: Done open, or Err = %v, or Fence = %d", m.Err(), m.Fence())
+		}
+		if st := inspect(t, m); st.Held || st.Fence != want {
+			t.Fatalf("Inspect after Unlock = %+v", st)
+		}
+	}
+	if err := m.Unlock(context.Background()); !errors.Is(err, objsync.ErrNotHeld) {
+		t.Fatalf("second Unlock: %v", err)
+	}
+}
+
+// testCost counts store requests: after the first acquisition, an
+// uncontended Lock and Unlock cost one write each.
+func testCost(t *testing.T, s driver.Store, key string) {
+	c := newClient(s, "a")
+	m := open(t, c, key)
+	lockOrFatal(t, m, time.Minute)
+	unlockOrFatal(t, m)
+	if r, w := c.reads.Load(), c.writes.Load(); r != 1 || w != 2 {
+		t.Fatalf("first Lock+Unlock: %d reads, %d writes; want 1 and 2", r, w)
+	}
+	for range 5 {
+		c.resetCounts()
+		lockOrFatal(t, m, time.Minute)
+		unlockOrFatal(t, m)
+		if r, w := c.reads.Load(), c.writes.Load(); r != 0 || w != 2 {
+			t.Fatalf("later Lock+Unlock: %d reads, %d writes; want 0 and 2", r, w)
+		}
+	}
+}
+
+// testContendingClients has 16 clients, each its own process as far as
+// the protocol knows, take turns on one lock.
+func testContendingClients(t *testing.T, s driver.Store, key string) {
+	const clients, holds = 16, 8
+	var x exclusion
+	var wg sync.WaitGroup
+	for i := range clients {
+		m := open(t, newClient(s, fmt.Sprint(i)), key, objsync.WithBackoff(time.Millisecond, 20*time.Millisecond))
+		wg.Go(func() {
+			for range holds {
+				fence, err := m.Lock(context.Background(), time.Minute)
+				if err != nil {
+					x.fail(err)
+					return
+				}
+				x.enter(fence)
+				time.Sleep(time.Millisecond)
+				x.leave()
+				if err := m.Unlock(context.Background()); err != nil {
+					x.fail(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	x.check(t, clients*holds)
+	if last := x.fences[len(x.fences)-1]; last != clients*holds {
+		t.Fatalf("last fence %d, want %d", last, clients*holds)
+	}
+}
+
+// testLocalWaiters has 16 goroutines of one process wait on a lock held by
+// another process: only one of them polls the store, and when the lock is
+// freed they hand it on locally, one write to take and one to free.
+func testLocalWaiters(t *testing.T, s driver.Store, key string) {
+	const waiters = 16
+	other := open(t, newClient(s, "other"), key)
+	lockOrFatal(t, other, time.Minute)
+
+	local := newClient(s, "local")
+	local.latency = 2 * time.Millisecond // so that concurrent polls would overlap
+	var x exclusion
+	var wg sync.WaitGroup
+	for range waiters {
+		m := open(t, local, key, objsync.WithBackoff(time.Millisecond, 5*time.Millisecond))
+		wg.Go(func() {
+			fence, err := m.Lock(context.Background(), time.Minute)
+			if err != nil {
+				x.fail(err)
+				return
+			}
+			x.enter(fence)
+			x.leave()
+			if err := m.Unlock(context.Background()); err != nil {
+				x.fail(err)
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+	if local.writes.Load() != 0 || local.reads.Load() == 0 {
+		t.Fatalf("while held elsewhere: %d writes, %d reads", local.writes.Load(), local.reads.Load())
+	}
+	unlockOrFatal(t, other)
+	wg.Wait()
+	x.check(t, waiters)
+	if got := local.maxInFlight(); got != 1 {
+		t.Fatalf("%d requests in flight at once, want 1 poller", got)
+	}
+	if got := local.writes.Load(); got != 2*waiters {
+		t.Fatalf("%d writes for %d holds, want %d", got, waiters, 2*waiters)
+	}
+}
+
+// writeDeadHolder stores a held lock whose holder is gone, with wall-clock
+// times shifted by skew.
+func writeDeadHolder(t *testing.T, s driver.Store, key string, ttl, skew time.Duration) {
+	t.Helper()
+	at := time.Now().Add(skew).UTC().Format(time.RFC3339Nano)
+	obj := fmt.Sprintf(`{"objsync_lock":1,"state":"held","holder":"dead","fence":41,"seq":1,"ttl_ms":%d,"acquired_at":%q,"written_at":%q}`,
+		ttl.Milliseconds(), at, at)
+	if _, err := s.Write(context.Background(), key, []byte(obj), ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testTakeoverWaitsTTL: a lock whose holder is gone is taken over only
+// after the contender has seen it unchanged for the TTL and the drift
+// margin, whatever the wall-clock times in the object say.
+func testTakeoverWaitsTTL(t *testing.T, s driver.Store, key string) {
+	const ttl = 300 * time.Millisecond
+	minWait := ttl + ttl/100
+	for i, skew := range []time.Duration{-5 * time.Hour, 0, 5 * time.Hour} {
+		t.Run(fmt.Sprintf("skew %v", skew), func(t *testing.T) {
+			key := fmt.Sprintf("%s-%d", key, i)
+			writeDeadHolder(t, s, key, ttl, skew)
+			m := open(t, newClient(s, "a"), key)
+			start := time.Now()
+			if ok, _, err := m.TryLock(context.Background(), time.Minute); ok || err != nil {
+				t.Fatalf("TryLock on a fresh dead holder = %v, %v", ok, err)
+			}
+			fence := lockOrFatal(t, m, time.Minute)
+			if waited := time.Since(start); waited < minWait {
+				t.Fatalf("took over after %v, want at least %v", waited, minWait)
+			}
+			if fence != 42 {
+				t.Fatalf("fence after takeover = %d, want 42", fence)
+			}
+			unlockOrFatal(t, m)
+		})
+	}
+}
+
+// testNoTakeoverWhileRenewing: a holder that keeps renewing keeps the lock
+// for many TTLs.
+func testNoTakeoverWhileRenewing(t *testing.T, s driver.Store, key string) {
+	const ttl = 200 * time.Millisecond
+	holder := open(t, newClient(s, "holder"), key)
+	other := open(t, newClient(s, "other"), key)
+	fence := lockOrFatal(t, holder, ttl)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*ttl)
+	defer cancel()
+	if _, err := other.Lock(ctx, ttl); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Lock against a renewing holder: %v", err)
+	}
+	if holder.Err() != nil || isClosed(holder.Done()) {
+		t.Fatalf("holder lost the lock while renewing: %v", holder.Err())
+	}
+	unlockOrFatal(t, holder)
+	if got := lockOrFatal(t, other, ttl); got != fence+1 {
+		t.Fatalf("fence after hand-over = %d, want %d", got, fence+1)
+	}
+	unlockOrFatal(t, other)
+}
+
+// testLossBeforeDeadline cuts a holder off from the store: it must end
+// its hold before its lease ends, and the other client must take over
+// only after that.
+func testLossBeforeDeadline(t *testing.T, s driver.Store, key string) {
+	const ttl = time.Second
+	c := newClient(s, "holder")
+	holder := open(t, c, key)
+	other := open(t, newClient(s, "other"), key)
+	lockOrFatal(t, holder, ttl)
+	time.Sleep(ttl / 2) // at least one renewal
+	cutAt := time.Now()
+	c.set(faultCut)
+
+	fence := lockOrFatal(t, other, ttl)
+	tookOver := time.Now()
+	if !isClosed(holder.Done()) {
+		t.Fatal("another client took over while the holder still thought it held the lock")
+	}
+	if !errors.Is(holder.Err(), objsync.ErrLockLost) {
+		t.Fatalf("holder Err = %v, want ErrLockLost", holder.Err())
+	}
+	// The holder's last successful renewal was sent before the cut.
+	if lease := ttl - ttl/100 - ttl/20; tookOver.Sub(cutAt) < lease {
+		t.Fatalf("took over %v after the cut, within the holder's lease %v", tookOver.Sub(cutAt), lease)
+	}
+	c.set(faultNone)
+	if err := holder.Unlock(context.Background()); !errors.Is(err, objsync.ErrLockLost) {
+		t.Fatalf("Unlock after loss: %v", err)
+	}
+	if st := inspect(t, other); !st.Held || st.Fence != fence {
+		t.Fatalf("the lost holder's Unlock changed the new hold: %+v", st)
+	}
+	unlockOrFatal(t, other)
+}
+
+// testStaleUnlock: a holder whose lease ran out must not free the lock of
+// the client that took it over.
+func testStaleUnlock(t *testing.T, s driver.Store, key string) {
+	const ttl = 200 * time.Millisecond
+	stale := open(t, newClient(s, "stale"), key, objsync.WithoutRenewal())
+	next := open(t, newClient(s, "next"), key)
+	lockOrFatal(t, stale, ttl)
+	<-stale.Done()
+	if err := stale.Err(); !errors.Is(err, objsync.ErrLockLost) || !strings.Contains(err.Error(), "renewal is off") {
+		t.Fatalf("Err after the lease ran out = %v", err)
+	}
+	fence := lockOrFatal(t, next, time.Minute)
+	if err := stale.Unlock(context.Background()); !errors.Is(err, objsync.ErrLockLost) {
+		t.Fatalf("stale Unlock = %v, want ErrLockLost", err)
+	}
+	if st := inspect(t, next); !st.Held || st.Fence != fence || next.Err() != nil {
+		t.Fatalf("after the stale Unlock the new hold is %+v, Err %v", st, next.Err())
+	}
+	unlockOrFatal(t, next)
+}
+
+// testUnlockAfterExpiry: when nobody took over, Unlock of an expired hold
+// frees the lock but still reports the loss.
+func testUnlockAfterExpiry(t *testing.T, s driver.Store, key string) {
+	m := open(t, newClient(s, "a"), key, objsync.WithoutRenewal())
+	lockOrFatal(t, m, objsync.MinTTL)
+	<-m.Done()
+	if err := m.Unlock(context.Background()); !errors.Is(err, objsync.ErrLockLost) {
+		t.Fatalf("Unlock = %v, want ErrLockLost", err)
+	}
+	if st := inspect(t, m); st.Held {
+		t.Fatalf("lock still held after Unlock: %+v", st)
+	}
+}
+
+// testAmbiguousWrites: every write reaches the store but its answer is
+// lost. The holder id in the object settles each one.
+func testAmbiguousWrites(t *testing.T, s driver.Store, key string) {
+	const ttl = 200 * time.Millisecond
+	c := newClient(s, "a")
+	m := open(t, c, key)
+	other := open(t, newClient(s, "other"), key)
+	c.set(faultAmbiguous)
+	if fence := lockOrFatal(t, m, ttl); fence != 1 {
+		t.Fatalf("fence = %d", fence)
+	}
+	time.Sleep(3 * ttl) // renewals, all ambiguous
+	if m.Err() != nil {
+		t.Fatalf("hold ended: %v", m.Err())
+	}
+	if ok, _, err := other.TryLock(context.Background(), ttl); ok || err != nil {
+		t.Fatalf("other TryLock = %v, %v", ok, err)
+	}
+	unlockOrFatal(t, m)
+	c.set(faultNone)
+	if st := inspect(t, m); st.Held || st.Fence != 1 {
+		t.Fatalf("after Unlock: %+v", st)
+	}
+	if fence := lockOrFatal(t, other, ttl); fence != 2 {
+		t.Fatalf("next fence = %d, want 2", fence)
+	}
+	unlockOrFatal(t, other)
+}
+
+// testRefusedWrites: writes that fail without effect are retried.
+func testRefusedWrites(t *testing.T, s driver.Store, key string) {
+	c := newClient(s, "a")
+	m := open(t, c, key)
+	c.set(faultRefuseHalf)
+	for want := int64(1); want <= 3; want++ {
+		if fence := lockOrFatal(t, m, time.Minute); fence != want {
+			t.Fatalf("fence = %d, want %d", fence, want)
+		}
+		unlockOrFatal(t, m)
+	}
+}
+
+// testNotALock: objsync refuses to touch an object that is not its own.
+func testNotALock(t *testing.T, s driver.Store, key string) {
+	for i, data := range [][]byte{
+		[]byte(`{"name":"report.csv","size":12}`),
+		{0xff, 0xd8, 0xff, 0xe0, 0, 1},
+		[]byte(`{"objsync_lock":1,"state":"held","holder":"abc","fen`),
+		[]byte(`{"objsync_lock":2,"state":"held","holder":"abc","fence":3,"ttl_ms":1000}`),
+		[]byte(`{"objsync_lock":1,"state":"maybe","holder":"abc","fence":3,"ttl_ms":1000}`),
+		{},
+	} {
+		key := fmt.Sprintf("%s-%d", key, i)
+		v, err := s.Write(context.Background(), key, data, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := open(t, newClient(s, "a"), key)
+		_, lockErr := m.Lock(context.Background(), time.Minute)
+		_, _, tryErr := m.TryLock(context.Background(), time.Minute)
+		_, inspectErr := m.Inspect(context.Background())
+		for _, err := range []error{lockErr, tryErr, inspectErr} {
+			if !errors.Is(err, objsync.ErrNotLock) || !strings.Contains(err.Error(), s.Location(key)) {
+				t.Fatalf("object %q: err = %v, want ErrNotLock naming %s", data, err, s.Location(key))
+			}
+		}
+		got, gotV, err := s.Read(context.Background(), key)
+		if err != nil || !bytes.Equal(got, data) || gotV != v {
+			t.Fatalf("object %q was changed (err %v)", data, err)
+		}
+	}
+}
+
+func testLockHonoursContext(t *testing.T, s driver.Store, key string) {
+	holder := open(t, newClient(s, "holder"), key)
+	local := newClient(s, "local")
+	waiter := open(t, local, key)
+	lockOrFatal(t, holder, time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := waiter.Lock(ctx, time.Minute); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Lock with a context that ends: %v", err)
+	}
+
+	// A second goroutine of the same process waits on the first one.
+	pollCtx, stopPolling := context.WithCancel(context.Background())
+	polled := make(chan error)
+	go func() { _, err := waiter.Lock(pollCtx, time.Minute); polled <- err }()
+	time.Sleep(20 * time.Millisecond)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	if _, err := open(t, local, key).Lock(ctx2, time.Minute); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("second local Lock: %v", err)
+	}
+	stopPolling()
+	if err := <-polled; !errors.Is(err, context.Canceled) {
+		t.Fatalf("polling Lock: %v", err)
+	}
+	unlockOrFatal(t, holder)
+}
+
+func testTryLockWithinProcess(t *testing.T, s driver.Store, key string) {
+	c := newClient(s, "a")
+	a, b := open(t, c, key), open(t, c, key)
+	if ok, fence, err := a.TryLock(context.Background(), time.Minute); !ok || fence != 1 || err != nil {
+		t.Fatalf("TryLock = %v, %d, %v", ok, fence, err)
+	}
+	c.resetCounts()
+	if ok, _, err := b.TryLock(context.Background(), time.Minute); ok || err != nil {
+		t.Fatalf("TryLock while held in this process = %v, %v", ok, err)
+	}
+	if n := c.reads.Load() + c.writes.Load(); n != 0 {
+		t.Fatalf("TryLock against a local holder made %d requests", n)
+	}
+	if err := b.Unlock(context.Background()); !errors.Is(err, objsync.ErrNotHeld) {
+		t.Fatalf("Unlock of a Mutex that does not hold: %v", err)
+	}
+	unlockOrFatal(t, a)
+	if ok, fence, err := b.TryLock(context.Background(), time.Minute); !ok || fence != 2 || err != nil {
+		t.Fatalf("TryLock after Unlock = %v, %d, %v", ok, fence, err)
+	}
+	unlockOrFatal(t, b)
+}
+
+func testCloseReleases(t *testing.T, s driver.Store, key string) {
+	c := newClient(s, "a")
+	m := objsync.NewMutex(c, key)
+	lockOrFatal(t, m, time.Minute)
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !isClosed(m.Done()) {
+		t.Fatal("Done open after Close")
+	}
+	if _, err := m.Lock(context.Background(), time.Minute); !errors.Is(err, objsync.ErrClosed) {
+		t.Fatalf("Lock after Close: %v", err)
+	}
+	other := open(t, newClient(s, "other"), key)
+	if ok, _, err := other.TryLock(context.Background(), time.Minute); !ok || err != nil {
+		t.Fatalf("Close did not free the lock: %v", err)
+	}
+	unlockOrFatal(t, other)
+}

@@ -1,0 +1,100 @@
+package objsync
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/objsync/objsync/driver"
+)
+
+// lockFormat is the version of the lock object's layout. A reader refuses
+// objects of a newer format rather than guess at them.
+const lockFormat = 1
+
+const (
+	stateHeld = "held"
+	stateFree = "free"
+)
+
+// lockObject is what is stored at a lock's key, as JSON. Only Holder, Seq,
+// Fence, TTL and State take part in the protocol; the wall-clock times,
+// host and process id are there for people and are never trusted.
+type lockObject struct {
+	Format int    `json:"objsync_lock"`
+	State  string `json:"state"`
+	// Holder is a random id, new for every acquisition attempt. In the free
+	// state it is the id of whoever freed the lock.
+	Holder string `json:"holder"`
+	Fence  int64  `json:"fence"`
+	// Seq counts the writes made under one Holder. With Holder it makes the
+	// content of every write unique, which the protocol needs on stores
+	// whose versions are hashes of the content, and it tells which of
+	// several attempts landed when answers were lost.
+	Seq        int64     `json:"seq"`
+	TTLMillis  int64     `json:"ttl_ms"`
+	Value      string    `json:"value,omitempty"`
+	Host       string    `json:"host,omitempty"`
+	PID        int       `json:"pid,omitempty"`
+	AcquiredAt time.Time `json:"acquired_at"`
+	WrittenAt  time.Time `json:"written_at"`
+}
+
+func (o *lockObject) ttl() time.Duration { return time.Duration(o.TTLMillis) * time.Millisecond }
+
+func (o *lockObject) held() bool { return o.State == stateHeld }
+
+func (o *lockObject) encode() []byte {
+	data, err := json.Marshal(o)
+	if err != nil {
+		panic(err) // only strings, integers and times: cannot fail
+	}
+	return data
+}
+
+// decodeLock parses a stored lock object. Anything that is not a lock of a
+// format this code knows is ErrNotLock, with the reason.
+func decodeLock(data []byte) (lockObject, error) {
+	var probe struct {
+		Format *int `json:"objsync_lock"`
+	}
+	if err := json.Unmarshal(data, &probe); err != nil {
+		return lockObject{}, fmt.Errorf("%w: not JSON (%d bytes)", ErrNotLock, len(data))
+	}
+	switch {
+	case probe.Format == nil:
+		return lockObject{}, fmt.Errorf("%w: a JSON document without the objsync_lock field", ErrNotLock)
+	case *probe.Format > lockFormat:
+		return lockObject{}, fmt.Errorf("%w: format %d, written by a newer objsync (this one reads format %d)", ErrNotLock, *probe.Format, lockFormat)
+	case *probe.Format < lockFormat:
+		return lockObject{}, fmt.Errorf("%w: unknown format %d", ErrNotLock, *probe.Format)
+	}
+	var o lockObject
+	if err := json.Unmarshal(data, &o); err != nil {
+		return lockObject{}, fmt.Errorf("%w: %v", ErrNotLock, err)
+	}
+	switch {
+	case o.State != stateHeld && o.State != stateFree:
+		return lockObject{}, fmt.Errorf("%w: unknown state %q", ErrNotLock, o.State)
+	case o.Holder == "" || o.Fence < 1:
+		return lockObject{}, fmt.Errorf("%w: no holder or fence", ErrNotLock)
+	case o.held() && o.TTLMillis <= 0:
+		return lockObject{}, fmt.Errorf("%w: held without a ttl", ErrNotLock)
+	}
+	return o, nil
+}
+
+// snapshot is one state of a lock key as last read or written.
+type snapshot struct {
+	exists  bool
+	version driver.Version
+	obj     lockObject
+}
+
+// fence is the fence of the state, 0 for a key never written.
+func (s *snapshot) fence() int64 {
+	if !s.exists {
+		return 0
+	}
+	return s.obj.Fence
+}

@@ -1,0 +1,123 @@
+package objsync
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/objsync/objsync/driver"
+)
+
+var (
+	// ErrNotHeld is returned by Unlock when this Mutex holds no lock, and
+	// by Err when no hold is current because none was taken or the last
+	// one was released.
+	ErrNotHeld = errors.New("objsync: lock not held")
+
+	// ErrLockLost means a hold ended without Unlock: its lease ran out
+	// before it could be renewed, or another holder took the lock over
+	// (after the lease expired, or through a forced unlock). Err and
+	// Unlock return it wrapped with the reason.
+	ErrLockLost = errors.New("objsync: lock lost")
+
+	// ErrNotLock means the object at the lock's key is not an objsync
+	// lock: another document, a truncated one, or one of a newer format.
+	// objsync leaves such an object as it is.
+	ErrNotLock = errors.New("objsync: object is not an objsync lock")
+)
+
+// MinTTL is the shortest lease Lock accepts. Below it the safety margins
+// and the renewal cadence leave no time for a store request.
+const MinTTL = 100 * time.Millisecond
+
+// Drivers returns the names of the registered drivers, sorted.
+func Drivers() []string { return driver.Drivers() }
+
+// Open returns a Mutex for the lock that dsn names, on the driver
+// registered as driverName. It validates the DSN but does no network I/O.
+// Mutexes opened on the same location in one process share their polling
+// and their view of the lock (see the package documentation).
+func Open(driverName, dsn string, opts ...Option) (*Mutex, error) {
+	d, ok := driver.Lookup(driverName)
+	if !ok {
+		return nil, fmt.Errorf("objsync: unknown driver %q (forgotten import?)", driverName)
+	}
+	store, key, err := d.Open(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("objsync: %w", err)
+	}
+	return NewMutex(store, key, opts...), nil
+}
+
+// An Option configures a Mutex.
+type Option func(*options)
+
+type options struct {
+	renew      bool
+	value      string
+	logger     *slog.Logger
+	minBackoff time.Duration
+	maxBackoff time.Duration
+}
+
+func defaultOptions() options {
+	return options{
+		renew:      true,
+		logger:     slog.New(slog.DiscardHandler),
+		minBackoff: 20 * time.Millisecond,
+		maxBackoff: time.Second,
+	}
+}
+
+// WithoutRenewal turns off the background renewal of leases: a hold ends
+// when its TTL runs out (less the safety margin), as in objsync v0.2.
+func WithoutRenewal() Option { return func(o *options) { o.renew = false } }
+
+// WithValue sets the holder value stored in the lock object while this
+// Mutex holds it: who holds the lock, in the caller's terms (an address, a
+// job id). Others read it with Inspect.
+func WithValue(v string) Option { return func(o *options) { o.value = v } }
+
+// WithLogger sets where the Mutex reports acquisitions, failed renewals and
+// losses. By default it logs nothing.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithBackoff sets how Lock polls a lock held by someone else: it waits
+// min, then doubles the wait up to max, each wait jittered. The defaults are
+// 20ms and 1s. A waiter also wakes when the holder's lease would have
+// expired, so max bounds the delay after that, not the wait itself.
+func WithBackoff(min, max time.Duration) Option {
+	return func(o *options) {
+		o.minBackoff, o.maxBackoff = min, max
+	}
+}
+
+// State is a lock as stored, returned by Inspect.
+type State struct {
+	// Exists is false if the lock was never acquired: no object exists.
+	Exists bool
+	// Held reports whether the object says the lock is held. A holder
+	// that died still appears to hold it until someone takes it over.
+	Held bool
+	// Holder is the id of the current (or, when free, the last) holder.
+	Holder string
+	// Value is the holder's value (see WithValue).
+	Value string
+	// Fence is the fencing token of the current or last hold.
+	Fence int64
+	// TTL is the holder's lease.
+	TTL time.Duration
+	// Host and PID say where the holder ran; AcquiredAt and RenewedAt are
+	// its wall-clock times. They are for people: the protocol never uses
+	// them.
+	Host       string
+	PID        int
+	AcquiredAt time.Time
+	RenewedAt  time.Time
+	// Unchanged is how long this process has seen the object unchanged,
+	// counted on its own monotonic clock from the first read that
+	// returned this state. A held lock unchanged for longer than TTL has
+	// a holder that stopped renewing.
+	Unchanged time.Duration
+}
