@@ -1,0 +1,286 @@
+// Package minio is the objsync driver for MinIO and other S3-compatible
+// stores, built on minio-go. Importing it registers the driver under the name
+// "minio".
+//
+// # DSN
+//
+//	minio://[ACCESS_KEY:SECRET_KEY@]HOST[:PORT]/BUCKET/KEY[?PARAM=VALUE&...]
+//
+// HOST[:PORT] is the server; without a port, 443 or 80 according to secure.
+// BUCKET is the first path segment and KEY the rest, percent-decoded, so it
+// may contain slashes ("minio://h:9000/b/locks/a" is key "locks/a"). Both are
+// required. A '?' or '#' in a key must be written %3F or %23, and so must
+// reserved characters in the keys, for example '/' as %2F and '@' as %40.
+//
+// Parameters, all optional; any other parameter is an error:
+//
+//   - secure: "false" to speak plain HTTP. Default: true (HTTPS).
+//   - region: the signing region. Default: asked of the server once per
+//     bucket (GetBucketLocation) and cached; MinIO's own default is
+//     "us-east-1".
+//
+// Examples:
+//
+//	minio://minio.internal:9000/locks/deploy
+//	minio://127.0.0.1:9000/locks/job-42?secure=false&region=us-east-1
+//	minio://AKIAEXAMPLE:wJalrXUtnFEMI%2FK7MDENG@127.0.0.1:9000/locks/a?secure=false
+//
+// # Credentials
+//
+// When the DSN has user information, its access key and secret key are used,
+// and both are required. Otherwise the first of these that yields a key is
+// used, at the first request: MINIO_ROOT_USER and MINIO_ROOT_PASSWORD, then
+// MINIO_ACCESS_KEY and MINIO_SECRET_KEY; AWS_ACCESS_KEY_ID (or AWS_ACCESS_KEY),
+// AWS_SECRET_ACCESS_KEY (or AWS_SECRET_KEY) and AWS_SESSION_TOKEN; the mc
+// config file (~/.mc/config.json, alias MINIO_ALIAS or "s3"); the AWS shared
+// config and credentials files (profile AWS_PROFILE or "default"); the AWS
+// container, web identity and EC2 instance role endpoints. With none,
+// requests are anonymous.
+// The secret key never appears in an error, a Location or a String.
+//
+// # Behaviour
+//
+// Opening DSNs does no network I/O, and all DSNs naming the same server,
+// secure, region and credentials share one client.
+//
+// Versions are ETags without their quotes. Create-only writes send
+// "If-None-Match: *"; replacing writes send "If-Match" with the ETag
+// unquoted, because Ceph RGW rejects the quoted form that minio-go sends.
+// minio-go adds no request checksums here: trailing-header checksums stay
+// off, and the payload is signed with its SHA-256 rather than streamed.
+//
+// ETags of single-part uploads are the MD5 of the content, so writing the
+// same bytes twice yields the same version: callers must make each write's
+// content unique if they rely on versions never repeating.
+package minio
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/s3utils"
+
+	"github.com/objsync/objsync/driver"
+)
+
+func init() {
+	driver.Register("minio", minioDriver{})
+}
+
+type minioDriver struct{}
+
+// settings is everything a DSN says about the client, and so the key under
+// which clients are shared. It lives only in that key, never in a store,
+// so that printing a store cannot show the secret.
+type settings struct {
+	host      string // host[:port], lower case
+	secure    bool
+	region    string
+	accessKey string // with secretKey, from the DSN; empty: the chain
+	secretKey string
+}
+
+// clients holds one client per distinct settings.
+var clients driver.Shared[settings, *minio.Core]
+
+// Open implements driver.Driver.
+func (minioDriver) Open(dsn string) (driver.Store, string, error) {
+	bucket, key, set, err := parseDSN(dsn)
+	if err != nil {
+		return nil, "", fmt.Errorf("minio: invalid DSN: %w", err)
+	}
+	client, err := clients.Get(set, func() (*minio.Core, error) { return newClient(set) })
+	if err != nil {
+		// minio-go's errors here name the endpoint only.
+		return nil, "", fmt.Errorf("minio: %w", err)
+	}
+	return &store{client: client, host: set.host, bucket: bucket}, key, nil
+}
+
+// parseDSN splits a DSN into bucket, key and client settings. Its errors
+// never quote the DSN, which may hold a secret key.
+func parseDSN(dsn string) (bucket, key string, set settings, err error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err
+		}
+		return "", "", settings{}, err
+	}
+	switch {
+	case u.Scheme != "minio":
+		return "", "", settings{}, fmt.Errorf("scheme must be minio, not %q", u.Scheme)
+	case u.Opaque != "":
+		return "", "", settings{}, errors.New("want minio://HOST[:PORT]/BUCKET/KEY")
+	case u.Fragment != "" || strings.HasSuffix(dsn, "#"):
+		return "", "", settings{}, errors.New("unexpected '#'; write it %23 in a key")
+	case u.Host == "":
+		return "", "", settings{}, errors.New("missing host")
+	}
+	set.host = strings.ToLower(u.Host)
+	bucket, key, _ = strings.Cut(strings.TrimPrefix(u.Path, "/"), "/")
+	if bucket == "" {
+		return "", "", settings{}, errors.New("missing bucket")
+	}
+	if err := s3utils.CheckValidBucketName(bucket); err != nil {
+		return "", "", settings{}, fmt.Errorf("bucket %q: %w", bucket, err)
+	}
+	if key == "" {
+		return "", "", settings{}, errors.New("missing key")
+	}
+	if u.User != nil {
+		set.accessKey = u.User.Username()
+		set.secretKey, _ = u.User.Password()
+		if set.accessKey == "" || set.secretKey == "" {
+			return "", "", settings{}, errors.New("user information must be ACCESS_KEY:SECRET_KEY, both non-empty")
+		}
+	}
+
+	q := u.Query()
+	if err := driver.CheckQuery(q, "secure", "region"); err != nil {
+		return "", "", settings{}, err
+	}
+	set.secure = true
+	if s := q.Get("secure"); s != "" {
+		if set.secure, err = strconv.ParseBool(s); err != nil {
+			return "", "", settings{}, fmt.Errorf("secure must be true or false, not %q", s)
+		}
+	}
+	set.region = q.Get("region")
+	return bucket, key, set, nil
+}
+
+func newClient(set settings) (*minio.Core, error) {
+	var creds *credentials.Credentials
+	if set.accessKey != "" {
+		creds = credentials.NewStaticV4(set.accessKey, set.secretKey, "")
+	} else {
+		creds = credentials.NewChainCredentials([]credentials.Provider{
+			&credentials.EnvMinio{},
+			&credentials.EnvAWS{},
+			&credentials.FileMinioClient{},
+			&credentials.FileAWSCredentials{},
+			&credentials.IAM{},
+		})
+	}
+	transport, err := minio.DefaultTransport(set.secure)
+	if err != nil {
+		return nil, err
+	}
+	return minio.NewCore(set.host, &minio.Options{
+		Creds:     creds,
+		Secure:    set.secure,
+		Region:    set.region,
+		Transport: &unquoteIfMatch{next: transport, creds: creds},
+		// The lock protocol retries transient errors itself, and a write
+		// retried here could turn a success whose answer was lost into a
+		// precondition failure. 1 means a single attempt.
+		MaxRetries: 1,
+	})
+}
+
+// store is a bucket reached through a shared client.
+type store struct {
+	client *minio.Core
+	host   string
+	bucket string
+}
+
+// Location implements driver.Store.
+func (s *store) Location(key string) string {
+	return "minio://" + s.host + "/" + s.bucket + "/" + key
+}
+
+// String describes the store without its credentials.
+func (s *store) String() string {
+	return "minio://" + s.host + "/" + s.bucket
+}
+
+// Read implements driver.Store.
+func (s *store) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
+	body, info, _, err := s.client.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, "", s.readError(key, err)
+	}
+	defer body.Close()
+	data, err := io.ReadAll(body)
+	if err != nil {
+		return nil, "", s.readError(key, err)
+	}
+	if info.ETag == "" {
+		return nil, "", fmt.Errorf("read %s: the store sent no ETag", s.Location(key))
+	}
+	return data, driver.Version(info.ETag), nil
+}
+
+// Conflict retries: S3 answers 409 ConditionalRequestConflict when another
+// conditional write to the key is in flight. The rejected write did not take
+// effect, so it is safe to send again; after that many tries the error is
+// left to the lock protocol as transient.
+const (
+	conflictRetries = 3
+	conflictBackoff = 20 * time.Millisecond
+)
+
+// Write implements driver.Store.
+func (s *store) Write(ctx context.Context, key string, data []byte, ifVersion driver.Version) (driver.Version, error) {
+	// DisableContentSha256 turns off the streaming signature; the payload is
+	// signed with its SHA-256 instead, which every S3 server accepts.
+	opts := minio.PutObjectOptions{DisableContentSha256: true}
+	if ifVersion == "" {
+		opts.SetMatchETagExcept("*")
+	} else {
+		if !isETag(string(ifVersion)) {
+			return "", fmt.Errorf("write %s: version %q is not an ETag: %w", s.Location(key), ifVersion, driver.ErrPrecondition)
+		}
+		opts.SetMatchETag(string(ifVersion)) // quoted by minio-go; see unquoteIfMatch
+	}
+	sum := sha256.Sum256(data)
+	for attempt := 0; ; attempt++ {
+		info, err := s.client.PutObject(ctx, s.bucket, key, bytes.NewReader(data), int64(len(data)), "", hex.EncodeToString(sum[:]), opts)
+		if err == nil {
+			if info.ETag == "" {
+				return "", fmt.Errorf("write %s: the store sent no ETag", s.Location(key))
+			}
+			return driver.Version(info.ETag), nil
+		}
+		if minio.ToErrorResponse(err).Code != "ConditionalRequestConflict" || attempt == conflictRetries {
+			return "", s.writeError(key, ifVersion, err)
+		}
+		if err := sleep(ctx, conflictBackoff<<attempt); err != nil {
+			return "", fmt.Errorf("write %s: %w", s.Location(key), err)
+		}
+	}
+}
+
+// sleep waits for about d, with jitter so that writers that collided do not
+// collide again, or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d/2 + rand.N(d))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// isETag reports whether v can be sent alone in If-Match. A version this
+// driver returned always can; "*" or a list would match other objects.
+func isETag(v string) bool {
+	return v != "" && v != "*" && !strings.ContainsAny(v, "\", \t")
+}

@@ -1,0 +1,313 @@
+// Package s3 is the objsync driver for Amazon S3 and S3-compatible stores
+// (MinIO, Ceph RGW, Cloudflare R2), built on aws-sdk-go-v2. Importing it
+// registers the driver under the name "s3".
+//
+// # DSN
+//
+//	s3://BUCKET/KEY[?PARAM=VALUE&...]
+//
+// BUCKET is the bucket name and KEY the object key: everything after the
+// first slash, percent-decoded, so it may contain further slashes
+// ("s3://b/locks/a" is key "locks/a"). Both are required. A '?' or '#' in a
+// key must be written %3F or %23. User information ("s3://user:pass@...") is
+// rejected: credentials never belong in the DSN.
+//
+// Parameters, all optional; any other parameter is an error:
+//
+//   - region: the signing region, e.g. "eu-west-1". Default: AWS_REGION or
+//     the profile's region; if neither is set, "us-east-1".
+//   - endpoint: base URL of an S3-compatible server, http or https, e.g.
+//     "http://127.0.0.1:9000" or "https://ACCOUNT.r2.cloudflarestorage.com".
+//     Default: the SDK's choice (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the
+//     profile's endpoint_url, else Amazon S3 for the region).
+//   - path_style: "true" to address the bucket in the path
+//     (http://host/BUCKET/KEY) rather than in the host name
+//     (http://BUCKET.host/KEY). Default: true when endpoint is given,
+//     since most S3-compatible servers need it, false otherwise.
+//   - profile: the shared config profile to load (~/.aws/config,
+//     ~/.aws/credentials). Default: AWS_PROFILE, else "default".
+//
+// Examples:
+//
+//	s3://my-bucket/locks/deploy
+//	s3://my-bucket/locks/deploy?region=eu-west-1&profile=ops
+//	s3://locks/job-42?endpoint=http://127.0.0.1:9000&region=us-east-1
+//	s3://locks/job-42?endpoint=https://ACCOUNT.r2.cloudflarestorage.com&region=auto
+//
+// # Credentials
+//
+// Credentials come from the SDK's default chain, in its order: the
+// environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN),
+// the shared config and credentials files for the profile (static keys, SSO,
+// assumed roles, credential_process), web identity tokens, the ECS container
+// endpoint and the EC2 instance role. They are resolved at the first request,
+// not when a DSN is opened.
+//
+// # Behaviour
+//
+// Opening DSNs does no network I/O, and all DSNs with the same region,
+// endpoint, path_style and profile share one client. The environment and
+// config files are read when the first of them is opened.
+//
+// Versions are ETags without their quotes. Create-only writes send
+// "If-None-Match: *"; replacing writes send "If-Match" with the unquoted ETag,
+// because Ceph RGW rejects the quoted form. The SDK's default CRC32 request
+// checksums are turned off, as several S3-compatible stores reject them.
+//
+// S3 ETags of single-part uploads are the MD5 of the content, so writing the
+// same bytes twice yields the same version: callers must make each write's
+// content unique if they rely on versions never repeating.
+//
+// The credentials need s3:GetObject, s3:PutObject and s3:ListBucket on the
+// bucket: without s3:ListBucket, Amazon S3 answers 403 rather than 404 for a
+// missing object, which reads as "access denied".
+package s3
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/objsync/objsync/driver"
+)
+
+func init() {
+	driver.Register("s3", s3Driver{})
+}
+
+type s3Driver struct{}
+
+// settings is everything a DSN says about the client, and so the key under
+// which clients are shared.
+type settings struct {
+	region    string
+	endpoint  string
+	pathStyle bool
+	profile   string
+}
+
+// clients holds one client per distinct settings.
+var clients driver.Shared[settings, *s3.Client]
+
+// Open implements driver.Driver.
+func (s3Driver) Open(dsn string) (driver.Store, string, error) {
+	bucket, key, set, err := parseDSN(dsn)
+	if err != nil {
+		return nil, "", fmt.Errorf("s3: invalid DSN: %w", err)
+	}
+	client, err := clients.Get(set, func() (*s3.Client, error) { return newClient(set) })
+	if err != nil {
+		return nil, "", fmt.Errorf("s3: %w", err)
+	}
+	return &store{client: client, bucket: bucket}, key, nil
+}
+
+// parseDSN splits a DSN into bucket, key and client settings. Its errors
+// never quote the DSN, which might hold a secret put there by mistake.
+func parseDSN(dsn string) (bucket, key string, set settings, err error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err
+		}
+		return "", "", settings{}, err
+	}
+	switch {
+	case u.Scheme != "s3":
+		return "", "", settings{}, fmt.Errorf("scheme must be s3, not %q", u.Scheme)
+	case u.Opaque != "":
+		return "", "", settings{}, errors.New("want s3://BUCKET/KEY")
+	case u.User != nil:
+		return "", "", settings{}, errors.New("credentials do not belong in the DSN; use the environment or a profile")
+	case u.Fragment != "" || strings.HasSuffix(dsn, "#"):
+		return "", "", settings{}, errors.New("unexpected '#'; write it %23 in a key")
+	case u.Port() != "":
+		return "", "", settings{}, errors.New("a bucket name has no port; use the endpoint parameter")
+	case u.Host == "":
+		return "", "", settings{}, errors.New("missing bucket")
+	}
+	key = strings.TrimPrefix(u.Path, "/")
+	if key == "" {
+		return "", "", settings{}, errors.New("missing key")
+	}
+
+	q := u.Query()
+	if err := driver.CheckQuery(q, "region", "endpoint", "path_style", "profile"); err != nil {
+		return "", "", settings{}, err
+	}
+	set = settings{region: q.Get("region"), profile: q.Get("profile")}
+	if e := q.Get("endpoint"); e != "" {
+		if set.endpoint, err = normalizeEndpoint(e); err != nil {
+			return "", "", settings{}, err
+		}
+		set.pathStyle = true
+	}
+	if p := q.Get("path_style"); p != "" {
+		if set.pathStyle, err = strconv.ParseBool(p); err != nil {
+			return "", "", settings{}, fmt.Errorf("path_style must be true or false, not %q", p)
+		}
+	}
+	return u.Host, key, set, nil
+}
+
+// normalizeEndpoint checks an endpoint URL and returns it in one spelling, so
+// that equivalent spellings share a client.
+func normalizeEndpoint(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", errors.New("endpoint must be an http:// or https:// URL with a host")
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", errors.New("endpoint must not have user information, a query or a fragment")
+	}
+	u.Host = strings.ToLower(u.Host)
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	u.RawPath = ""
+	return u.String(), nil
+}
+
+func newClient(set settings) (*s3.Client, error) {
+	opts := []func(*config.LoadOptions) error{
+		// The lock protocol retries transient errors itself, and a write
+		// retried here could turn a success whose answer was lost into a
+		// precondition failure. So the SDK never retries.
+		config.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
+		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
+		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
+	}
+	if set.region != "" {
+		opts = append(opts, config.WithRegion(set.region))
+	}
+	if set.profile != "" {
+		opts = append(opts, config.WithSharedConfigProfile(set.profile))
+	}
+	// Loading reads only the environment and files: nothing to cancel.
+	cfg, err := config.LoadDefaultConfig(context.Background(), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("loading AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+		if set.endpoint != "" {
+			o.BaseEndpoint = aws.String(set.endpoint)
+		}
+		o.UsePathStyle = set.pathStyle
+	}), nil
+}
+
+// store is a bucket reached through a shared client.
+type store struct {
+	client *s3.Client
+	bucket string
+}
+
+// Location implements driver.Store.
+func (s *store) Location(key string) string {
+	return "s3://" + s.bucket + "/" + key
+}
+
+// Read implements driver.Store.
+func (s *store) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{
+		Bucket: aws.String(s.bucket),
+		Key:    aws.String(key),
+	})
+	if err != nil {
+		return nil, "", s.readError(key, err)
+	}
+	defer out.Body.Close()
+	data, err := io.ReadAll(out.Body)
+	if err != nil {
+		return nil, "", s.readError(key, err)
+	}
+	etag := unquote(aws.ToString(out.ETag))
+	if etag == "" {
+		return nil, "", fmt.Errorf("read %s: the store sent no ETag", s.Location(key))
+	}
+	return data, driver.Version(etag), nil
+}
+
+// Conflict retries: S3 answers 409 ConditionalRequestConflict when another
+// conditional write to the key is in flight. The rejected write did not take
+// effect, so it is safe to send again; after that many tries the error is
+// left to the lock protocol as transient.
+const (
+	conflictRetries = 3
+	conflictBackoff = 20 * time.Millisecond
+)
+
+// Write implements driver.Store.
+func (s *store) Write(ctx context.Context, key string, data []byte, ifVersion driver.Version) (driver.Version, error) {
+	in := &s3.PutObjectInput{
+		Bucket:        aws.String(s.bucket),
+		Key:           aws.String(key),
+		ContentLength: aws.Int64(int64(len(data))),
+	}
+	if ifVersion == "" {
+		in.IfNoneMatch = aws.String("*")
+	} else {
+		if !isETag(string(ifVersion)) {
+			return "", fmt.Errorf("write %s: version %q is not an ETag: %w", s.Location(key), ifVersion, driver.ErrPrecondition)
+		}
+		// Unquoted: Ceph RGW compares the header verbatim (Ceph bug 64439).
+		in.IfMatch = aws.String(string(ifVersion))
+	}
+	for attempt := 0; ; attempt++ {
+		in.Body = bytes.NewReader(data)
+		out, err := s.client.PutObject(ctx, in)
+		if err == nil {
+			etag := unquote(aws.ToString(out.ETag))
+			if etag == "" {
+				return "", fmt.Errorf("write %s: the store sent no ETag", s.Location(key))
+			}
+			return driver.Version(etag), nil
+		}
+		if errorCode(err) != "ConditionalRequestConflict" || attempt == conflictRetries {
+			return "", s.writeError(key, ifVersion, err)
+		}
+		if err := sleep(ctx, conflictBackoff<<attempt); err != nil {
+			return "", fmt.Errorf("write %s: %w", s.Location(key), err)
+		}
+	}
+}
+
+// sleep waits for about d, with jitter so that writers that collided do not
+// collide again, or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d/2 + rand.N(d))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// unquote strips the quotes that S3 puts around ETags.
+func unquote(etag string) string {
+	if len(etag) >= 2 && etag[0] == '"' && etag[len(etag)-1] == '"' {
+		return etag[1 : len(etag)-1]
+	}
+	return etag
+}
+
+// isETag reports whether v can be sent alone in If-Match. A version this
+// driver returned always can; "*" or a list would match other objects.
+func isETag(v string) bool {
+	return v != "" && v != "*" && !strings.ContainsAny(v, "\", \t")
+}
