@@ -281,15 +281,15 @@ func (m *Mutex) read(ctx context.Context) (*snapshot, error) {
 	}
 }
 
-// release writes the free state over snap, a state held under a. It
-// returns nil once the lock is free, and ErrLockLost if someone else holds
-// it.
+// release writes the free state, signed with a's holder id, over snap. It
+// returns nil once the lock is free, and ErrLockLost if someone else's
+// state is there.
 func (m *Mutex) release(ctx context.Context, a *attempt, snap *snapshot) error {
 	b := m.newBackoff()
 	for {
 		now := time.Now()
 		obj := snap.obj
-		obj.State, obj.Seq, obj.WrittenAt = stateFree, a.next(now), now.UTC()
+		obj.State, obj.Holder, obj.Seq, obj.WrittenAt = stateFree, a.id, a.next(now), now.UTC()
 		v, err := m.store.Write(ctx, m.key, obj.encode(), snap.version)
 		if err == nil {
 			m.shared.wrote(&snapshot{exists: true, version: v, obj: obj})
@@ -416,15 +416,49 @@ func (m *Mutex) Fence() int64 {
 // Inspect reads the lock object and returns what it says.
 func (m *Mutex) Inspect(ctx context.Context) (State, error) {
 	cur, err := m.read(ctx)
-	if err != nil || !cur.exists {
+	if err != nil {
 		return State{}, err
+	}
+	return m.state(cur), nil
+}
+
+func (m *Mutex) state(cur *snapshot) State {
+	if !cur.exists {
+		return State{}
 	}
 	o := cur.obj
 	return State{
 		Exists: true, Held: o.held(), Holder: o.Holder, Value: o.Value, Fence: o.Fence,
 		TTL: o.ttl(), Host: o.Host, PID: o.PID, AcquiredAt: o.AcquiredAt, RenewedAt: o.WrittenAt,
 		Unchanged: m.shared.unchanged(cur),
-	}, nil
+	}
+}
+
+// Break frees the lock whoever holds it, with a write conditional on the
+// state it read, and returns that state. A lock that is free or absent is
+// left alone and its state returned with ErrNotHeld.
+//
+// Break is for people repairing a stuck lock (objsync unlock --force), not
+// for programs: the holder learns of it only at its next renewal, and its
+// work may still be running until then. Fencing tokens are what protect
+// the resource from that holder.
+func (m *Mutex) Break(ctx context.Context) (State, error) {
+	cur, err := m.read(ctx)
+	if err != nil {
+		return State{}, err
+	}
+	st := m.state(cur)
+	if !st.Held {
+		return st, fmt.Errorf("objsync: break %s: %w", m.loc, ErrNotHeld)
+	}
+	if err := m.release(ctx, newAttempt(), cur); err != nil {
+		if errors.Is(err, ErrLockLost) {
+			return st, fmt.Errorf("objsync: break %s: the lock changed while breaking it; nothing was written: %w", m.loc, err)
+		}
+		return st, err
+	}
+	m.log.Warn("objsync: lock broken", "holder", st.Holder, "fence", st.Fence)
+	return st, nil
 }
 
 func (m *Mutex) isClosed() bool {

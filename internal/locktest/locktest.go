@@ -45,6 +45,7 @@ func Run(t *testing.T, h Harness) {
 		{"LockHonoursContext", testLockHonoursContext},
 		{"TryLockWithinProcess", testTryLockWithinProcess},
 		{"CloseReleases", testCloseReleases},
+		{"Break", testBreak},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, key := h(t)
@@ -513,4 +514,37 @@ func testCloseReleases(t *testing.T, s driver.Store, key string) {
 		t.Fatalf("Close did not free the lock: %v", err)
 	}
 	unlockOrFatal(t, other)
+}
+
+// testBreak: a broken lock is free for others at once; its holder learns
+// of it at its next renewal and its Unlock leaves the new holder alone.
+func testBreak(t *testing.T, s driver.Store, key string) {
+	const ttl = 300 * time.Millisecond
+	holder := open(t, newClient(s, "holder"), key, objsync.WithValue("stuck job"))
+	breaker := open(t, newClient(s, "breaker"), key)
+	if _, err := breaker.Break(context.Background()); !errors.Is(err, objsync.ErrNotHeld) {
+		t.Fatalf("Break of a lock never taken: %v", err)
+	}
+	fence := lockOrFatal(t, holder, ttl)
+	st, err := breaker.Break(context.Background())
+	if err != nil || !st.Held || st.Fence != fence || st.Value != "stuck job" {
+		t.Fatalf("Break = %+v, %v", st, err)
+	}
+	if got := lockOrFatal(t, breaker, ttl); got != fence+1 {
+		t.Fatalf("fence after Break = %d, want %d", got, fence+1)
+	}
+	<-holder.Done()
+	if !errors.Is(holder.Err(), objsync.ErrLockLost) {
+		t.Fatalf("holder Err after Break = %v", holder.Err())
+	}
+	if err := holder.Unlock(context.Background()); !errors.Is(err, objsync.ErrLockLost) {
+		t.Fatalf("holder Unlock after Break = %v", err)
+	}
+	if breaker.Err() != nil {
+		t.Fatalf("the broken holder's Unlock ended the new hold: %v", breaker.Err())
+	}
+	unlockOrFatal(t, breaker)
+	if _, err := breaker.Break(context.Background()); !errors.Is(err, objsync.ErrNotHeld) {
+		t.Fatalf("Break of a free lock: %v", err)
+	}
 }
