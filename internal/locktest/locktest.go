@@ -33,6 +33,7 @@ func Run(t *testing.T, h Harness) {
 		{"LockUnlock", testLockUnlock},
 		{"Cost", testCost},
 		{"ContendingClients", testContendingClients},
+		{"RaceForNewKey", testRaceForNewKey},
 		{"LocalWaiters", testLocalWaiters},
 		{"TakeoverWaitsTTL", testTakeoverWaitsTTL},
 		{"NoTakeoverWhileRenewing", testNoTakeoverWhileRenewing},
@@ -196,6 +197,42 @@ func testContendingClients(t *testing.T, s driver.Store, key string) {
 	x.check(t, clients*holds)
 	if last := x.fences[len(x.fences)-1]; last != clients*holds {
 		t.Fatalf("last fence %d, want %d", last, clients*holds)
+	}
+}
+
+// testRaceForNewKey has 16 clients try at once to take a lock whose object
+// was never created: exactly one gets it, with fence 1.
+func testRaceForNewKey(t *testing.T, s driver.Store, key string) {
+	const clients = 16
+	var (
+		start   = make(chan struct{})
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		winners []int64
+		errs    []error
+	)
+	for i := range clients {
+		m := open(t, newClient(s, fmt.Sprint(i)), key)
+		wg.Go(func() {
+			<-start
+			ok, fence, err := m.TryLock(context.Background(), time.Minute)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if ok {
+				winners = append(winners, fence)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("%d TryLocks failed, first: %v", len(errs), errs[0])
+	}
+	if len(winners) != 1 || winners[0] != 1 {
+		t.Fatalf("winners' fences %v, want exactly one, fence 1", winners)
 	}
 }
 
@@ -546,5 +583,44 @@ func testBreak(t *testing.T, s driver.Store, key string) {
 	unlockOrFatal(t, breaker)
 	if _, err := breaker.Break(context.Background()); !errors.Is(err, objsync.ErrNotHeld) {
 		t.Fatalf("Break of a free lock: %v", err)
+	}
+}
+
+// RunRestart holds a lock while restart restarts the store's server
+// (keeping its data), then has another client contend for the lock for
+// three TTLs. Whatever the timing, the holder either kept the lock by
+// renewing after the restart, and then nobody else got it, or it reported
+// the loss before anyone else got it.
+func RunRestart(t *testing.T, s driver.Store, key string, restart func(t *testing.T)) {
+	const ttl = 3 * time.Second
+	holder := open(t, newClient(s, "holder"), key)
+	contender := open(t, newClient(s, "contender"), key)
+	fence := lockOrFatal(t, holder, ttl)
+	restart(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*ttl)
+	defer cancel()
+	got, err := contender.Lock(ctx, ttl)
+	switch {
+	case err == nil:
+		if !isClosed(holder.Done()) {
+			t.Fatal("two holders: the contender got the lock while the holder's hold was in force")
+		}
+		if !errors.Is(holder.Err(), objsync.ErrLockLost) || got <= fence {
+			t.Fatalf("holder Err = %v, contender fence %d after %d", holder.Err(), got, fence)
+		}
+		t.Logf("the holder reported the loss (%v); the contender took over with fence %d", holder.Err(), got)
+		unlockOrFatal(t, contender)
+	case errors.Is(err, context.DeadlineExceeded):
+		if holder.Err() != nil {
+			t.Fatalf("the holder lost the lock (%v), yet nobody could take it for %v", holder.Err(), 3*ttl)
+		}
+		if st := inspect(t, contender); !st.Held || st.Fence != fence {
+			t.Fatalf("after the restart the lock is %+v, want held with fence %d", st, fence)
+		}
+		t.Logf("the holder renewed after the restart and kept the lock")
+		unlockOrFatal(t, holder)
+	default:
+		t.Fatalf("contender Lock: %v", err)
 	}
 }
