@@ -11,16 +11,18 @@ import (
 )
 
 // hold is one acquisition of the lock, from the write that took it to
-// Unlock or loss. While the renewal goroutine runs it owns snap and sentAt;
-// after stopRenewal they belong to Unlock.
+// Unlock or loss.
 type hold struct {
 	m     *Mutex
 	a     *attempt
 	fence int64
 	ttl   time.Duration
 
-	snap   *snapshot // the state last written under this hold
-	sentAt time.Time // when the write that made snap was sent
+	// writeMu is held by whoever writes under this hold: the renewals,
+	// Proclaim and Unlock. It guards a, snap and sentAt.
+	writeMu sync.Mutex
+	snap    *snapshot // the state last written under this hold
+	sentAt  time.Time // when the write that made snap was sent
 
 	unlocking bool // guarded by m.mu
 
@@ -45,7 +47,15 @@ func (m *Mutex) newHold(a *attempt, snap *snapshot, ttl time.Duration) *hold {
 
 // noticeAt is the instant, on this process's monotonic clock, at which a
 // hold that could not renew ends as lost: a guard before its lease ends.
+// The caller holds writeMu.
 func (h *hold) noticeAt() time.Time { return h.sentAt.Add(lossNotice(h.ttl)) }
+
+// lastSent returns when the last successful write of the hold was sent.
+func (h *hold) lastSent() time.Time {
+	h.writeMu.Lock()
+	defer h.writeMu.Unlock()
+	return h.sentAt
+}
 
 // Err returns nil while the hold is in force, and why it ended afterwards.
 func (h *hold) Err() error {
@@ -65,10 +75,12 @@ func (h *hold) end(err error) {
 	})
 }
 
-func (h *hold) lost(format string, args ...any) {
+// lost ends the hold as lost and returns the error it ended with.
+func (h *hold) lost(format string, args ...any) error {
 	err := fmt.Errorf("%w: %s: %s", ErrLockLost, h.m.loc, fmt.Sprintf(format, args...))
 	h.m.log.Warn("objsync: lock lost", "fence", h.fence, "err", err)
 	h.end(err)
+	return h.Err()
 }
 
 // stopRenewal stops the renewal goroutine and waits for it to exit.
@@ -85,15 +97,15 @@ func (h *hold) run() {
 	ctx := h.ctx
 	for {
 		if !h.m.opts.renew {
-			if sleepUntil(ctx, h.noticeAt()) == nil {
+			if sleepUntil(ctx, h.lastSent().Add(lossNotice(h.ttl))) == nil {
 				h.lost("the lease of %v ran out (renewal is off)", h.ttl)
 			}
 			return
 		}
-		if sleepUntil(ctx, h.sentAt.Add(h.ttl/3)) != nil {
+		if sleepUntil(ctx, h.lastSent().Add(h.ttl/3)) != nil {
 			return
 		}
-		if !h.renew(ctx) {
+		if h.update(ctx, nil) != nil {
 			return
 		}
 	}
@@ -103,42 +115,50 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 	return sleep(ctx, time.Until(t))
 }
 
-// renew extends the lease with a conditional write of the held state. It
-// retries transient failures until the lease runs out, reading the object
-// back after every failure to learn whether the write landed. It returns
-// false when the hold is over: lost, or stopped by Unlock.
-func (h *hold) renew(ctx context.Context) bool {
+// update writes the held state again, changed by change if it is not nil,
+// which also extends the lease. It retries transient failures until the
+// lease runs out, reading the object back after every failure to learn
+// whether the write landed. It returns nil on success, ctx's error if ctx
+// ended first, and the hold's error if the hold ended.
+func (h *hold) update(ctx context.Context, change func(*lockObject)) error {
+	h.writeMu.Lock()
+	defer h.writeMu.Unlock()
+	if err := h.Err(); err != nil {
+		return err
+	}
 	b := backoff{min: max(h.ttl/50, time.Millisecond), max: h.ttl / 10}
 	for {
 		deadline, cancel := context.WithDeadline(ctx, h.noticeAt())
-		ok, other, err := h.renewOnce(deadline)
+		ok, other, err := h.writeOnce(deadline, change)
 		cancel()
 		switch {
 		case ok:
-			return true
+			return nil
 		case ctx.Err() != nil:
-			return false // Unlock stopped us
+			return ctx.Err()
 		case other != nil:
-			h.lost("%s", describeOther(other))
-			return false
+			return h.lost("%s", describeOther(other))
 		case !time.Now().Before(h.noticeAt()):
-			h.lost("could not renew within the lease: %v", err)
-			return false
+			return h.lost("could not renew within the lease: %v", err)
 		}
 		h.m.log.Debug("objsync: renewal failed, retrying", "fence", h.fence, "err", err)
-		if sleep(ctx, min(b.next(), time.Until(h.noticeAt()))) != nil {
-			return false
+		if err := sleep(ctx, min(b.next(), time.Until(h.noticeAt()))); err != nil {
+			return err
 		}
 	}
 }
 
-// renewOnce tries one renewal write and, if its outcome is not plainly a
-// success, one read to settle it. It reports success, or the state of
-// another holder that ended this hold, or the error to retry after.
-func (h *hold) renewOnce(ctx context.Context) (ok bool, other *snapshot, err error) {
+// writeOnce tries one write of the held state and, if its outcome is not
+// plainly a success, one read to settle it. It reports success, or the
+// state of another holder that ended this hold, or the error to retry
+// after.
+func (h *hold) writeOnce(ctx context.Context, change func(*lockObject)) (ok bool, other *snapshot, err error) {
 	now := time.Now()
 	obj := h.snap.obj
 	obj.Seq, obj.WrittenAt = h.a.next(now), now.UTC()
+	if change != nil {
+		change(&obj)
+	}
 	v, err := h.m.store.Write(ctx, h.m.key, obj.encode(), h.snap.version)
 	if err == nil {
 		h.adopt(&snapshot{exists: true, version: v, obj: obj})

@@ -362,9 +362,11 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	m.mu.Unlock()
 
 	h.stopRenewal()
+	h.writeMu.Lock() // waits for a Proclaim under way
 	lost := h.Err()
 	err := m.release(ctx, h.a, h.snap)
 	h.end(fmt.Errorf("%w: released by Unlock", ErrNotHeld))
+	h.writeMu.Unlock()
 	m.shared.leave()
 	if lost != nil {
 		return lost

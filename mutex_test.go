@@ -27,6 +27,19 @@ func TestFile(t *testing.T) {
 	})
 }
 
+func TestElectionMem(t *testing.T) {
+	locktest.RunElection(t, func(t *testing.T) (driver.Store, string) {
+		return mem.Namespace("electiontest"), t.Name()
+	})
+}
+
+func TestElectionFile(t *testing.T) {
+	dir := t.TempDir()
+	locktest.RunElection(t, func(t *testing.T) (driver.Store, string) {
+		return file.NewStore(dir), strings.ReplaceAll(t.Name(), "/", "_")
+	})
+}
+
 func TestOpenErrors(t *testing.T) {
 	_, err := objsync.Open("nope", "nope://x")
 	if err == nil || err.Error() != `objsync: unknown driver "nope" (forgotten import?)` {

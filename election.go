@@ -1,0 +1,175 @@
+package objsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrNoLeader is returned by Leader when nobody leads: the lock is free,
+// was never taken, or its holder has stopped renewing.
+var ErrNoLeader = errors.New("objsync: no leader")
+
+// DefaultElectionTTL is the lease of a leader unless WithLeaderTTL says
+// otherwise: how long followers wait for a leader that died.
+const DefaultElectionTTL = 15 * time.Second
+
+// Election elects one leader among the candidates that campaign on the same
+// lock, on top of a Mutex: the leader is the lock's holder, its value the
+// holder value, and each term's fencing token tells terms apart.
+type Election struct {
+	mu  *Mutex
+	ttl time.Duration
+}
+
+// An ElectionOption configures an Election.
+type ElectionOption func(*Election)
+
+// WithLeaderTTL sets the leader's lease (DefaultElectionTTL by default): a
+// leader that stops renewing is replaced after about this long.
+func WithLeaderTTL(ttl time.Duration) ElectionOption {
+	return func(e *Election) { e.ttl = ttl }
+}
+
+// NewElection returns an election held on mu's lock. The Election uses mu
+// for its campaigns: do not lock mu yourself.
+func NewElection(mu *Mutex, opts ...ElectionOption) *Election {
+	e := &Election{mu: mu, ttl: DefaultElectionTTL}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
+}
+
+// Leader describes the current leader.
+type Leader struct {
+	// Value is what the leader campaigned or last proclaimed with.
+	Value string
+	// Fence is the term's fencing token: it grows with every new term.
+	Fence int64
+	// Since is the wall-clock time at which the term began, by the
+	// leader's clock: for people, not for comparisons across hosts.
+	Since time.Time
+	// Holder is the term's holder id; Host and PID say where it runs.
+	Holder string
+	Host   string
+	PID    int
+}
+
+// Campaign blocks until this candidate leads, or ctx ends, and returns the
+// term's fencing token. While it leads, its lease renews itself; Done and
+// Err of the Mutex say when and why leadership ended.
+func (e *Election) Campaign(ctx context.Context, value string) (int64, error) {
+	h, err := e.mu.lock(ctx, e.ttl, value, true)
+	if err != nil {
+		return 0, err
+	}
+	return h.fence, nil
+}
+
+// Proclaim changes the leader's value without giving up leadership. It
+// returns ErrNotHeld if this candidate does not lead, and an error wrapping
+// ErrLockLost if leadership turned out to be lost.
+func (e *Election) Proclaim(ctx context.Context, value string) error {
+	h := e.mu.current()
+	if h == nil {
+		return ErrNotHeld
+	}
+	return h.update(ctx, func(o *lockObject) { o.Value = value })
+}
+
+// Resign gives up leadership, so that another candidate can lead within one
+// polling interval. Like Unlock, it returns ErrNotHeld if this candidate
+// does not lead, and an error wrapping ErrLockLost if it had lost
+// leadership already.
+func (e *Election) Resign(ctx context.Context) error { return e.mu.Unlock(ctx) }
+
+// Leader returns the current leader, or ErrNoLeader.
+func (e *Election) Leader(ctx context.Context) (Leader, error) {
+	cur, err := e.mu.read(ctx)
+	if err != nil {
+		return Leader{}, err
+	}
+	return e.leaderOf(cur)
+}
+
+func (e *Election) leaderOf(cur *snapshot) (Leader, error) {
+	if !cur.exists || !cur.obj.held() || e.mu.shared.unchanged(cur) >= takeoverAfter(cur.obj.ttl()) {
+		return Leader{}, ErrNoLeader
+	}
+	o := cur.obj
+	return Leader{Value: o.Value, Fence: o.Fence, Since: o.AcquiredAt, Holder: o.Holder, Host: o.Host, PID: o.PID}, nil
+}
+
+// Observe returns a channel that receives the leader each time it changes
+// (a new term, or a new value proclaimed), in term order, until ctx ends;
+// then the channel is closed. It polls the store at the Mutex's maximum
+// backoff (1s by default). A reader that falls behind receives the latest
+// leader, not every intermediate one: the channel holds one value.
+func (e *Election) Observe(ctx context.Context) <-chan Leader {
+	ch := make(chan Leader, 1)
+	go func() {
+		defer close(ch)
+		var last Leader
+		for {
+			cur, err := e.mu.read(ctx)
+			if err == nil {
+				l, lerr := e.leaderOf(cur)
+				newer := l.Fence > last.Fence || (l.Fence == last.Fence && l.Value != last.Value)
+				if lerr == nil && newer {
+					last = l
+					replace(ch, l)
+				}
+			} else if ctx.Err() == nil {
+				e.mu.log.Debug("objsync: observe: read failed", "err", err)
+			}
+			if sleep(ctx, e.mu.opts.maxBackoff) != nil {
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// replace puts v in ch, a channel of capacity one, dropping a value the
+// reader has not taken yet. Only one goroutine sends on ch.
+func replace(ch chan Leader, v Leader) {
+	select {
+	case <-ch:
+	default:
+	}
+	ch <- v
+}
+
+// Run campaigns with value, then calls fn with a context that is cancelled
+// the moment leadership is lost (or ctx ends), resigns when fn returns, and
+// returns fn's error. If leadership was lost while fn ran, the error also
+// wraps ErrLockLost. If ctx ends before this candidate leads, Run returns
+// ctx's error without calling fn.
+func (e *Election) Run(ctx context.Context, value string, fn func(ctx context.Context) error) error {
+	if _, err := e.Campaign(ctx, value); err != nil {
+		return err
+	}
+	leading, cancel := context.WithCancel(ctx)
+	done := e.mu.Done()
+	go func() {
+		select {
+		case <-done:
+			cancel()
+		case <-leading.Done():
+		}
+	}()
+	err := fn(leading)
+	cancel()
+	lost := e.mu.Err()
+	resignCtx, cancelResign := context.WithTimeout(context.WithoutCancel(ctx), leaseValidity(e.ttl))
+	defer cancelResign()
+	if rerr := e.Resign(resignCtx); rerr != nil && !errors.Is(rerr, ErrLockLost) {
+		err = errors.Join(err, fmt.Errorf("objsync: resign: %w", rerr))
+	}
+	if errors.Is(lost, ErrLockLost) {
+		return errors.Join(lost, err)
+	}
+	return err
+}

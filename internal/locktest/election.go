@@ -1,0 +1,261 @@
+package locktest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/objsync/objsync"
+	"github.com/objsync/objsync/driver"
+)
+
+// electionTTL is short so that the suite's takeovers take a fraction of a
+// second.
+const electionTTL = 300 * time.Millisecond
+
+// RunElection runs the election suite.
+func RunElection(t *testing.T, h Harness) {
+	for _, tc := range []struct {
+		name string
+		test func(*testing.T, driver.Store, string)
+	}{
+		{"CampaignProclaimResign", testCampaignProclaimResign},
+		{"DeadLeaderReplaced", testDeadLeaderReplaced},
+		{"Observe", testObserve},
+		{"RunEndsWithLeadership", testRunEndsWithLeadership},
+		{"OneLeaderAmongFive", testOneLeaderAmongFive},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, key := h(t)
+			tc.test(t, s, key)
+		})
+	}
+}
+
+// candidate is one process's part in an election.
+type candidate struct {
+	*objsync.Election
+	m *objsync.Mutex
+	c *client
+}
+
+// newCandidate returns a candidate on its own client.
+func newCandidate(t *testing.T, s driver.Store, key, name string) candidate {
+	c := newClient(s, name)
+	m := open(t, c, key, objsync.WithBackoff(time.Millisecond, 20*time.Millisecond))
+	return candidate{objsync.NewElection(m, objsync.WithLeaderTTL(electionTTL)), m, c}
+}
+
+func campaignOrFatal(t *testing.T, e candidate, value string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fence, err := e.Campaign(ctx, value)
+	if err != nil {
+		t.Fatalf("Campaign(%q): %v", value, err)
+	}
+	return fence
+}
+
+func leaderOrFatal(t *testing.T, e candidate) objsync.Leader {
+	t.Helper()
+	l, err := e.Leader(context.Background())
+	if err != nil {
+		t.Fatalf("Leader: %v", err)
+	}
+	return l
+}
+
+func testCampaignProclaimResign(t *testing.T, s driver.Store, key string) {
+	a, b := newCandidate(t, s, key, "a"), newCandidate(t, s, key, "b")
+	if _, err := b.Leader(context.Background()); !errors.Is(err, objsync.ErrNoLeader) {
+		t.Fatalf("Leader before any campaign: %v", err)
+	}
+	if err := a.Proclaim(context.Background(), "x"); !errors.Is(err, objsync.ErrNotHeld) {
+		t.Fatalf("Proclaim by a follower: %v", err)
+	}
+	fence := campaignOrFatal(t, a, "a at 10.0.0.1")
+	if l := leaderOrFatal(t, b); l.Value != "a at 10.0.0.1" || l.Fence != fence {
+		t.Fatalf("Leader = %+v", l)
+	}
+	if err := a.Proclaim(context.Background(), "a at 10.0.0.2"); err != nil {
+		t.Fatal(err)
+	}
+	if l := leaderOrFatal(t, b); l.Value != "a at 10.0.0.2" || l.Fence != fence {
+		t.Fatalf("Leader after Proclaim = %+v", l)
+	}
+	time.Sleep(electionTTL) // renewals keep the proclaimed value
+	if l := leaderOrFatal(t, b); l.Value != "a at 10.0.0.2" {
+		t.Fatalf("Leader after renewals = %+v", l)
+	}
+
+	elected := make(chan int64)
+	go func() { f, _ := b.Campaign(context.Background(), "b"); elected <- f }()
+	if err := a.Resign(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-elected; got != fence+1 {
+		t.Fatalf("b's fence = %d, want %d", got, fence+1)
+	}
+	if l := leaderOrFatal(t, a); l.Value != "b" {
+		t.Fatalf("Leader after hand-over = %+v", l)
+	}
+	if err := b.Resign(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Leader(context.Background()); !errors.Is(err, objsync.ErrNoLeader) {
+		t.Fatalf("Leader after Resign: %v", err)
+	}
+}
+
+// testDeadLeaderReplaced cuts the leader off: another candidate leads only
+// after the cut-off leader has stopped believing it leads.
+func testDeadLeaderReplaced(t *testing.T, s driver.Store, key string) {
+	a, b := newCandidate(t, s, key, "a"), newCandidate(t, s, key, "b")
+	fenceA := campaignOrFatal(t, a, "a")
+	a.c.set(faultCut)
+	fenceB := campaignOrFatal(t, b, "b")
+	if !isClosed(a.m.Done()) || !errors.Is(a.m.Err(), objsync.ErrLockLost) {
+		t.Fatalf("b leads while a still believes it does (a.Err = %v)", a.m.Err())
+	}
+	if fenceB != fenceA+1 {
+		t.Fatalf("fence after takeover = %d, want %d", fenceB, fenceA+1)
+	}
+	if l := leaderOrFatal(t, b); l.Value != "b" {
+		t.Fatalf("Leader = %+v", l)
+	}
+}
+
+func testObserve(t *testing.T, s driver.Store, key string) {
+	a, b := newCandidate(t, s, key, "a"), newCandidate(t, s, key, "b")
+	observer := newCandidate(t, s, key, "observer")
+	ctx, cancel := context.WithCancel(context.Background())
+	changes := observer.Observe(ctx)
+
+	var seen []objsync.Leader
+	next := func() {
+		t.Helper()
+		select {
+		case l := <-changes:
+			seen = append(seen, l)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no change observed after %v", seen)
+		}
+	}
+	campaignOrFatal(t, a, "a")
+	next()
+	if err := a.Proclaim(context.Background(), "a2"); err != nil {
+		t.Fatal(err)
+	}
+	next()
+	elected := make(chan error)
+	go func() { _, err := b.Campaign(context.Background(), "b"); elected <- err }()
+	if err := a.Resign(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-elected; err != nil {
+		t.Fatal(err)
+	}
+	next()
+	if err := b.Resign(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	for l := range changes { // closed once ctx ends
+		seen = append(seen, l)
+	}
+	var got []string
+	for _, l := range seen {
+		got = append(got, fmt.Sprintf("%s@%d", l.Value, l.Fence))
+	}
+	if want := "[a@1 a2@1 b@2]"; fmt.Sprint(got) != want {
+		t.Fatalf("observed %v, want %s", got, want)
+	}
+}
+
+// testRunEndsWithLeadership: Run's function sees its context cancelled
+// when leadership is lost, and Run returns its error wrapped with the loss.
+func testRunEndsWithLeadership(t *testing.T, s driver.Store, key string) {
+	a, b := newCandidate(t, s, key, "a"), newCandidate(t, s, key, "b")
+	errFn := errors.New("stopped")
+	started := make(chan struct{})
+	ran := make(chan error)
+	go func() {
+		ran <- a.Run(context.Background(), "a", func(ctx context.Context) error {
+			close(started)
+			<-ctx.Done()
+			return errFn
+		})
+	}()
+	<-started
+	a.c.set(faultCut)
+	err := <-ran
+	if !errors.Is(err, errFn) || !errors.Is(err, objsync.ErrLockLost) {
+		t.Fatalf("Run = %v, want the function's error and ErrLockLost", err)
+	}
+	a.c.set(faultNone)
+	campaignOrFatal(t, b, "b")
+	if err := b.Resign(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	// A function that returns on its own: Run resigns and returns nil.
+	if err := a.Run(context.Background(), "a", func(context.Context) error { return nil }); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if _, err := b.Leader(context.Background()); !errors.Is(err, objsync.ErrNoLeader) {
+		t.Fatalf("Run did not resign: Leader err = %v", err)
+	}
+}
+
+// testOneLeaderAmongFive has five candidates run terms in turn while the
+// leader is cut off now and then: at no moment do two of them lead, and
+// terms' fences grow.
+func testOneLeaderAmongFive(t *testing.T, s driver.Store, key string) {
+	const candidates, terms = 5, 15
+	var x exclusion
+	var mu sync.Mutex
+	count := 0
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range candidates {
+		e := newCandidate(t, s, key, fmt.Sprint(i))
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				err := e.Run(ctx, fmt.Sprint(i), func(lctx context.Context) error {
+					x.enter(e.m.Fence())
+					defer x.leave()
+					mu.Lock()
+					count++
+					term := count
+					mu.Unlock()
+					if term >= terms {
+						cancel()
+					}
+					if term%3 == 0 {
+						e.c.set(faultCut) // this leader dies
+						<-lctx.Done()
+						e.c.set(faultNone)
+						return nil
+					}
+					time.Sleep(10 * time.Millisecond)
+					return nil
+				})
+				if err != nil && !errors.Is(err, objsync.ErrLockLost) && ctx.Err() == nil {
+					x.fail(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if x.err != nil {
+		t.Fatal(x.err)
+	}
+	if len(x.fences) < terms {
+		t.Fatalf("%d terms, want at least %d", len(x.fences), terms)
+	}
+}
