@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,10 +25,6 @@ const processHolds = 25
 // runRole runs a child process's part and returns its exit code.
 func runRole(role string) int {
 	lock, journal := os.Getenv("OBJSYNC_TEST_LOCK"), os.Getenv("OBJSYNC_TEST_JOURNAL")
-	if role != "contend" {
-		fmt.Fprintf(os.Stderr, "unknown role %q\n", role)
-		return 2
-	}
 	m, err := objsync.Open("file", lock, objsync.WithBackoff(time.Millisecond, 20*time.Millisecond))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -39,22 +37,76 @@ func runRole(role string) int {
 		return 1
 	}
 	defer j.Close()
+	switch role {
+	case "contend":
+		err = contend(m, j)
+	case "elect":
+		err = elect(m, j)
+	default:
+		err = fmt.Errorf("unknown role %q", role)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func contend(m *objsync.Mutex, j *os.File) error {
 	for range processHolds {
 		fence, err := m.Lock(context.Background(), 10*time.Second)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
+			return err
 		}
 		// One write(2) per line on an O_APPEND file: lines never mix.
 		fmt.Fprintf(j, "enter %d %d\n", fence, os.Getpid())
 		time.Sleep(time.Millisecond)
 		fmt.Fprintf(j, "leave %d %d\n", fence, os.Getpid())
 		if err := m.Unlock(context.Background()); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
+			return err
 		}
 	}
-	return 0
+	return nil
+}
+
+// electionTTL is the leaders' lease in the election processes.
+const electionTTL = 500 * time.Millisecond
+
+// elect campaigns once and leads until SIGTERM, journalling its term.
+func elect(m *objsync.Mutex, j *os.File) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	e := objsync.NewElection(m, objsync.WithLeaderTTL(electionTTL))
+	err := e.Run(ctx, strconv.Itoa(os.Getpid()), func(lctx context.Context) error {
+		fmt.Fprintf(j, "lead %d %d\n", m.Fence(), os.Getpid())
+		<-lctx.Done()
+		fmt.Fprintf(j, "end %d %d\n", m.Fence(), os.Getpid())
+		return nil
+	})
+	if ctx.Err() != nil {
+		return nil // asked to stop, while leading or before
+	}
+	return err
+}
+
+func startRole(t *testing.T, role, lock, journal string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), roleEnv+"="+role, "OBJSYNC_TEST_LOCK="+lock, "OBJSYNC_TEST_JOURNAL="+journal)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+func newJournal(t *testing.T) (dir, journal string) {
+	dir = t.TempDir()
+	journal = dir + "/journal"
+	if err := os.WriteFile(journal, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, journal
 }
 
 // TestProcessesContend has 4 processes take turns on a file lock and
@@ -62,20 +114,10 @@ func runRole(role string) int {
 // matching its enter, and fences must rise by one each time.
 func TestProcessesContend(t *testing.T) {
 	const processes = 4
-	dir := t.TempDir()
-	journal := dir + "/journal"
-	if err := os.WriteFile(journal, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir, journal := newJournal(t)
 	var cmds []*exec.Cmd
 	for range processes {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), roleEnv+"=contend", "OBJSYNC_TEST_LOCK="+dir+"/lock", "OBJSYNC_TEST_JOURNAL="+journal)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		cmds = append(cmds, cmd)
+		cmds = append(cmds, startRole(t, "contend", dir+"/lock", journal))
 	}
 	for _, cmd := range cmds {
 		if err := cmd.Wait(); err != nil {
@@ -105,5 +147,77 @@ func TestProcessesContend(t *testing.T) {
 	}
 	if want := 2 * processes * processHolds; line != want {
 		t.Fatalf("journal has %d lines, want %d", line, want)
+	}
+}
+
+// TestElectionProcesses has five candidate processes. The test watches the
+// leader with Observe and kills the first two leaders with SIGKILL, then
+// stops the next three with SIGTERM, which makes them resign. Each time a
+// new leader must follow with the next fence, and the journal must show
+// that no term began before the previous one ended, unless its leader was
+// killed.
+func TestElectionProcesses(t *testing.T) {
+	const candidates = 5
+	dir, journal := newJournal(t)
+	procs := map[int]*exec.Cmd{}
+	for range candidates {
+		cmd := startRole(t, "elect", dir+"/lock", journal)
+		procs[cmd.Process.Pid] = cmd
+	}
+	t.Cleanup(func() {
+		for _, cmd := range procs {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	m, err := objsync.Open("file", dir+"/lock", objsync.WithBackoff(time.Millisecond, 10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	leaders := objsync.NewElection(m).Observe(ctx)
+	killed := map[int64]bool{}
+	for term := int64(1); term <= candidates; term++ {
+		l, ok := <-leaders
+		if !ok {
+			t.Fatalf("no leader for term %d", term)
+		}
+		if l.Fence != term {
+			t.Fatalf("leader %+v, want fence %d", l, term)
+		}
+		pid, _ := strconv.Atoi(l.Value)
+		cmd := procs[pid]
+		if term <= 2 {
+			cmd.Process.Kill()
+			killed[term] = true
+		} else {
+			cmd.Process.Signal(syscall.SIGTERM)
+		}
+		if err := cmd.Wait(); err != nil && term > 2 {
+			t.Fatalf("leader %d after SIGTERM: %v", pid, err)
+		}
+		delete(procs, pid)
+	}
+
+	data, err := os.ReadFile(journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for term := int64(1); term <= candidates; term++ {
+		want = append(want, fmt.Sprintf("lead %d", term))
+		if !killed[term] {
+			want = append(want, fmt.Sprintf("end %d", term))
+		}
+	}
+	var got []string
+	for line := range strings.Lines(string(data)) {
+		f := strings.Fields(line)
+		got = append(got, f[0]+" "+f[1])
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("journal %v, want %v", got, want)
 	}
 }
