@@ -14,11 +14,15 @@ import (
 	"github.com/objsync/objsync/mem"
 )
 
-func TestMem(t *testing.T) {
-	locktest.Run(t, func(t *testing.T) (driver.Store, string) {
-		return mem.Namespace("locktest"), t.Name()
-	})
+// freshMem returns an empty mem namespace for the test, also when tests
+// run more than once (-count).
+func freshMem(t *testing.T) (driver.Store, string) {
+	s := mem.Namespace(t.Name())
+	s.Reset()
+	return s, "lock"
 }
+
+func TestMem(t *testing.T) { locktest.Run(t, freshMem) }
 
 func TestFile(t *testing.T) {
 	dir := t.TempDir()
@@ -27,11 +31,7 @@ func TestFile(t *testing.T) {
 	})
 }
 
-func TestElectionMem(t *testing.T) {
-	locktest.RunElection(t, func(t *testing.T) (driver.Store, string) {
-		return mem.Namespace("electiontest"), t.Name()
-	})
-}
+func TestElectionMem(t *testing.T) { locktest.RunElection(t, freshMem) }
 
 func TestElectionFile(t *testing.T) {
 	dir := t.TempDir()
@@ -67,9 +67,10 @@ func lockOrFatal(t *testing.T, m *objsync.Mutex) int64 {
 // TestRateLimitedStore: a store that allows one write per key per interval
 // (as GCS and R2 do) slows Lock and Unlock down but fails neither.
 func TestRateLimitedStore(t *testing.T) {
-	s := mem.Namespace(t.Name())
+	store, key := freshMem(t)
+	s := store.(*mem.Store)
 	s.SetWriteInterval(150 * time.Millisecond)
-	m := objsync.NewMutex(s, "k")
+	m := objsync.NewMutex(s, key)
 	defer m.Close()
 	for want := int64(1); want <= 3; want++ {
 		if fence := lockOrFatal(t, m); fence != want {

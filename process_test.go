@@ -189,6 +189,8 @@ func TestElectionProcesses(t *testing.T) {
 		}
 		pid, _ := strconv.Atoi(l.Value)
 		cmd := procs[pid]
+		// The leader journals its term just after it is elected.
+		waitForLine(t, journal, fmt.Sprintf("lead %d %d\n", term, pid))
 		if term <= 2 {
 			cmd.Process.Kill()
 			killed[term] = true
@@ -220,4 +222,19 @@ func TestElectionProcesses(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("journal %v, want %v", got, want)
 	}
+}
+
+// waitForLine waits until the file holds line.
+func waitForLine(t *testing.T, path, line string) {
+	t.Helper()
+	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(5 * time.Millisecond) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(data), line) {
+			return
+		}
+	}
+	t.Fatalf("%s never held %q", path, line)
 }
