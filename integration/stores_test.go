@@ -1,0 +1,108 @@
+package integration
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/objsync/objsync/driver"
+	"github.com/objsync/objsync/driver/drivertest"
+	"github.com/objsync/objsync/internal/locktest"
+
+	_ "github.com/objsync/objsync/gcs"
+	_ "github.com/objsync/objsync/minio"
+	_ "github.com/objsync/objsync/s3"
+)
+
+// storeUnderTest is one driver on one server: how to make the DSN of a key,
+// and what the conformance suite may expect of it.
+type storeUnderTest struct {
+	driver  string
+	dsn     func(key string) string
+	restart func(t *testing.T)
+	opts    []drivertest.Option
+}
+
+// TestDriversOnMinIO runs the s3 and minio drivers against MinIO.
+func TestDriversOnMinIO(t *testing.T) { testS3Server(t, StartMinIO(t)) }
+
+// TestDriversOnCeph runs the s3 and minio drivers against Ceph RGW.
+func TestDriversOnCeph(t *testing.T) { testS3Server(t, StartCeph(t)) }
+
+func testS3Server(t *testing.T, srv S3Server) {
+	t.Logf("%s %s at %s", srv.Kind, srv.Version, srv.Endpoint)
+	// The s3 driver takes credentials from the SDK's chain; the
+	// environment comes first in it. No instance metadata lookups.
+	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	host := strings.TrimPrefix(srv.Endpoint, "http://")
+	restart := func(t *testing.T) { srv.Restart(t) }
+	// ETags are MD5 sums of the content on both servers.
+	contentVersions := []drivertest.Option{drivertest.ContentVersions()}
+	for _, st := range []storeUnderTest{
+		{
+			driver: "s3",
+			dsn: func(key string) string {
+				return fmt.Sprintf("s3://%s/%s?endpoint=%s&region=%s", srv.Bucket, key, url.QueryEscape(srv.Endpoint), srv.Region)
+			},
+			restart: restart, opts: contentVersions,
+		},
+		{
+			driver: "minio",
+			dsn: func(key string) string {
+				return fmt.Sprintf("minio://%s:%s@%s/%s/%s?secure=false&region=%s",
+					url.PathEscape(srv.AccessKey), url.PathEscape(srv.SecretKey), host, srv.Bucket, key, srv.Region)
+			},
+			restart: restart, opts: contentVersions,
+		},
+	} {
+		t.Run(st.driver, func(t *testing.T) { testStore(t, st) })
+	}
+}
+
+// TestDriversOnFakeGCS runs the gcs driver against fake-gcs-server.
+func TestDriversOnFakeGCS(t *testing.T) {
+	srv := StartFakeGCS(t)
+	t.Logf("fake-gcs-server %s at %s", srv.Version, srv.Endpoint)
+	t.Setenv("STORAGE_EMULATOR_HOST", srv.Host)
+	testStore(t, storeUnderTest{
+		driver:  "gcs",
+		dsn:     func(key string) string { return fmt.Sprintf("gs://%s/%s", srv.Bucket, key) },
+		restart: func(t *testing.T) { srv.Restart(t) },
+	})
+}
+
+// testStore runs the driver conformance suite and the lock suite, then the
+// restart case, on one store.
+func testStore(t *testing.T, st storeUnderTest) {
+	d, ok := driver.Lookup(st.driver)
+	if !ok {
+		t.Fatalf("driver %q not registered", st.driver)
+	}
+	open := func(t *testing.T, key string) driver.Store {
+		s, gotKey, err := d.Open(st.dsn(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gotKey != key {
+			t.Fatalf("DSN for key %q opened key %q", key, gotKey)
+		}
+		return s
+	}
+	// Subtest names make unique keys; spaces are fine in object keys.
+	t.Run("Conformance", func(t *testing.T) {
+		drivertest.Run(t, func(t *testing.T) (driver.Store, string) {
+			return open(t, "k"), t.Name() + "/"
+		}, st.opts...)
+	})
+	t.Run("Lock", func(t *testing.T) {
+		locktest.Run(t, func(t *testing.T) (driver.Store, string) {
+			return open(t, t.Name()), t.Name()
+		})
+	})
+	t.Run("Restart", func(t *testing.T) {
+		locktest.RunRestart(t, open(t, t.Name()), t.Name(), st.restart)
+	})
+}
