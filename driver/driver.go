@@ -68,6 +68,14 @@ type Store interface {
 	Location(key string) string
 }
 
+// Deleter is implemented by stores that can remove an object. It is used
+// only to remove scratch objects (objsync check); never used by the lock
+// protocol, because several stores ignore conditions on DELETE. Delete is
+// unconditional, and deleting an absent key is not an error.
+type Deleter interface {
+	Delete(ctx context.Context, key string) error
+}
+
 // Driver turns a data source name into a store handle and a key.
 type Driver interface {
 	// Open parses dsn and returns the store that holds the object and the

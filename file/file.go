@@ -222,6 +222,21 @@ func (s *Store) Write(ctx context.Context, key string, data []byte, ifVersion dr
 	return version, nil
 }
 
+// Delete implements driver.Deleter: it removes the object's file.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	path, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return s.describe(key, err)
+	}
+	return nil
+}
+
 // checkRoot makes sure the store's own directory exists, so that a typo in
 // a DSN is reported rather than created.
 func (s *Store) checkRoot() error {

@@ -323,3 +323,31 @@ func TestForeignFile(t *testing.T) {
 		t.Fatalf("replace a foreign file with its version: %v", err)
 	}
 }
+
+func TestDelete(t *testing.T) {
+	dir := t.TempDir()
+	s, key := mustOpen(t, dir+"/k")
+	d := s.(driver.Deleter)
+	ctx := context.Background()
+	v, err := s.Write(ctx, key, []byte("a"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second time the key is absent: not an error either
+		if err := d.Delete(ctx, key); err != nil {
+			t.Fatalf("Delete: %v", err)
+		}
+	}
+	if _, err := os.Stat(dir + "/k"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the file is still there: %v", err)
+	}
+	if _, err := s.Write(ctx, key, []byte("a"), v); !errors.Is(err, driver.ErrPrecondition) {
+		t.Fatalf("replace of a deleted object: %v, want ErrPrecondition", err)
+	}
+	if err := d.Delete(ctx, "missing/dir/k"); err != nil {
+		t.Fatalf("Delete in a missing directory: %v", err)
+	}
+	if err := d.Delete(ctx, "../escape"); err == nil {
+		t.Fatal("Delete of a key outside the directory succeeded")
+	}
+}

@@ -213,6 +213,19 @@ func (s *store) Write(ctx context.Context, key string, data []byte, ifVersion dr
 	return generationVersion(w.Attrs().Generation), nil
 }
 
+// Delete implements driver.Deleter.
+func (s *store) Delete(ctx context.Context, key string) error {
+	c, err := s.client.get(ctx)
+	if err != nil {
+		return s.clientError("delete", key, err)
+	}
+	err = c.Bucket(s.bucket).Object(key).Delete(ctx)
+	if err != nil && !errors.Is(err, storage.ErrObjectNotExist) {
+		return s.classify("delete", key, err)
+	}
+	return nil
+}
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func generationVersion(gen int64) driver.Version {

@@ -430,3 +430,34 @@ func TestCanceledContext(t *testing.T) {
 		t.Errorf("%d requests sent with a canceled context", n)
 	}
 }
+
+func TestDelete(t *testing.T) {
+	tests := []struct {
+		name    string
+		reply   reply
+		wantErr string // "" for success
+	}{
+		{"deleted", reply{status: 200}, ""},
+		{"absent", reply{status: 404, reason: "notFound"}, ""},
+		{"forbidden", reply{status: 403, reason: "forbidden"}, "delete gs://b/k: access denied"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake, st := newFake(t, tt.reply)
+			err := st.(driver.Deleter).Delete(context.Background(), "k")
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("Delete: %v", err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("Delete = %v; want an error containing %q", err, tt.wantErr)
+			}
+			reqs := fake.seen()
+			if len(reqs) != 1 || reqs[0].method != http.MethodDelete || reqs[0].path != "/storage/v1/b/b/o/k" {
+				t.Fatalf("requests = %+v; want one DELETE of the object", reqs)
+			}
+			if got := reqs[0].query["ifGenerationMatch"]; got != nil {
+				t.Errorf("Delete sent ifGenerationMatch=%q; it is unconditional", got)
+			}
+		})
+	}
+}

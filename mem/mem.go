@@ -255,3 +255,15 @@ func (s *Store) Write(ctx context.Context, key string, data []byte, ifVersion dr
 	}
 	return o.version, nil
 }
+
+// Delete implements driver.Deleter. It is not counted in Requests, and the
+// latency and fault knobs do not apply to it.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.objects, key)
+	return nil
+}

@@ -133,6 +133,28 @@ func TestRequests(t *testing.T) {
 	}
 }
 
+func TestDelete(t *testing.T) {
+	var s driver.Deleter = mem.Namespace(t.Name())
+	st := s.(*mem.Store)
+	ctx := context.Background()
+	v1, err := st.Write(ctx, "k", []byte("a"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second time the key is absent: not an error either
+		if err := s.Delete(ctx, "k"); err != nil {
+			t.Fatalf("Delete: %v", err)
+		}
+	}
+	if _, _, err := st.Read(ctx, "k"); !errors.Is(err, driver.ErrNotExist) {
+		t.Fatalf("Read after Delete err = %v, want ErrNotExist", err)
+	}
+	v2, err := st.Write(ctx, "k", []byte("a"), "")
+	if err != nil || v2 == v1 {
+		t.Fatalf("create-only write after Delete = %q, %v; want a new version (old %q)", v2, err, v1)
+	}
+}
+
 func ExampleStore_SetFaults() {
 	s := mem.Namespace("example-faults")
 	// Every write is applied and then reported as failed, as when the

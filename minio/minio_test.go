@@ -564,3 +564,35 @@ func TestSigningRegion(t *testing.T) {
 		}
 	}
 }
+
+func TestDelete(t *testing.T) {
+	tests := []struct {
+		name    string
+		reply   reply
+		wantErr string // "" for success
+	}{
+		{"deleted", reply{status: 204}, ""},
+		{"absent, answered 404", reply{status: 404, code: "NoSuchKey"}, ""},
+		{"missing bucket", reply{status: 404, code: "NoSuchBucket"}, `bucket "bkt" does not exist`},
+		{"access denied", reply{status: 403, code: "AccessDenied"}, "access denied"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake, st := newFake(t, tt.reply)
+			err := st.(driver.Deleter).Delete(context.Background(), "k")
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("Delete: %v", err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "delete minio://")) {
+				t.Fatalf("Delete = %v; want an error containing %q", err, tt.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), secretKey) {
+				t.Fatalf("error reveals the secret: %v", err)
+			}
+			reqs := fake.seen()
+			if len(reqs) != 1 || reqs[0].method != http.MethodDelete || reqs[0].path != "/bkt/k" {
+				t.Fatalf("requests = %+v; want one DELETE /bkt/k", reqs)
+			}
+		})
+	}
+}

@@ -241,6 +241,20 @@ func (s *store) Read(ctx context.Context, key string) ([]byte, driver.Version, e
 	return data, driver.Version(etag), nil
 }
 
+// Delete implements driver.Deleter.
+func (s *store) Delete(ctx context.Context, key string) error {
+	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{
+		Bucket: aws.String(s.bucket),
+		Key:    aws.String(key),
+	})
+	// S3 answers success for an absent key; some compatible stores answer
+	// 404, which readError knows to tell from a missing bucket.
+	if err == nil || errors.Is(s.readError(key, err), driver.ErrNotExist) {
+		return nil
+	}
+	return s.classify("delete", key, err)
+}
+
 // Conflict retries: S3 answers 409 ConditionalRequestConflict when another
 // conditional write to the key is in flight. The rejected write did not take
 // effect, so it is safe to send again; after that many tries the error is

@@ -455,3 +455,32 @@ func TestCanceledContext(t *testing.T) {
 		t.Errorf("%d requests sent with a canceled context", n)
 	}
 }
+
+func TestDelete(t *testing.T) {
+	tests := []struct {
+		name    string
+		reply   reply
+		wantErr string // "" for success
+	}{
+		{"deleted", reply{status: 204}, ""},
+		{"absent, answered 404", reply{status: 404, code: "NoSuchKey"}, ""},
+		{"missing bucket", reply{status: 404, code: "NoSuchBucket"}, `delete s3://b/k: bucket "b" does not exist`},
+		{"access denied", reply{status: 403, code: "AccessDenied"}, "delete s3://b/k: access denied"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake, st := newFake(t, tt.reply)
+			err := st.(driver.Deleter).Delete(context.Background(), "k")
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("Delete: %v", err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("Delete = %v; want an error containing %q", err, tt.wantErr)
+			}
+			reqs := fake.seen()
+			if len(reqs) != 1 || reqs[0].method != http.MethodDelete || reqs[0].path != "/b/k" {
+				t.Fatalf("requests = %+v; want one DELETE /b/k", reqs)
+			}
+		})
+	}
+}

@@ -1,0 +1,330 @@
+//go:build unix
+
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/objsync/objsync/driver"
+)
+
+const checkHelp = `Usage: objsync check DSN
+
+Test that the store keeps the promises objsync's safety rests on, with
+scratch objects next to the lock (its key plus ".objsync-check-" and random
+hex); the lock itself is not touched. It checks that:
+
+  - a create-only write on an absent key succeeds;
+  - a create-only write on an existing key is refused;
+  - a write conditional on the current version succeeds, with a new version;
+  - a write conditional on a stale version is refused;
+  - a read returns exactly the bytes and version last written;
+  - of 8 concurrent create-only writes on a fresh key, exactly one succeeds.
+
+Then it reports the median round-trip times of reads and writes and removes
+the scratch objects (or names them, if the driver cannot delete). A store
+that fails a test is unsafe for objsync, and check exits 122: some accept
+conditional requests and ignore the conditions.
+
+Example:
+  objsync check 'minio://127.0.0.1:9000/locks/deploy?secure=false'
+`
+
+func runCheck(args []string) error {
+	fs := newFlagSet("check")
+	driverName := driverFlag(fs)
+	pos, _, err := parseArgs(fs, checkHelp, args, false)
+	if err != nil {
+		return err
+	}
+	store, key, err := openStore(pos[0], *driverName)
+	if err != nil {
+		return err
+	}
+	loc := store.Location(key)
+	out.printf("checking the store of %s\n", loc)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*storeTimeout)
+	defer cancel()
+	err = checkStore(ctx, store, key, scrubbed{os.Stdout})
+	switch {
+	case errors.Is(err, errUnsafe):
+		return &exitError{exitUnsafe, fmt.Errorf("%s: %w", loc, err)}
+	case err != nil:
+		return fmt.Errorf("%s: %w", loc, err)
+	}
+	out.printf("passed: the store keeps the conditions objsync relies on\n")
+	return nil
+}
+
+// scrubbed writes through the printer.
+type scrubbed struct{ w io.Writer }
+
+func (s scrubbed) Write(p []byte) (int, error) {
+	out.print(s.w, string(p))
+	return len(p), nil
+}
+
+// errUnsafe marks a store that failed a probe of its contract.
+var errUnsafe = errors.New("this store is unsafe for objsync")
+
+const (
+	concurrentWriters = 8
+	timedReads        = 5
+	// Transient errors are tried again probeTries times, waiting from
+	// probeBackoff on, doubling: enough for a store that accepts one
+	// write per second to an object (GCS).
+	probeTries   = 5
+	probeBackoff = 250 * time.Millisecond
+)
+
+// checker probes a store with scratch objects.
+type checker struct {
+	st      driver.Store
+	w       io.Writer
+	nonce   string
+	written int      // contents made so far
+	scratch []string // keys of the scratch objects
+
+	timed         bool // record round trips; not while writers contend
+	reads, writes []time.Duration
+}
+
+// checkStore probes st with scratch objects next to key, reporting on w,
+// and removes them. It returns an error wrapping errUnsafe if the store
+// broke its contract, another error if it could not be tested.
+func checkStore(ctx context.Context, st driver.Store, key string, w io.Writer) error {
+	c := &checker{st: st, w: w, nonce: randomHex(), timed: true}
+	err := c.probe(ctx, key)
+	if len(c.reads) > 0 && len(c.writes) > 0 {
+		fmt.Fprintf(w, "round trips: read %s, write %s (medians of %d and %d)\n",
+			short(median(c.reads)), short(median(c.writes)), len(c.reads), len(c.writes))
+	}
+	c.cleanUp()
+	return err
+}
+
+func (c *checker) probe(ctx context.Context, key string) error {
+	k := c.scratchKey(key)
+	v1, err := c.write(ctx, k, c.content(), "")
+	if err := c.expectWrite("a create-only write on an absent key succeeds", err, nil,
+		"it refused a create-only write on an absent key"); err != nil {
+		return err
+	}
+	_, err = c.write(ctx, k, c.content(), "")
+	if err := c.expectWrite("a create-only write on an existing key is refused", err, driver.ErrPrecondition,
+		"it accepted a create-only write on an existing key: it ignores create-only conditions, so two holders could take a lock at once"); err != nil {
+		return err
+	}
+	last := c.content()
+	v2, err := c.write(ctx, k, last, v1)
+	const replace = "a write conditional on the current version succeeds, with a new version"
+	if err == nil && v2 == v1 {
+		return c.fail(replace, "it gave the same version to different contents")
+	}
+	if err := c.expectWrite(replace, err, nil,
+		"it refused a write conditional on the current version: locks could not be renewed or released"); err != nil {
+		return err
+	}
+	_, err = c.write(ctx, k, c.content(), v1)
+	if err := c.expectWrite("a write conditional on a stale version is refused", err, driver.ErrPrecondition,
+		"it accepted a write conditional on a stale version: it ignores version conditions, so two holders could take a lock at once"); err != nil {
+		return err
+	}
+	const read = "a read returns exactly the bytes and version last written"
+	for range timedReads {
+		data, v, err := c.read(ctx, k)
+		if err != nil {
+			return fmt.Errorf("testing that %s: %w", read, err)
+		}
+		if !bytes.Equal(data, last) || v != v2 {
+			return c.fail(read, "a read returned other bytes or another version than the last write: stale reads would let two holders take a lock at once")
+		}
+	}
+	c.pass(read)
+	return c.race(ctx, key)
+}
+
+// race has concurrentWriters create one fresh key at the same time.
+func (c *checker) race(ctx context.Context, key string) error {
+	what := fmt.Sprintf("of %d concurrent create-only writes on a fresh key, exactly one succeeds", concurrentWriters)
+	k := c.scratchKey(key)
+	contents := make([][]byte, concurrentWriters)
+	for i := range contents {
+		contents[i] = c.content()
+	}
+	errs := make([]error, concurrentWriters)
+	c.timed = false
+	var wg sync.WaitGroup
+	for i := range contents {
+		wg.Go(func() { _, errs[i] = c.write(ctx, k, contents[i], "") })
+	}
+	wg.Wait()
+	c.timed = true
+	var won [][]byte
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			won = append(won, contents[i])
+		case !errors.Is(err, driver.ErrPrecondition):
+			return fmt.Errorf("testing that %s: %w", what, err)
+		}
+	}
+	if len(won) != 1 {
+		return c.fail(what, fmt.Sprintf("%d of %d concurrent create-only writes on one key succeeded", len(won), concurrentWriters))
+	}
+	data, _, err := c.read(ctx, k)
+	if err != nil {
+		return fmt.Errorf("testing that %s: %w", what, err)
+	}
+	if !bytes.Equal(data, won[0]) {
+		return c.fail(what, "after concurrent create-only writes, the object holds the bytes of a writer that was refused")
+	}
+	c.pass(what)
+	return nil
+}
+
+// expectWrite judges a write that should succeed (want nil) or be refused
+// (want driver.ErrPrecondition); broken says what the store did wrong if it
+// answered the other way. An error that is neither is no answer at all.
+func (c *checker) expectWrite(what string, err, want error, broken string) error {
+	switch {
+	case err != nil && !errors.Is(err, driver.ErrPrecondition):
+		return fmt.Errorf("testing that %s: %w", what, err)
+	case (err == nil) != (want == nil):
+		return c.fail(what, broken)
+	}
+	c.pass(what)
+	return nil
+}
+
+func (c *checker) pass(what string) { fmt.Fprintf(c.w, "ok    %s\n", what) }
+
+func (c *checker) fail(what, broken string) error {
+	fmt.Fprintf(c.w, "FAIL  %s\n", what)
+	return fmt.Errorf("%w: %s", errUnsafe, broken)
+}
+
+// write writes data at key if ifVersion holds, trying again after a
+// transient error: every content is unique, so a read tells whether a
+// failed try landed after all.
+func (c *checker) write(ctx context.Context, key string, data []byte, ifVersion driver.Version) (v driver.Version, err error) {
+	tried := false
+	err = retry(ctx, func() error {
+		if tried {
+			if got, gv, err := c.st.Read(ctx, key); err == nil && bytes.Equal(got, data) {
+				v = gv
+				return nil
+			}
+		}
+		tried = true
+		start := time.Now()
+		var werr error
+		v, werr = c.st.Write(ctx, key, data, ifVersion)
+		c.record(&c.writes, start, werr)
+		return werr
+	})
+	return v, err
+}
+
+func (c *checker) read(ctx context.Context, key string) (data []byte, v driver.Version, err error) {
+	err = retry(ctx, func() error {
+		start := time.Now()
+		var rerr error
+		data, v, rerr = c.st.Read(ctx, key)
+		c.record(&c.reads, start, rerr)
+		return rerr
+	})
+	return data, v, err
+}
+
+// retry calls f until it returns an error that is not transient, at most
+// probeTries times.
+func retry(ctx context.Context, f func() error) error {
+	wait := probeBackoff
+	for try := 1; ; try++ {
+		err := f()
+		if !driver.IsRetryable(err) || try == probeTries {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+// record notes the round trip of a request the store answered.
+func (c *checker) record(list *[]time.Duration, start time.Time, err error) {
+	if c.timed && (err == nil || errors.Is(err, driver.ErrPrecondition) || errors.Is(err, driver.ErrNotExist)) {
+		*list = append(*list, time.Since(start))
+	}
+}
+
+func (c *checker) scratchKey(key string) string {
+	k := key + ".objsync-check-" + randomHex()
+	c.scratch = append(c.scratch, k)
+	return k
+}
+
+// content returns bytes that no other write of any check ever had.
+func (c *checker) content() []byte {
+	c.written++
+	return fmt.Appendf(nil, "objsync check %s %d\n", c.nonce, c.written)
+}
+
+// cleanUp removes the scratch objects, or says which may be left.
+func (c *checker) cleanUp() {
+	d, ok := c.st.(driver.Deleter)
+	if !ok {
+		fmt.Fprintf(c.w, "this driver cannot delete: remove the scratch objects by hand: %s\n", c.locations(c.scratch))
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	var left []string
+	var firstErr error
+	for _, k := range c.scratch {
+		if err := d.Delete(ctx, k); err != nil {
+			left = append(left, k)
+			firstErr = cmp.Or(firstErr, err)
+		}
+	}
+	if len(left) > 0 {
+		fmt.Fprintf(c.w, "could not remove the scratch objects %s, if they exist: %v\n", c.locations(left), firstErr)
+		return
+	}
+	fmt.Fprintf(c.w, "removed the %d scratch objects\n", len(c.scratch))
+}
+
+func (c *checker) locations(keys []string) string {
+	locs := make([]string, len(keys))
+	for i, k := range keys {
+		locs[i] = c.st.Location(k)
+	}
+	return strings.Join(locs, " ")
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Sorted(slices.Values(ds))
+	return s[len(s)/2]
+}
+
+func randomHex() string {
+	var b [8]byte
+	rand.Read(b[:]) // never fails
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,189 @@
+//go:build unix
+
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/objsync/objsync/driver"
+	"github.com/objsync/objsync/mem"
+)
+
+func TestCheckFile(t *testing.T) {
+	dir := t.TempDir()
+	r := runCLI(t, dir, "check", "lock")
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("check: exit %d, stderr %q", r.code, r.stderr)
+	}
+	for _, want := range []string{"round trips: read ", "removed the 2 scratch objects\n", "passed: the store keeps the conditions objsync relies on\n"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("check output does not contain %q:\n%s", want, r.stdout)
+		}
+	}
+	if n := strings.Count(r.stdout, "\nok    "); n != 6 {
+		t.Errorf("%d probes passed, want 6:\n%s", n, r.stdout)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.Name() != ".objsync-flock" { // the driver's own, left by design
+			t.Errorf("check left %s behind", e.Name())
+		}
+	}
+}
+
+// recorder is a store that remembers the keys written.
+type recorder struct {
+	driver.Store
+	mu   sync.Mutex
+	keys map[string]bool
+}
+
+func (r *recorder) Write(ctx context.Context, key string, data []byte, ifVersion driver.Version) (driver.Version, error) {
+	r.mu.Lock()
+	if r.keys == nil {
+		r.keys = map[string]bool{}
+	}
+	r.keys[key] = true
+	r.mu.Unlock()
+	return r.Store.Write(ctx, key, data, ifVersion)
+}
+
+// deletingRecorder is a recorder of a store that can delete.
+type deletingRecorder struct{ *recorder }
+
+func (d deletingRecorder) Delete(ctx context.Context, key string) error {
+	return d.Store.(driver.Deleter).Delete(ctx, key)
+}
+
+// ignoresConditions is a store that accepts conditional writes and ignores
+// the condition, like some S3 look-alikes.
+type ignoresConditions struct{ *mem.Store }
+
+func (s ignoresConditions) Write(ctx context.Context, key string, data []byte, _ driver.Version) (driver.Version, error) {
+	_, current, err := s.Store.Read(ctx, key)
+	if err != nil && !errors.Is(err, driver.ErrNotExist) {
+		return "", err
+	}
+	return s.Store.Write(ctx, key, data, current)
+}
+
+// ignoresVersions honours create-only writes but writes over any version.
+type ignoresVersions struct{ ignoresConditions }
+
+func (s ignoresVersions) Write(ctx context.Context, key string, data []byte, ifVersion driver.Version) (driver.Version, error) {
+	if ifVersion == "" {
+		return s.Store.Write(ctx, key, data, "")
+	}
+	return s.ignoresConditions.Write(ctx, key, data, ifVersion)
+}
+
+// staleReads answers reads with the first content written to a key, like a
+// store whose reads lag behind its writes.
+type staleReads struct {
+	*mem.Store
+	mu    sync.Mutex
+	first map[string][]byte
+}
+
+func (s *staleReads) Write(ctx context.Context, key string, data []byte, ifVersion driver.Version) (driver.Version, error) {
+	s.mu.Lock()
+	if s.first == nil {
+		s.first = map[string][]byte{}
+	}
+	if _, ok := s.first[key]; !ok {
+		s.first[key] = data
+	}
+	s.mu.Unlock()
+	return s.Store.Write(ctx, key, data, ifVersion)
+}
+
+func (s *staleReads) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
+	_, v, err := s.Store.Read(ctx, key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.first[key], v, err
+}
+
+// racyCreate checks that a key is absent and then writes it, leaving a
+// window in which concurrent creates all succeed.
+type racyCreate struct{ ignoresConditions }
+
+func (s racyCreate) Write(ctx context.Context, key string, data []byte, ifVersion driver.Version) (driver.Version, error) {
+	if ifVersion != "" {
+		return s.Store.Write(ctx, key, data, ifVersion)
+	}
+	if _, _, err := s.Store.Read(ctx, key); err == nil {
+		return "", driver.ErrPrecondition
+	}
+	time.Sleep(5 * time.Millisecond)
+	return s.ignoresConditions.Write(ctx, key, data, "")
+}
+
+func TestCheckStore(t *testing.T) {
+	tests := []struct {
+		name   string
+		store  func(*mem.Store) driver.Store
+		broken string // "" if the store must pass
+	}{
+		{"mem", func(s *mem.Store) driver.Store { return s }, ""},
+		{"ignores conditions", func(s *mem.Store) driver.Store { return ignoresConditions{s} },
+			"it accepted a create-only write on an existing key"},
+		{"ignores versions", func(s *mem.Store) driver.Store { return ignoresVersions{ignoresConditions{s}} },
+			"it accepted a write conditional on a stale version"},
+		{"stale reads", func(s *mem.Store) driver.Store { return &staleReads{Store: s} },
+			"a read returned other bytes or another version than the last write"},
+		{"racy creates", func(s *mem.Store) driver.Store { return racyCreate{ignoresConditions{s}} },
+			"of 8 concurrent create-only writes on one key succeeded"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := mem.Namespace(t.Name())
+			rec := &recorder{Store: tt.store(ns)}
+			var report strings.Builder
+			err := checkStore(context.Background(), deletingRecorder{rec}, "locks/a", &report)
+			switch {
+			case tt.broken == "" && err != nil:
+				t.Fatalf("checkStore: %v\n%s", err, report.String())
+			case tt.broken != "" && (!errors.Is(err, errUnsafe) || !strings.Contains(err.Error(), tt.broken)):
+				t.Fatalf("checkStore = %v; want errUnsafe saying %q\n%s", err, tt.broken, report.String())
+			}
+			if tt.broken != "" && !strings.Contains(report.String(), "\nFAIL  ") {
+				t.Errorf("the report does not show the failure:\n%s", report.String())
+			}
+			if len(rec.keys) != 2 && tt.broken == "" {
+				t.Errorf("wrote %d keys, want 2 scratch keys: %v", len(rec.keys), rec.keys)
+			}
+			for key := range rec.keys {
+				if !strings.HasPrefix(key, "locks/a.objsync-check-") {
+					t.Errorf("wrote %q, not a scratch key next to the lock", key)
+				}
+				if _, _, err := ns.Read(context.Background(), key); !errors.Is(err, driver.ErrNotExist) {
+					t.Errorf("scratch key %q left behind: %v", key, err)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckStoreWithoutDelete(t *testing.T) {
+	ns := mem.Namespace(t.Name())
+	rec := &recorder{Store: ns}
+	var report strings.Builder
+	if err := checkStore(context.Background(), rec, "a", &report); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.keys) != 2 {
+		t.Fatalf("wrote %v, want 2 scratch keys", rec.keys)
+	}
+	for key := range rec.keys {
+		if !strings.Contains(report.String(), "this driver cannot delete: remove the scratch objects by hand: ") || !strings.Contains(report.String(), ns.Location(key)) {
+			t.Errorf("the report does not name the scratch object %s left behind:\n%s", ns.Location(key), report.String())
+		}
+	}
+}

@@ -1,0 +1,150 @@
+//go:build unix
+
+// Objsync runs commands under distributed locks kept in object storage:
+// Amazon S3 and S3-compatible stores, MinIO, Google Cloud Storage, or a
+// local directory. It is the command-line face of package objsync.
+//
+// Usage:
+//
+//	objsync lock [flags] DSN -- COMMAND [ARGS...]
+//	objsync status [--json] [--for DURATION] DSN
+//	objsync unlock --force DSN
+//	objsync check DSN
+//
+// Flags may come before or after the DSN; everything after "--" is the
+// command. Every command takes --driver NAME and --help, which shows an
+// example.
+//
+// # DSNs
+//
+// The DSN's scheme picks the driver, and --driver overrides it:
+//
+//	s3://BUCKET/KEY?region=R&endpoint=URL&path_style=true&profile=P   driver s3
+//	minio://[ACCESS:SECRET@]HOST:PORT/BUCKET/KEY?secure=false&region=R  driver minio
+//	gs://BUCKET/KEY                                                   driver gcs
+//	file:///ABS/PATH/KEY, or a plain path without a scheme             driver file
+//
+// s3 takes its credentials from the AWS SDK's chain, gcs from Application
+// Default Credentials, minio from the DSN or minio-go's chain; the file
+// driver serves the processes of one host. Each driver's package
+// documentation has the details. objsync never prints a DSN's password:
+// messages name the lock by its location, and anything printed is scrubbed
+// of the password.
+//
+// # lock
+//
+// objsync lock acquires the lock, runs the command with OBJSYNC_FENCE (the
+// fencing token, to pass along with every write the lock protects) and
+// OBJSYNC_LOCK (the lock's location) in its environment and objsync's
+// standard input, output and error, releases the lock when the command
+// exits, and exits with the command's status. The lease (--ttl, 30s by
+// default) renews itself every third of the ttl while the command runs: the
+// ttl is how long others wait when objsync dies, not a limit on the command.
+// --timeout bounds the wait, --try fails at once if the lock is held, and
+// --value records who holds it, for status.
+//
+// While it waits, objsync prints one line on stderr saying who holds the
+// lock (value, host, pid, fence, since when by the holder's clock),
+// rewritten in place every second on a terminal and printed again every ten
+// seconds otherwise; --quiet silences it. A holder that died is taken over
+// once a waiting objsync has seen the lock unchanged for its ttl. --try
+// cannot do that, as it does not wait: it fails while a dead holder's lock
+// still says held. Use --timeout, longer than the ttl, for a bounded wait
+// that takes over dead holders.
+//
+// The command runs in a process group of its own, so that signals reach
+// whatever it starts:
+//
+//   - If the lock is lost while the command runs (its renewals failed for
+//     most of the ttl, or someone ran objsync unlock --force), the group
+//     gets SIGTERM, then SIGKILL after --grace (10s), and objsync exits 123.
+//   - SIGINT, SIGTERM and SIGHUP sent to objsync are passed on to the
+//     group; the lock is released after the command exits, and objsync
+//     exits with the command's status.
+//   - Job control works as if the command were not in a group of its own:
+//     a command that reads the terminal is given it, Ctrl-Z stops the
+//     command and then objsync (so the shell sees the job stopped), and fg
+//     or bg continue both. While objsync is stopped nothing renews the
+//     lease: a job stopped for longer than the ttl loses the lock, and its
+//     command is stopped when it is continued.
+//   - If objsync is killed with SIGKILL, Linux sends the command SIGTERM
+//     (elsewhere the command runs on, and the lock is taken over after its
+//     ttl).
+//
+// If the release fails (the store is unreachable), objsync says so and
+// still exits with the command's status: the command did run under the
+// lock, and the lock frees itself one ttl after its last renewal. If the
+// release finds that the lock was taken over, objsync exits 123.
+//
+// # status
+//
+// objsync status shows the lock as stored: held or free, the holder's
+// value, host, pid and id, the fence, the ttl, and when the hold began and
+// was last renewed, by the holder's clock. "Unchanged" is how long this
+// process has seen the lock object stay the same: 0 for the single read
+// status makes, unless --for DURATION has it watch the lock for that long.
+// A held lock unchanged for longer than its ttl has a holder that stopped
+// renewing it. status exits 0 whether the lock is held or not.
+//
+// status --json prints one object with these fields, which stay stable:
+//
+//	lock          string  the lock's location
+//	exists        bool    false if the lock was never acquired
+//	held          bool    whether the lock object says it is held
+//	value         string  the holder's --value; for a free lock, the last holder's
+//	holder        string  the holder's id, drawn anew for every acquisition
+//	host          string  where the holder runs
+//	pid           number  the holder's process id (objsync's, for objsync lock)
+//	fence         number  the fencing token of the current or last hold; 0 if never acquired
+//	ttl_ms        number  the holder's lease, in milliseconds
+//	acquired_at   string  when the hold began, RFC 3339, holder's clock; null if never acquired
+//	renewed_at    string  when the holder last wrote the lock (for a free lock, released it); null likewise
+//	unchanged_ms  number  how long this process saw the lock unchanged
+//	watched_ms    number  how long it watched (--for)
+//
+// # unlock
+//
+// objsync unlock --force breaks a stuck lock with a write conditional on the
+// state it read, and prints whom it took the lock from. Without --force it
+// refuses: the holder learns of it only at its next renewal, and its work
+// goes on until then (fences are what protect the resource meanwhile). A
+// free lock is left alone, and unlock says so and exits 0: the lock is free,
+// as asked.
+//
+// # check
+//
+// objsync check tests, with scratch objects next to the lock (the lock's
+// key plus ".objsync-check-" and random hex), that the store honours the
+// conditions objsync relies on: create-only writes and writes conditional
+// on a version succeed and fail when they should, reads return what was
+// last written, and of 8 concurrent create-only writes exactly one wins.
+// It reports median round-trip times of reads and writes and removes the
+// scratch objects (or names them, for a driver without delete). Some stores
+// accept conditional requests and ignore the conditions; check exits 122
+// for those and any other store that fails a test.
+//
+// # Exit codes
+//
+//	0      success; for lock, the command exited 0
+//	N      lock: the command's own exit status, passed through
+//	2      usage error: bad flag, bad DSN, unknown scheme or driver
+//	122    check: the store ignores conditional writes; unsafe for objsync
+//	123    lock: the lock was lost while the command ran; the command was stopped
+//	124    lock: not acquired (--try and held, or --timeout elapsed)
+//	125    objsync failed: store unreachable, access denied, not a lock object...
+//	126    lock: the command was found but could not be run
+//	127    lock: the command was not found
+//	128+N  lock: the command died of signal N, or objsync got signal N while waiting
+//
+// objsync lock passes its command's status through, so any code objsync
+// uses for itself could also be the command's. Commands mostly use small
+// codes (1, 2, 3...) and the sysexits range 64-78, so objsync's own
+// outcomes sit just below 128, where other wrappers put theirs: timeout(1)
+// exits 124 when the time runs out and 125 when it fails itself, as do
+// env(1), nice(1) and docker run for 125, and every shell uses 126 and 127
+// for a command that cannot be run or found. A script that must tell
+// objsync's outcomes from its command's should keep its command's codes
+// out of 122-127. Usage errors exit 2, as with the flag package and getopt:
+// they are mistakes in the invocation, found the first time it runs, not
+// outcomes a script branches on. The same codes hold for every command.
+package main

@@ -1,0 +1,307 @@
+//go:build unix
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/objsync/objsync"
+	"github.com/objsync/objsync/driver"
+)
+
+const lockHelp = `Usage: objsync lock [flags] DSN -- COMMAND [ARGS...]
+
+Acquire the lock, run COMMAND while holding it, release the lock when COMMAND
+exits, and exit with COMMAND's status. The lease renews itself while COMMAND
+runs: --ttl is how long others wait if objsync dies, not a limit on COMMAND.
+
+COMMAND finds the fencing token in OBJSYNC_FENCE (pass it with every write the
+lock protects) and the lock's location in OBJSYNC_LOCK. It runs in a process
+group of its own. If the lock is lost meanwhile, that group gets SIGTERM, then
+SIGKILL after --grace, and objsync exits 123. SIGINT, SIGTERM and SIGHUP sent
+to objsync are passed on to the group, and the lock is released once COMMAND
+has exited.
+
+While it waits, objsync says on stderr who holds the lock. --try fails even
+if that holder has died: only a waiting objsync takes over a lock whose holder
+stopped renewing it, after watching it unchanged for its ttl.
+
+Example:
+  objsync lock --ttl 1m --timeout 10m --value "deploy by $USER" \
+      s3://ops/locks/deploy -- ./deploy.sh production
+`
+
+type lockOptions struct {
+	ttl, timeout, grace time.Duration
+	try, quiet          bool
+}
+
+func runLock(args []string) error {
+	fs := newFlagSet("lock")
+	var o lockOptions
+	fs.DurationVar(&o.ttl, "ttl", 30*time.Second, "the lease: how long others wait for the lock if objsync dies")
+	fs.DurationVar(&o.timeout, "timeout", 0, "give up (exit 124) after waiting this long; 0 waits for ever")
+	fs.BoolVar(&o.try, "try", false, "give up at once (exit 124) if the lock is held")
+	value := fs.String("value", "", "`text` saying who holds the lock, shown by status: a job, a host (no secrets)")
+	fs.DurationVar(&o.grace, "grace", 10*time.Second, "if the lock is lost, how long the command has between SIGTERM and SIGKILL")
+	fs.BoolVar(&o.quiet, "quiet", false, "do not say who holds the lock while waiting")
+	driverName := driverFlag(fs)
+	pos, argv, err := parseArgs(fs, lockHelp, args, true)
+	if err != nil {
+		return err
+	}
+	switch {
+	case o.ttl < objsync.MinTTL || o.ttl%time.Millisecond != 0:
+		return usageErrorf("lock: --ttl must be a whole number of milliseconds, at least %v", objsync.MinTTL)
+	case o.timeout < 0 || o.grace < 0:
+		return usageErrorf("lock: --timeout and --grace cannot be negative")
+	case o.try && o.timeout > 0:
+		return usageErrorf("lock: --try and --timeout exclude each other")
+	}
+	// Find the command now rather than after a long wait for the lock.
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return cannotRun(err)
+	}
+	store, key, err := openStore(pos[0], *driverName)
+	if err != nil {
+		return err
+	}
+	m := objsync.NewMutex(store, key, objsync.WithValue(*value))
+	defer m.Close() // releases the lock on the paths that do not Unlock
+
+	// Until the command runs these signals end the wait; then they are
+	// passed on to it.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	fence, err := acquire(m, o, sigs)
+	if err != nil {
+		return err
+	}
+	// From now on objsync follows the command's job-control stops.
+	signal.Notify(sigs, syscall.SIGTSTP, syscall.SIGCONT)
+	env := append(os.Environ(), "OBJSYNC_FENCE="+strconv.FormatInt(fence, 10), "OBJSYNC_LOCK="+m.String())
+	c, err := startChild(path, argv, env)
+	if err != nil {
+		return cannotRun(err)
+	}
+	status, lost := c.supervise(m, o.grace, sigs)
+	if lost {
+		return &exitError{code: exitLost} // said when it happened
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.ttl)
+	defer cancel()
+	err = m.Unlock(ctx)
+	switch {
+	case errors.Is(err, objsync.ErrLockLost):
+		return &exitError{exitLost, fmt.Errorf("%w; the command may have run without it", err)}
+	case err != nil:
+		// The command's outcome matters more: report, and pass it on.
+		out.errorf("could not release %s, which others get %v after its last renewal: %v", m, o.ttl, err)
+	}
+	return &exitError{code: status}
+}
+
+// cannotRun reports a command that could not be started, with the codes
+// shells use.
+func cannotRun(err error) error {
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+		return &exitError{exitNotFound, err}
+	}
+	return &exitError{exitCannotRun, err}
+}
+
+// acquire takes the lock. While it waits, it says who holds the lock, and
+// it gives up when --timeout elapses or a signal comes.
+func acquire(m *objsync.Mutex, o lockOptions, sigs <-chan os.Signal) (int64, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if o.timeout > 0 {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeout(ctx, o.timeout)
+		defer stop()
+	}
+	timedOut := func() error { return notAcquired(m, fmt.Sprintf("gave up after %v (--timeout)", o.timeout)) }
+
+	// A first try, so that nothing is said when the lock is free.
+	ok, fence, err := m.TryLock(ctx, o.ttl)
+	switch {
+	case ok:
+		return fence, nil
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return 0, timedOut()
+	case err != nil && (o.try || !driver.IsRetryable(err)):
+		return 0, err
+	case o.try:
+		return 0, notAcquired(m, "not waiting (--try)")
+	}
+
+	type result struct {
+		fence int64
+		err   error
+	}
+	locked := make(chan result, 1)
+	go func() {
+		fence, err := m.Lock(ctx, o.ttl)
+		locked <- result{fence, err}
+	}()
+	line := newStatusLine(ctx, m, o.quiet)
+	start := time.Now()
+	for {
+		select {
+		case r := <-locked:
+			if r.err == nil {
+				line.finish(fmt.Sprintf("acquired %s, fence %d, after waiting %s", m, r.fence, short(time.Since(start))))
+				return r.fence, nil
+			}
+			line.clear()
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return 0, timedOut()
+			}
+			return 0, r.err
+		case s := <-line.sightings:
+			if ctx.Err() == nil { // else the answer to a cancelled read
+				line.show(s)
+			}
+		case sig := <-sigs:
+			cancel()
+			<-locked // if it won the lock after all, m.Close releases it
+			line.clear()
+			return 0, &exitError{code: exitSignal + int(sig.(syscall.Signal))}
+		}
+	}
+}
+
+// storeTimeout bounds the store requests that objsync makes on its own
+// account: reading a lock to report on it, breaking it, probing a store.
+const storeTimeout = 30 * time.Second
+
+// notAcquired reports that the lock was not taken, and who holds it if a
+// read tells quickly: a user who gave up waiting is not kept waiting.
+func notAcquired(m *objsync.Mutex, why string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout/10)
+	defer cancel()
+	st, err := m.Inspect(ctx)
+	if err != nil {
+		return &exitError{exitNotAcquired, fmt.Errorf("%s not acquired: %s", m, why)}
+	}
+	return &exitError{exitNotAcquired, fmt.Errorf("%s is %s; %s", m, describe(st), why)}
+}
+
+// statusLine is the line on stderr that says who holds the lock while lock
+// waits: rewritten in place on a terminal, printed anew at most every ten
+// seconds otherwise.
+type statusLine struct {
+	m         *objsync.Mutex
+	tty       bool
+	shown     bool
+	sightings chan sighting // nil with --quiet
+}
+
+type sighting struct {
+	st  objsync.State
+	err error
+}
+
+func newStatusLine(ctx context.Context, m *objsync.Mutex, quiet bool) *statusLine {
+	l := &statusLine{m: m}
+	if quiet {
+		return l
+	}
+	every := 10 * time.Second
+	if _, l.tty = termWidth(); l.tty {
+		every = time.Second
+	}
+	// Read in a goroutine of its own, so that a slow store never delays
+	// the handling of a signal.
+	l.sightings = make(chan sighting)
+	go func() {
+		for {
+			st, err := m.Inspect(ctx)
+			select {
+			case l.sightings <- sighting{st, err}:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case <-time.After(every):
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return l
+}
+
+func (l *statusLine) show(s sighting) {
+	text := fmt.Sprintf("objsync: waiting for %s: ", l.m)
+	if l.tty {
+		text = "objsync: waiting: " // the holder matters more in 80 columns
+	}
+	switch {
+	case s.err != nil:
+		text += "cannot read it: " + message(s.err)
+	case s.st.Held:
+		text += fmt.Sprintf("%s, unchanged for %s (ttl %v)", describe(s.st), short(s.st.Unchanged.Truncate(100*time.Millisecond)), s.st.TTL)
+	default:
+		text += describe(s.st)
+	}
+	if l.tty {
+		width, _ := termWidth()
+		text = "\r\x1b[K" + truncate(text, width-1)
+	} else {
+		text += "\n"
+	}
+	out.print(os.Stderr, text)
+	l.shown = true
+}
+
+// finish replaces the line, if it was shown, with a last one.
+func (l *statusLine) finish(text string) {
+	if l.shown {
+		l.clear()
+		out.print(os.Stderr, "objsync: "+text+"\n")
+	}
+}
+
+// clear erases the line on a terminal, before another message.
+func (l *statusLine) clear() {
+	if l.shown && l.tty {
+		out.print(os.Stderr, "\r\x1b[K")
+	}
+}
+
+// termWidth returns the width of the terminal on stderr, and false if
+// stderr is not a terminal.
+func termWidth() (int, bool) {
+	ws, err := unix.IoctlGetWinsize(int(os.Stderr.Fd()), unix.TIOCGWINSZ)
+	switch {
+	case err != nil:
+		return 0, false
+	case ws.Col == 0: // a terminal whose size nobody set
+		return 80, true
+	}
+	return int(ws.Col), true
+}
+
+// truncate cuts s to width characters, so that a carriage return can
+// rewrite it: a line that wraps cannot be.
+func truncate(s string, width int) string {
+	if utf8.RuneCountInString(s) <= width {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:max(width-1, 0)]) + "…"
+}

@@ -1,0 +1,237 @@
+//go:build unix
+
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestLockTakesTurns has three objsync lock processes contend for one lock:
+// their commands must run one after the other, each with a fence one above
+// the last.
+func TestLockTakesTurns(t *testing.T) {
+	dir := t.TempDir()
+	const processes = 3
+	var procs []*proc
+	for range processes {
+		procs = append(procs, startCLI(t, dir, append([]string{"lock", "--quiet", "lock"},
+			shell(`echo "enter $OBJSYNC_FENCE $OBJSYNC_LOCK" >> journal; sleep 0.2; echo "leave $OBJSYNC_FENCE" >> journal`)...)...))
+	}
+	for _, p := range procs {
+		if r := p.wait(t); r.code != 0 || r.stderr != "" {
+			t.Fatalf("objsync lock: exit %d, stderr %q", r.code, r.stderr)
+		}
+	}
+	var want strings.Builder
+	for fence := 1; fence <= processes; fence++ {
+		fmt.Fprintf(&want, "enter %d file://%s/lock\nleave %d\n", fence, dir, fence)
+	}
+	if got := readFile(t, filepath.Join(dir, "journal")); got != want.String() {
+		t.Fatalf("journal:\n%s\nwant:\n%s", got, want.String())
+	}
+}
+
+// holder starts objsync lock running a shell script that creates the file
+// "ready", waits for SIGINT or SIGTERM and writes its name to "signal", and
+// waits until it is ready. (The shell's own "Terminated" when the sleep it
+// waits for dies goes to /dev/null.)
+func holder(t *testing.T, dir string, flags ...string) *proc {
+	t.Helper()
+	args := append(append([]string{"lock"}, flags...), "lock")
+	p := startCLI(t, dir, append(args, shell(`trap "echo INT > signal; exit 7" INT; trap "echo TERM > signal; exit 8" TERM
+		echo $$ > pid; touch ready; { for i in $(seq 300); do sleep 0.1; done; } 2>/dev/null`)...)...)
+	waitFile(t, filepath.Join(dir, "ready"))
+	// The test ends the command's process group too, in case objsync did not.
+	pid, err := strconv.Atoi(strings.TrimSpace(readFile(t, filepath.Join(dir, "pid"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL) })
+	return p
+}
+
+func TestTryWhileHeld(t *testing.T) {
+	dir := t.TempDir()
+	h := holder(t, dir, "--value", "holder A")
+	r := runCLI(t, dir, "lock", "--try", "lock", "--", "touch", "ran")
+	if r.code != exitNotAcquired {
+		t.Errorf("exit code %d, want %d", r.code, exitNotAcquired)
+	}
+	line := oneLine(t, "stderr", r.stderr)
+	want := fmt.Sprintf(`objsync: file://%s/lock is held by "holder A" on host `, dir)
+	if !strings.HasPrefix(line, want) || !strings.Contains(line, fmt.Sprintf("pid %d, fence 1, since ", h.cmd.Process.Pid)) || !strings.HasSuffix(line, "(holder's clock); not waiting (--try)") {
+		t.Errorf("stderr = %q; want it to say who holds the lock", line)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ran")); err == nil {
+		t.Error("the command ran although the lock was held")
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	dir := t.TempDir()
+	holder(t, dir)
+	r := runCLI(t, dir, "lock", "--quiet", "--timeout", "300ms", "lock", "--", "touch", "ran")
+	if r.code != exitNotAcquired {
+		t.Errorf("exit code %d, want %d", r.code, exitNotAcquired)
+	}
+	if line := oneLine(t, "stderr", r.stderr); !strings.HasSuffix(line, "; gave up after 300ms (--timeout)") {
+		t.Errorf("stderr = %q", line)
+	}
+}
+
+// TestWaitingLine checks what a waiting objsync says when stderr is not a
+// terminal: who holds the lock, once (the next line would come ten seconds
+// later), and then that it has the lock.
+func TestWaitingLine(t *testing.T) {
+	dir := t.TempDir()
+	h := holder(t, dir, "--value", "holder A")
+	waiter := startCLI(t, dir, "lock", "lock", "--", "true")
+	waitFile(t, waiter.stderr)
+	for deadline := 0; readFile(t, waiter.stderr) == "" && deadline < 2000; deadline++ {
+		syscall.Nanosleep(&syscall.Timespec{Nsec: 1e7}, nil)
+	}
+	h.cmd.Process.Signal(syscall.SIGTERM)
+	if r := h.wait(t); r.code != 8 {
+		t.Fatalf("holder exit code %d, want 8 (its command's)", r.code)
+	}
+	r := waiter.wait(t)
+	lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+	if r.code != 0 || len(lines) != 2 {
+		t.Fatalf("waiter: exit %d, stderr %q; want 0 and two lines", r.code, r.stderr)
+	}
+	wantWait := fmt.Sprintf(`objsync: waiting for file://%s/lock: held by "holder A" on host `, dir)
+	if !strings.HasPrefix(lines[0], wantWait) || !strings.Contains(lines[0], fmt.Sprintf("pid %d, fence 1,", h.cmd.Process.Pid)) || !strings.Contains(lines[0], "(ttl 30s)") {
+		t.Errorf("first line %q; want it to start %q", lines[0], wantWait)
+	}
+	if want := fmt.Sprintf("objsync: acquired file://%s/lock, fence 2, after waiting ", dir); !strings.HasPrefix(lines[1], want) {
+		t.Errorf("second line %q; want it to start %q", lines[1], want)
+	}
+}
+
+// TestLostLock breaks the lock of a running command from a third process:
+// the command gets SIGTERM and objsync exits with its own code for that.
+func TestLostLock(t *testing.T) {
+	dir := t.TempDir()
+	h := holder(t, dir, "--ttl", "1s", "--value", "victim")
+	r := runCLI(t, dir, "unlock", "--force", "lock")
+	want := fmt.Sprintf(`broke file://%s/lock: it was held by "victim" on host `, dir)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, want) || r.stderr != "" {
+		t.Fatalf("unlock --force: exit %d, stdout %q, stderr %q; want 0 and %q...", r.code, r.stdout, r.stderr, want)
+	}
+	r = h.wait(t)
+	if r.code != exitLost {
+		t.Errorf("exit code %d, want %d", r.code, exitLost)
+	}
+	if got := readFile(t, filepath.Join(dir, "signal")); got != "TERM\n" {
+		t.Errorf("the command got %q, want TERM", got)
+	}
+	line := oneLine(t, "stderr", r.stderr)
+	if want := fmt.Sprintf("objsync: lock lost: file://%s/lock: freed by ", dir); !strings.HasPrefix(line, want) || !strings.HasSuffix(line, "; sending SIGTERM to the command, and SIGKILL after 10s") {
+		t.Errorf("stderr = %q", line)
+	}
+}
+
+// TestLostLockKill: a command that ignores SIGTERM gets SIGKILL after
+// --grace, and so does every process of its group.
+func TestLostLockKill(t *testing.T) {
+	dir := t.TempDir()
+	h := startCLI(t, dir, append([]string{"lock", "--ttl", "1s", "--grace", "200ms", "lock"},
+		shell(`trap "" TERM; (while :; do echo $i >> beats; i=$((i+1)); sleep 0.01; done) & touch ready; sleep 30`)...)...)
+	waitFile(t, filepath.Join(dir, "ready"))
+	if r := runCLI(t, dir, "unlock", "--force", "lock"); r.code != 0 {
+		t.Fatalf("unlock --force: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := h.wait(t); r.code != exitLost {
+		t.Errorf("exit code %d, want %d", r.code, exitLost)
+	}
+	// The background loop of the command beats every 10ms while it lives.
+	before := readFile(t, filepath.Join(dir, "beats"))
+	syscall.Nanosleep(&syscall.Timespec{Nsec: 3e8}, nil)
+	if after := readFile(t, filepath.Join(dir, "beats")); after != before {
+		t.Fatal("a process of the command's group survived SIGKILL")
+	}
+}
+
+// TestSignalsForwarded sends SIGINT or SIGTERM to objsync: the command gets
+// it, and the lock is free once objsync has exited with the command's code.
+func TestSignalsForwarded(t *testing.T) {
+	for _, tt := range []struct {
+		sig  syscall.Signal
+		name string
+		code int
+	}{{syscall.SIGINT, "INT", 7}, {syscall.SIGTERM, "TERM", 8}} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			h := holder(t, dir)
+			h.cmd.Process.Signal(tt.sig)
+			if r := h.wait(t); r.code != tt.code || r.stderr != "" {
+				t.Errorf("exit %d, stderr %q; want %d (the command's) and nothing", r.code, r.stderr, tt.code)
+			}
+			if got := readFile(t, filepath.Join(dir, "signal")); got != tt.name+"\n" {
+				t.Errorf("the command got %q, want %s", got, tt.name)
+			}
+			if st := status(t, dir); !st.Exists || st.Held || st.Fence != 1 {
+				t.Errorf("after exit the lock is %+v; want free, fence 1", st)
+			}
+		})
+	}
+}
+
+func TestSignalWhileWaiting(t *testing.T) {
+	dir := t.TempDir()
+	holder(t, dir)
+	waiter := startCLI(t, dir, "lock", "lock", "--", "touch", "ran")
+	waitFile(t, waiter.stderr)
+	for i := 0; readFile(t, waiter.stderr) == "" && i < 2000; i++ {
+		syscall.Nanosleep(&syscall.Timespec{Nsec: 1e7}, nil)
+	}
+	waiter.cmd.Process.Signal(syscall.SIGINT)
+	if r := waiter.wait(t); r.code != exitSignal+int(syscall.SIGINT) {
+		t.Errorf("exit code %d, want %d", r.code, exitSignal+int(syscall.SIGINT))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ran")); err == nil {
+		t.Error("the command ran")
+	}
+}
+
+func TestExitStatus(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "not-executable"), []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		command []string
+		code    int
+		stderr  string
+	}{
+		{[]string{"--", "true"}, 0, ""},
+		{shell("exit 42"), 42, ""},
+		{shell("kill -TERM $$"), 128 + 15, ""},
+		{[]string{"--", "objsync-no-such-command"}, exitNotFound, `objsync: exec: "objsync-no-such-command": executable file not found in $PATH` + "\n"},
+		{[]string{"--", "./not-executable"}, exitCannotRun, `objsync: exec: "./not-executable": permission denied` + "\n"},
+	}
+	for _, tt := range tests {
+		r := runCLI(t, dir, append([]string{"lock", "lock"}, tt.command...)...)
+		if r.code != tt.code || r.stderr != tt.stderr {
+			t.Errorf("objsync lock lock %q: exit %d, stderr %q; want %d, %q", tt.command, r.code, r.stderr, tt.code, tt.stderr)
+		}
+	}
+}
+
+// status returns what objsync status --json says about the lock in dir.
+func status(t *testing.T, dir string) statusJSON {
+	t.Helper()
+	r := runCLI(t, dir, "status", "lock", "--json")
+	var st statusJSON
+	if err := json.Unmarshal([]byte(r.stdout), &st); r.code != 0 || err != nil {
+		t.Fatalf("status --json: exit %d, stderr %q, %v", r.code, r.stderr, err)
+	}
+	return st
+}

@@ -1,0 +1,229 @@
+//go:build unix
+
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// bin is the objsync binary, built once by TestMain; the tests run it as a
+// user would.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "objsync-cmd-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "objsync")
+	args := []string{"build", "-o", bin}
+	if raceEnabled() {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	code := 1
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building objsync:", err)
+	} else {
+		code = m.Run()
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// raceEnabled reports whether the tests run with the race detector, which
+// the binary then gets too.
+func raceEnabled() bool {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range info.Settings {
+		if s.Key == "-race" && s.Value == "true" {
+			return true
+		}
+	}
+	return false
+}
+
+// safety bounds every wait of a test; nothing should come near it.
+const safety = 20 * time.Second
+
+// proc is one run of objsync, in a process group of its own so that the
+// test can end whatever it started. Its output goes to files, which no
+// process left behind can hold open the way it could a pipe.
+type proc struct {
+	cmd            *exec.Cmd
+	stdout, stderr string // file names
+	done           chan struct{}
+}
+
+// startCLI runs objsync with args in dir.
+func startCLI(t *testing.T, dir string, args ...string) *proc {
+	t.Helper()
+	out, err := os.CreateTemp(t.TempDir(), "stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	errOut, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	defer errOut.Close()
+	p := &proc{cmd: exec.Command(bin, args...), stdout: out.Name(), stderr: errOut.Name(), done: make(chan struct{})}
+	p.cmd.Dir = dir
+	p.cmd.Stdout, p.cmd.Stderr = out, errOut
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	})
+	return p
+}
+
+// result is how a run of objsync ended.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// wait waits for objsync to exit, within the safety bound.
+func (p *proc) wait(t *testing.T) result {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(safety):
+		t.Fatalf("objsync %q still runs after %v", p.cmd.Args[1:], safety)
+	}
+	stdout, _ := os.ReadFile(p.stdout)
+	stderr, _ := os.ReadFile(p.stderr)
+	return result{p.cmd.ProcessState.ExitCode(), string(stdout), string(stderr)}
+}
+
+// runCLI runs objsync with args in dir to the end.
+func runCLI(t *testing.T, dir string, args ...string) result {
+	t.Helper()
+	return startCLI(t, dir, args...).wait(t)
+}
+
+// shell returns the arguments that have objsync lock run script with sh.
+func shell(script string) []string { return []string{"--", "sh", "-c", script} }
+
+// waitFile waits until the file at path exists.
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+	for deadline := time.Now().Add(safety); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+	}
+	t.Fatalf("%s did not appear within %v", path, safety)
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// oneLine checks that text is exactly one line, and returns it.
+func oneLine(t *testing.T, what, text string) string {
+	t.Helper()
+	line, ok := strings.CutSuffix(text, "\n")
+	if !ok || strings.Contains(line, "\n") || !strings.HasPrefix(line, "objsync: ") {
+		t.Fatalf("%s = %q; want one line starting with \"objsync: \"", what, text)
+	}
+	return line
+}
+
+func TestUsageErrors(t *testing.T) {
+	const secret = "supersecretvalue"
+	tests := []struct {
+		args []string
+		want []string // in the one line on stderr
+	}{
+		{nil, []string{"missing command"}},
+		{[]string{"frobnicate"}, []string{`unknown command "frobnicate"`}},
+		{[]string{"lock"}, []string{"lock: want one DSN, got 0 arguments"}},
+		{[]string{"lock", "l"}, []string{"lock: missing -- COMMAND"}},
+		{[]string{"lock", "l", "--"}, []string{"lock: missing -- COMMAND"}},
+		{[]string{"lock", "l", "m", "--", "true"}, []string{"lock: want one DSN, got 2 arguments"}},
+		{[]string{"lock", "--ttl", "5ms", "l", "--", "true"}, []string{"--ttl must be a whole number of milliseconds, at least 100ms"}},
+		{[]string{"lock", "--ttl", "soon", "l", "--", "true"}, []string{`invalid value "soon" for flag -ttl`}},
+		{[]string{"lock", "--try", "--timeout", "1s", "l", "--", "true"}, []string{"--try and --timeout exclude each other"}},
+		{[]string{"status", "--bogus", "l"}, []string{"status: flag provided but not defined: -bogus", "objsync status --help"}},
+		{[]string{"status"}, []string{"status: want one DSN, got 0 arguments"}},
+		{[]string{"status", "l", "--", "x"}, []string{"status: unexpected arguments after --"}},
+		{[]string{"status", "foo://bucket/key"}, []string{`unknown scheme "foo"`, "s3://, minio://, gs://, file://", "--driver"}},
+		{[]string{"check", "mem://ns/key"}, []string{`unknown scheme "mem"`}},
+		{[]string{"status", "s3://bucket-only"}, []string{"s3: invalid DSN: missing key"}},
+		{[]string{"status", "--driver", "nope", "l"}, []string{`unknown driver "nope" (known: file, gcs, minio, s3)`}},
+		{[]string{"status", "minio://AK:" + secret + "@127.0.0.1:9000/bucket"}, []string{"minio: invalid DSN: missing key"}},
+		// The file driver quotes its DSN in errors: the password is masked.
+		{[]string{"status", "--driver", "file", "minio://AK:" + secret + "@host/bucket/"}, []string{"must name a file", "AK:xxxxx@host"}},
+		{[]string{"unlock", "l"}, []string{"unlock: refusing without --force", "the holder's work may go on"}},
+		{[]string{"lock", "--ttl", "minio://AK:" + secret + "@host/bucket/key", "l", "--", "true"}, []string{`invalid value "minio://AK:xxxxx@host/bucket/key" for flag -ttl`}},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			r := runCLI(t, t.TempDir(), tt.args...)
+			if r.code != exitUsage {
+				t.Errorf("exit code %d, want %d", r.code, exitUsage)
+			}
+			line := oneLine(t, "stderr", r.stderr)
+			for _, want := range tt.want {
+				if !strings.Contains(line, want) {
+					t.Errorf("stderr %q does not contain %q", line, want)
+				}
+			}
+			if strings.Contains(line, secret) {
+				t.Errorf("stderr reveals the secret: %q", line)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout = %q, want nothing", r.stdout)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	r := runCLI(t, t.TempDir(), "--help")
+	if r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, "Exit codes:") || !strings.Contains(r.stdout, "Example:") {
+		t.Errorf("objsync --help: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	for _, args := range [][]string{{"lock", "--help"}, {"status", "-h"}, {"unlock", "--help"}, {"check", "--help"}, {"help", "lock"}} {
+		r := runCLI(t, t.TempDir(), args...)
+		for _, want := range []string{"Usage: objsync " + args[0], "Example:\n  objsync ", "Flags:", "-driver name"} {
+			if args[0] == "help" {
+				want = strings.Replace(want, "objsync help", "objsync lock", 1)
+			}
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("objsync %s: stdout does not contain %q:\n%s", strings.Join(args, " "), want, r.stdout)
+			}
+		}
+		if r.code != 0 || r.stderr != "" {
+			t.Errorf("objsync %s: exit %d, stderr %q", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+}

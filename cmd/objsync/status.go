@@ -1,0 +1,205 @@
+//go:build unix
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/objsync/objsync"
+)
+
+const statusHelp = `Usage: objsync status [--json] [--for DURATION] DSN
+
+Show the lock as stored: whether it is held; the holder's value, host, pid
+and id; the fence; the ttl; when the hold began and was last renewed, by the
+holder's clock, which may differ from this one. It exits 0, held or not.
+
+"unchanged" is how long this objsync saw the lock object stay the same: 0
+after the single read status makes, unless --for has it watch the lock for
+a while. A held lock unchanged for longer than its ttl has a holder that
+stopped renewing it; a waiting 'objsync lock' would take it over.
+
+With --json it prints one JSON object with these fields:
+  lock          the lock's location (never with a secret)
+  exists        false if the lock was never acquired
+  held          whether the lock object says it is held
+  value         the holder's --value ("" if none); when free, the last holder's
+  holder        the holder's id, drawn anew for every acquisition
+  host, pid     where the holder runs
+  fence         the fencing token of the current or last hold (0 if never acquired)
+  ttl_ms        the holder's lease, in milliseconds
+  acquired_at   when the hold began, RFC 3339, holder's clock (null if never acquired)
+  renewed_at    when the holder last wrote the lock, RFC 3339, holder's clock (null too)
+  unchanged_ms  how long this objsync saw the lock unchanged
+  watched_ms    how long it watched (--for)
+
+Example:
+  objsync status --for 40s --json gs://ops-locks/nightly
+`
+
+// statusJSON is what status --json prints. Its fields are documented in
+// statusHelp and the package documentation; keep them stable.
+type statusJSON struct {
+	Lock            string     `json:"lock"`
+	Exists          bool       `json:"exists"`
+	Held            bool       `json:"held"`
+	Value           string     `json:"value"`
+	Holder          string     `json:"holder"`
+	Host            string     `json:"host"`
+	PID             int        `json:"pid"`
+	Fence           int64      `json:"fence"`
+	TTLMillis       int64      `json:"ttl_ms"`
+	AcquiredAt      *time.Time `json:"acquired_at"`
+	RenewedAt       *time.Time `json:"renewed_at"`
+	UnchangedMillis int64      `json:"unchanged_ms"`
+	WatchedMillis   int64      `json:"watched_ms"`
+}
+
+func runStatus(args []string) error {
+	fs := newFlagSet("status")
+	asJSON := fs.Bool("json", false, "print a JSON object (see above)")
+	watch := fs.Duration("for", 0, "watch the lock this long before reporting")
+	driverName := driverFlag(fs)
+	pos, _, err := parseArgs(fs, statusHelp, args, false)
+	if err != nil {
+		return err
+	}
+	if *watch < 0 {
+		return usageErrorf("status: --for cannot be negative")
+	}
+	store, key, err := openStore(pos[0], *driverName)
+	if err != nil {
+		return err
+	}
+	m := objsync.NewMutex(store, key)
+	defer m.Close()
+	st, watched, err := observe(m, *watch)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(m, st, watched)
+	}
+	printStatus(m, st, watched)
+	return nil
+}
+
+// observe reads the lock, and again every second for d, so that
+// State.Unchanged covers that span. It returns the last state and how long
+// it watched, both to the millisecond.
+func observe(m *objsync.Mutex, d time.Duration) (objsync.State, time.Duration, error) {
+	var first time.Time
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		st, err := m.Inspect(ctx)
+		cancel()
+		if first.IsZero() {
+			first = time.Now()
+		}
+		watched := time.Since(first).Truncate(time.Millisecond)
+		if err != nil || watched >= d {
+			st.Unchanged = st.Unchanged.Truncate(time.Millisecond)
+			return st, watched, err
+		}
+		time.Sleep(min(d-watched, time.Second))
+	}
+}
+
+func printStatus(m *objsync.Mutex, st objsync.State, watched time.Duration) {
+	row := func(name, format string, args ...any) {
+		out.printf("%-10s %s\n", name, fmt.Sprintf(format, args...))
+	}
+	row("lock", "%s", m)
+	switch {
+	case !st.Exists:
+		row("state", "free (never acquired)")
+		return
+	case st.Held:
+		row("state", "held")
+	default:
+		row("state", "free (the fields below are the last holder's)")
+	}
+	row("value", "%q", st.Value)
+	row("host", "%s", printable(st.Host))
+	row("pid", "%d", st.PID)
+	row("fence", "%d", st.Fence)
+	row("ttl", "%v", st.TTL)
+	row("holder", "%s", st.Holder)
+	row("acquired", "%s (holder's clock)", wallTime(st.AcquiredAt))
+	row("renewed", "%s (holder's clock)", wallTime(st.RenewedAt))
+	if watched == 0 {
+		row("unchanged", "%s (a single read; --for watches the lock)", short(st.Unchanged))
+	} else {
+		row("unchanged", "%s, watched for %s", short(st.Unchanged), short(watched))
+	}
+	if st.Held && st.Unchanged > st.TTL {
+		out.printf("\nUnchanged for longer than its ttl: the holder stopped renewing it, and a\nwaiting 'objsync lock' takes it over ('objsync unlock --force' breaks it).\n")
+	}
+}
+
+func printJSON(m *objsync.Mutex, st objsync.State, watched time.Duration) error {
+	j := statusJSON{
+		Lock: m.String(), Exists: st.Exists, Held: st.Held, Value: st.Value, Holder: st.Holder,
+		Host: st.Host, PID: st.PID, Fence: st.Fence, TTLMillis: st.TTL.Milliseconds(),
+		UnchangedMillis: st.Unchanged.Milliseconds(), WatchedMillis: watched.Milliseconds(),
+	}
+	if st.Exists {
+		acquired, renewed := st.AcquiredAt.UTC(), st.RenewedAt.UTC()
+		j.AcquiredAt, j.RenewedAt = &acquired, &renewed
+	}
+	data, err := json.MarshalIndent(j, "", "  ")
+	if err != nil {
+		return err
+	}
+	out.printf("%s\n", data)
+	return nil
+}
+
+const unlockHelp = `Usage: objsync unlock --force DSN
+
+Break the lock, whoever holds it, for a holder that died or hangs: a write
+conditional on the state just read frees it, and unlock says whom it was
+taken from. The holder learns of it only at its next renewal, and its work
+may go on until then ('objsync lock' then stops its command and exits 123):
+fencing tokens are what protect the resource meanwhile. Hence --force.
+A lock that is already free is left alone, and unlock says so and exits 0.
+
+Example:
+  objsync status --for 40s s3://ops/locks/deploy
+  objsync unlock --force s3://ops/locks/deploy
+`
+
+func runUnlock(args []string) error {
+	fs := newFlagSet("unlock")
+	force := fs.Bool("force", false, "break the lock whoever holds it (required)")
+	driverName := driverFlag(fs)
+	pos, _, err := parseArgs(fs, unlockHelp, args, false)
+	if err != nil {
+		return err
+	}
+	if !*force {
+		return usageErrorf("unlock: refusing without --force: it breaks the lock whoever holds it, and the holder's work may go on until its next renewal (see 'objsync unlock --help')")
+	}
+	store, key, err := openStore(pos[0], *driverName)
+	if err != nil {
+		return err
+	}
+	m := objsync.NewMutex(store, key)
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	st, err := m.Break(ctx)
+	switch {
+	case errors.Is(err, objsync.ErrNotHeld):
+		out.printf("%s is %s: nothing to break\n", m, describe(st))
+		return nil
+	case err != nil:
+		return err
+	}
+	out.printf("broke %s: it was %s\n", m, describe(st))
+	return nil
+}

@@ -1,0 +1,95 @@
+//go:build unix
+
+package main
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestStatusJSON(t *testing.T) {
+	dir := t.TempDir()
+	if st := status(t, dir); st != (statusJSON{Lock: "file://" + dir + "/lock"}) {
+		t.Errorf("a lock never acquired: %+v", st)
+	}
+
+	start := time.Now()
+	h := holder(t, dir, "--value", "json holder", "--ttl", "5s")
+	st := status(t, dir)
+	host, _ := os.Hostname()
+	want := statusJSON{
+		Lock: "file://" + dir + "/lock", Exists: true, Held: true, Value: "json holder",
+		Holder: st.Holder, Host: host, PID: h.cmd.Process.Pid, Fence: 1, TTLMillis: 5000,
+		AcquiredAt: st.AcquiredAt, RenewedAt: st.RenewedAt,
+	}
+	if st != want || len(st.Holder) != 32 {
+		t.Errorf("a held lock: %+v, want %+v", st, want)
+	}
+	// Same clock here: the times can be checked, loosely.
+	if st.AcquiredAt == nil || st.AcquiredAt.Before(start.Add(-time.Second)) || st.AcquiredAt.After(time.Now()) || st.RenewedAt.Before(*st.AcquiredAt) {
+		t.Errorf("acquired_at %v, renewed_at %v: not during this test", st.AcquiredAt, st.RenewedAt)
+	}
+
+	h.cmd.Process.Signal(syscall.SIGTERM)
+	h.wait(t)
+	if st := status(t, dir); !st.Exists || st.Held || st.Fence != 1 || st.Value != "json holder" {
+		t.Errorf("a released lock: %+v; want free, with the last holder's fence and value", st)
+	}
+}
+
+func TestStatusWatches(t *testing.T) {
+	dir := t.TempDir()
+	runCLI(t, dir, "lock", "lock", "--", "true")
+	r := runCLI(t, dir, "status", "--for", "300ms", "lock")
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("status: exit %d, stderr %q", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("lock       file://%s/lock\n", dir),
+		"state      free (the fields below are the last holder's)\n",
+		"fence      1\n",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("status output does not contain %q:\n%s", want, r.stdout)
+		}
+	}
+	m := regexp.MustCompile(`\nunchanged  (\S+), watched for (\S+)\n`).FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("no unchanged line in:\n%s", r.stdout)
+	}
+	for _, s := range m[1:] {
+		if d, err := time.ParseDuration(s); err != nil || d < 300*time.Millisecond {
+			t.Errorf("unchanged and watched for %s; want 300ms or more", s)
+		}
+	}
+}
+
+func TestUnlockFreeLock(t *testing.T) {
+	dir := t.TempDir()
+	for _, want := range []string{"free (never acquired)", "free (last fence 1)"} {
+		r := runCLI(t, dir, "unlock", "--force", "lock")
+		if wantOut := fmt.Sprintf("file://%s/lock is %s: nothing to break\n", dir, want); r.code != 0 || r.stdout != wantOut || r.stderr != "" {
+			t.Errorf("unlock --force: exit %d, stdout %q, stderr %q; want 0, %q", r.code, r.stdout, r.stderr, wantOut)
+		}
+		runCLI(t, dir, "lock", "lock", "--", "true")
+	}
+}
+
+func TestNotALock(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/lock", []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"status", "lock"}, {"lock", "lock", "--", "true"}, {"unlock", "--force", "lock"}} {
+		r := runCLI(t, dir, args...)
+		line := oneLine(t, "stderr", r.stderr)
+		if r.code != exitFailed || !strings.Contains(line, "object is not an objsync lock") {
+			t.Errorf("objsync %s: exit %d, stderr %q; want %d and a clear message", strings.Join(args, " "), r.code, line, exitFailed)
+		}
+	}
+}
