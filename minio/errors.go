@@ -27,6 +27,8 @@ func (s *store) readError(key string, err error) error {
 func (s *store) writeError(key string, ifVersion driver.Version, err error) error {
 	resp := minio.ToErrorResponse(err)
 	switch {
+	case errors.Is(err, driver.ErrPrecondition):
+		return fmt.Errorf("write %s: %w", s.Location(key), err)
 	case resp.StatusCode == http.StatusPreconditionFailed:
 		return fmt.Errorf("write %s: %w", s.Location(key), driver.ErrPrecondition)
 	// S3 answers an If-Match write to a missing key with 404, not 412.

@@ -48,6 +48,9 @@
 // unquoted, because Ceph RGW rejects the quoted form that minio-go sends.
 // minio-go adds no request checksums here: trailing-header checksums stay
 // off, and the payload is signed with its SHA-256 rather than streamed.
+// A 409 ConditionalRequestConflict is retried, and a 5xx answer to a write
+// is settled by reading the object back: Ceph RGW answers 500 instead of 412
+// to some of the conditional writes that lose a race.
 //
 // ETags of single-part uploads are the MD5 of the content, so writing the
 // same bytes twice yields the same version: callers must make each write's
@@ -62,17 +65,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/minio/minio-go/v7/pkg/s3utils"
 
 	"github.com/objsync/objsync/driver"
+	"github.com/objsync/objsync/internal/s3compat"
 )
 
 func init() {
@@ -237,15 +239,6 @@ func (s *store) Delete(ctx context.Context, key string) error {
 	return s.classify("delete", key, err)
 }
 
-// Conflict retries: S3 answers 409 ConditionalRequestConflict when another
-// conditional write to the key is in flight. The rejected write did not take
-// effect, so it is safe to send again; after that many tries the error is
-// left to the lock protocol as transient.
-const (
-	conflictRetries = 3
-	conflictBackoff = 20 * time.Millisecond
-)
-
 // Write implements driver.Store.
 func (s *store) Write(ctx context.Context, key string, data []byte, ifVersion driver.Version) (driver.Version, error) {
 	// DisableContentSha256 turns off the streaming signature; the payload is
@@ -254,44 +247,37 @@ func (s *store) Write(ctx context.Context, key string, data []byte, ifVersion dr
 	if ifVersion == "" {
 		opts.SetMatchETagExcept("*")
 	} else {
-		if !isETag(string(ifVersion)) {
+		if !s3compat.IsETag(ifVersion) {
 			return "", fmt.Errorf("write %s: version %q is not an ETag: %w", s.Location(key), ifVersion, driver.ErrPrecondition)
 		}
 		opts.SetMatchETag(string(ifVersion)) // quoted by minio-go; see unquoteIfMatch
 	}
 	sum := sha256.Sum256(data)
-	for attempt := 0; ; attempt++ {
+	put := func(ctx context.Context) (driver.Version, error) {
 		info, err := s.client.PutObject(ctx, s.bucket, key, bytes.NewReader(data), int64(len(data)), "", hex.EncodeToString(sum[:]), opts)
-		if err == nil {
-			if info.ETag == "" {
-				return "", fmt.Errorf("write %s: the store sent no ETag", s.Location(key))
-			}
-			return driver.Version(info.ETag), nil
+		if err != nil {
+			return "", err
 		}
-		if minio.ToErrorResponse(err).Code != "ConditionalRequestConflict" || attempt == conflictRetries {
-			return "", s.writeError(key, ifVersion, err)
+		if info.ETag == "" {
+			return "", fmt.Errorf("the store sent no ETag")
 		}
-		if err := sleep(ctx, conflictBackoff<<attempt); err != nil {
-			return "", fmt.Errorf("write %s: %w", s.Location(key), err)
-		}
+		return driver.Version(info.ETag), nil
 	}
+	read := func(ctx context.Context) ([]byte, driver.Version, error) { return s.Read(ctx, key) }
+	v, err := s3compat.Write(ctx, data, ifVersion, put, answerOf, read)
+	if err != nil {
+		return "", s.writeError(key, ifVersion, err)
+	}
+	return v, nil
 }
 
-// sleep waits for about d, with jitter so that writers that collided do not
-// collide again, or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d/2 + rand.N(d))
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+// answerOf sorts a failed PutObject's answer for s3compat.Write.
+func answerOf(err error) s3compat.Answer {
+	switch resp := minio.ToErrorResponse(err); {
+	case resp.Code == "ConditionalRequestConflict":
+		return s3compat.Conflict
+	case resp.StatusCode >= 500:
+		return s3compat.ServerError
 	}
-}
-
-// isETag reports whether v can be sent alone in If-Match. A version this
-// driver returned always can; "*" or a list would match other objects.
-func isETag(v string) bool {
-	return v != "" && v != "*" && !strings.ContainsAny(v, "\", \t")
+	return s3compat.Other
 }

@@ -31,6 +31,8 @@ func (s *store) readError(key string, err error) error {
 // writeError maps a PutObject error to the driver's vocabulary.
 func (s *store) writeError(key string, ifVersion driver.Version, err error) error {
 	switch {
+	case errors.Is(err, driver.ErrPrecondition):
+		return fmt.Errorf("write %s: %w", s.Location(key), err)
 	case statusCode(err) == http.StatusPreconditionFailed:
 		return fmt.Errorf("write %s: %w", s.Location(key), driver.ErrPrecondition)
 	// S3 answers an If-Match write to a missing key with 404, not 412.

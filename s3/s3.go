@@ -53,6 +53,9 @@
 // "If-None-Match: *"; replacing writes send "If-Match" with the unquoted ETag,
 // because Ceph RGW rejects the quoted form. The SDK's default CRC32 request
 // checksums are turned off, as several S3-compatible stores reject them.
+// A 409 ConditionalRequestConflict is retried, and a 5xx answer to a write
+// is settled by reading the object back: Ceph RGW answers 500 instead of 412
+// to some of the conditional writes that lose a race.
 //
 // S3 ETags of single-part uploads are the MD5 of the content, so writing the
 // same bytes twice yields the same version: callers must make each write's
@@ -69,17 +72,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/objsync/objsync/driver"
+	"github.com/objsync/objsync/internal/s3compat"
 )
 
 func init() {
@@ -234,7 +236,7 @@ func (s *store) Read(ctx context.Context, key string) ([]byte, driver.Version, e
 	if err != nil {
 		return nil, "", s.readError(key, err)
 	}
-	etag := unquote(aws.ToString(out.ETag))
+	etag := s3compat.Unquote(aws.ToString(out.ETag))
 	if etag == "" {
 		return nil, "", fmt.Errorf("read %s: the store sent no ETag", s.Location(key))
 	}
@@ -255,15 +257,6 @@ func (s *store) Delete(ctx context.Context, key string) error {
 	return s.classify("delete", key, err)
 }
 
-// Conflict retries: S3 answers 409 ConditionalRequestConflict when another
-// conditional write to the key is in flight. The rejected write did not take
-// effect, so it is safe to send again; after that many tries the error is
-// left to the lock protocol as transient.
-const (
-	conflictRetries = 3
-	conflictBackoff = 20 * time.Millisecond
-)
-
 // Write implements driver.Store.
 func (s *store) Write(ctx context.Context, key string, data []byte, ifVersion driver.Version) (driver.Version, error) {
 	in := &s3.PutObjectInput{
@@ -274,54 +267,39 @@ func (s *store) Write(ctx context.Context, key string, data []byte, ifVersion dr
 	if ifVersion == "" {
 		in.IfNoneMatch = aws.String("*")
 	} else {
-		if !isETag(string(ifVersion)) {
+		if !s3compat.IsETag(ifVersion) {
 			return "", fmt.Errorf("write %s: version %q is not an ETag: %w", s.Location(key), ifVersion, driver.ErrPrecondition)
 		}
 		// Unquoted: Ceph RGW compares the header verbatim (Ceph bug 64439).
 		in.IfMatch = aws.String(string(ifVersion))
 	}
-	for attempt := 0; ; attempt++ {
+	put := func(ctx context.Context) (driver.Version, error) {
 		in.Body = bytes.NewReader(data)
 		out, err := s.client.PutObject(ctx, in)
-		if err == nil {
-			etag := unquote(aws.ToString(out.ETag))
-			if etag == "" {
-				return "", fmt.Errorf("write %s: the store sent no ETag", s.Location(key))
-			}
-			return driver.Version(etag), nil
+		if err != nil {
+			return "", err
 		}
-		if errorCode(err) != "ConditionalRequestConflict" || attempt == conflictRetries {
-			return "", s.writeError(key, ifVersion, err)
+		etag := s3compat.Unquote(aws.ToString(out.ETag))
+		if etag == "" {
+			return "", fmt.Errorf("the store sent no ETag")
 		}
-		if err := sleep(ctx, conflictBackoff<<attempt); err != nil {
-			return "", fmt.Errorf("write %s: %w", s.Location(key), err)
-		}
+		return driver.Version(etag), nil
 	}
+	read := func(ctx context.Context) ([]byte, driver.Version, error) { return s.Read(ctx, key) }
+	v, err := s3compat.Write(ctx, data, ifVersion, put, answerOf, read)
+	if err != nil {
+		return "", s.writeError(key, ifVersion, err)
+	}
+	return v, nil
 }
 
-// sleep waits for about d, with jitter so that writers that collided do not
-// collide again, or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d/2 + rand.N(d))
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+// answerOf sorts a failed PutObject's answer for s3compat.Write.
+func answerOf(err error) s3compat.Answer {
+	switch {
+	case errorCode(err) == "ConditionalRequestConflict":
+		return s3compat.Conflict
+	case statusCode(err) >= 500:
+		return s3compat.ServerError
 	}
-}
-
-// unquote strips the quotes that S3 puts around ETags.
-func unquote(etag string) string {
-	if len(etag) >= 2 && etag[0] == '"' && etag[len(etag)-1] == '"' {
-		return etag[1 : len(etag)-1]
-	}
-	return etag
-}
-
-// isETag reports whether v can be sent alone in If-Match. A version this
-// driver returned always can; "*" or a list would match other objects.
-func isETag(v string) bool {
-	return v != "" && v != "*" && !strings.ContainsAny(v, "\", \t")
+	return s3compat.Other
 }

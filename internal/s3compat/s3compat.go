@@ -1,0 +1,121 @@
+// Package s3compat is what the s3 and minio drivers share because both
+// speak the S3 API to the same servers: the way a conditional PUT has to be
+// sent and settled, whichever client library sends it.
+package s3compat
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/objsync/objsync/driver"
+)
+
+// Answer is how the server answered a PUT that failed, as far as Write
+// needs to know.
+type Answer int
+
+const (
+	// Other is any answer Write leaves to the driver's error mapping.
+	Other Answer = iota
+	// Conflict is 409 ConditionalRequestConflict: AWS S3 refused the
+	// write because another conditional write to the key was in flight.
+	// It did not take effect.
+	Conflict
+	// ServerError is a 5xx answer, after which the write may or may not
+	// have taken effect.
+	ServerError
+)
+
+// Conflict retries: a PUT refused with 409 is sent again this many times,
+// after jittered waits from conflictBackoff doubling, before the error is
+// left to the lock protocol as transient.
+const (
+	conflictRetries = 3
+	conflictBackoff = 20 * time.Millisecond
+)
+
+// Write sends a conditional PUT with put and returns the new version. It
+// retries 409 ConditionalRequestConflict. It settles a 5xx answer by reading
+// the object back with read: Ceph RGW answers some of the conditional writes
+// that lose a race with 500 instead of 412. If the object holds exactly the
+// bytes written, the write landed; if it holds another state than the one
+// the condition named, another write won and the result is
+// driver.ErrPrecondition; if it is unchanged, the original error is
+// returned. Every other error is returned as put gave it, for the driver to
+// map.
+func Write(ctx context.Context, data []byte, ifVersion driver.Version,
+	put func(context.Context) (driver.Version, error),
+	answer func(error) Answer,
+	read func(context.Context) ([]byte, driver.Version, error),
+) (driver.Version, error) {
+	for attempt := 0; ; attempt++ {
+		v, err := put(ctx)
+		if err == nil {
+			return v, nil
+		}
+		switch answer(err) {
+		case Conflict:
+			if attempt == conflictRetries {
+				return "", err
+			}
+			if err := sleep(ctx, conflictBackoff<<attempt); err != nil {
+				return "", err
+			}
+			continue
+		case ServerError:
+			return settle(ctx, data, ifVersion, err, read)
+		}
+		return "", err
+	}
+}
+
+func settle(ctx context.Context, data []byte, ifVersion driver.Version, putErr error,
+	read func(context.Context) ([]byte, driver.Version, error),
+) (driver.Version, error) {
+	got, v, err := read(ctx)
+	switch {
+	case errors.Is(err, driver.ErrNotExist) && ifVersion == "":
+		return "", putErr // still absent: the create did not land
+	case errors.Is(err, driver.ErrNotExist):
+		return "", fmt.Errorf("%w: the object is gone (the store answered: %v)", driver.ErrPrecondition, putErr)
+	case err != nil:
+		return "", putErr // cannot tell: the caller reads again later
+	case bytes.Equal(got, data):
+		return v, nil
+	case v == ifVersion:
+		return "", putErr
+	}
+	return "", fmt.Errorf("%w: another write is in place (the store answered: %v)", driver.ErrPrecondition, putErr)
+}
+
+// sleep waits for about d, with jitter so that writers that collided do not
+// collide again, or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d/2 + rand.N(d))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Unquote strips the quotes that S3 puts around ETags.
+func Unquote(etag string) string {
+	if len(etag) >= 2 && etag[0] == '"' && etag[len(etag)-1] == '"' {
+		return etag[1 : len(etag)-1]
+	}
+	return etag
+}
+
+// IsETag reports whether v can be sent alone in If-Match. A version the
+// drivers returned always can; "*" or a list would match other objects.
+func IsETag(v driver.Version) bool {
+	return v != "" && v != "*" && !strings.ContainsAny(string(v), "\", \t")
+}

@@ -1,0 +1,78 @@
+package s3compat
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/objsync/objsync/driver"
+)
+
+var errServer = errors.New("500 InternalError")
+
+func TestSettle(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		ifVersion    driver.Version
+		data         string         // what the read back returns
+		version      driver.Version // and its version
+		readErr      error
+		want         driver.Version
+		precondition bool
+	}{
+		{name: "landed", ifVersion: "e1", data: "mine", version: "e2", want: "e2"},
+		{name: "create landed", data: "mine", version: "e2", want: "e2"},
+		{name: "another write won", ifVersion: "e1", data: "theirs", version: "e3", precondition: true},
+		{name: "another create won", data: "theirs", version: "e3", precondition: true},
+		{name: "unchanged", ifVersion: "e1", data: "old", version: "e1"},
+		{name: "still absent", readErr: driver.ErrNotExist},
+		{name: "replaced object gone", ifVersion: "e1", readErr: driver.ErrNotExist, precondition: true},
+		{name: "read fails", ifVersion: "e1", readErr: errors.New("503")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			puts := 0
+			put := func(context.Context) (driver.Version, error) { puts++; return "", errServer }
+			answer := func(error) Answer { return ServerError }
+			read := func(context.Context) ([]byte, driver.Version, error) {
+				return []byte(tc.data), tc.version, tc.readErr
+			}
+			v, err := Write(context.Background(), []byte("mine"), tc.ifVersion, put, answer, read)
+			switch {
+			case puts != 1:
+				t.Fatalf("%d PUTs, want 1", puts)
+			case tc.want != "":
+				if err != nil || v != tc.want {
+					t.Fatalf("Write = %q, %v; want %q", v, err, tc.want)
+				}
+			case tc.precondition:
+				if !errors.Is(err, driver.ErrPrecondition) {
+					t.Fatalf("Write err = %v, want ErrPrecondition", err)
+				}
+			default:
+				if err != errServer {
+					t.Fatalf("Write err = %v, want the server's error as it was", err)
+				}
+			}
+		})
+	}
+}
+
+func TestConflictRetries(t *testing.T) {
+	errConflict := errors.New("409")
+	puts := 0
+	put := func(context.Context) (driver.Version, error) {
+		if puts++; puts < 3 {
+			return "", errConflict
+		}
+		return "e2", nil
+	}
+	answer := func(err error) Answer { return Conflict }
+	v, err := Write(context.Background(), nil, "e1", put, answer, nil)
+	if err != nil || v != "e2" || puts != 3 {
+		t.Fatalf("Write = %q, %v after %d PUTs", v, err, puts)
+	}
+	puts = -100 // never succeeds within the retries
+	if _, err := Write(context.Background(), nil, "e1", put, answer, nil); err != errConflict || puts != -100+conflictRetries+1 {
+		t.Fatalf("persistent conflict: err %v after %d PUTs", err, puts+100)
+	}
+}
