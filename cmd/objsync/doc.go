@@ -10,6 +10,8 @@
 //	objsync status [--json] [--for DURATION] DSN
 //	objsync unlock --force DSN
 //	objsync check DSN
+//	objsync elect [flags] --value VALUE DSN -- COMMAND [ARGS...]
+//	objsync leader [--json] [--watch] DSN
 //
 // Flags may come before or after the DSN; everything after "--" is the
 // command. Every command takes --driver NAME and --help, which shows an
@@ -30,6 +32,16 @@
 // documentation has the details. objsync never prints a DSN's password:
 // messages name the lock by its location, and anything printed is scrubbed
 // of the password.
+//
+// # elect and leader
+//
+// objsync elect is objsync lock for leader election: the holder of the lock
+// is the leader, and --value, required, is what it tells followers (an
+// address, a host name). Run one per candidate: one leads and runs its
+// command, the others wait, and one of them takes over when the leader
+// exits, or after --ttl (15s by default) when it dies. objsync leader
+// prints the current leader, or exits 124 if there is none; with --watch
+// it prints every change of leader, in order, until interrupted.
 //
 // # lock
 //
@@ -130,7 +142,7 @@
 //	2      usage error: bad flag, bad DSN, unknown scheme or driver
 //	122    check: the store ignores conditional writes; unsafe for objsync
 //	123    lock: the lock was lost while the command ran; the command was stopped
-//	124    lock: not acquired (--try and held, or --timeout elapsed)
+//	124    lock: not acquired (--try and held, or --timeout elapsed); leader: none
 //	125    objsync failed: store unreachable, access denied, not a lock object...
 //	126    lock: the command was found but could not be run
 //	127    lock: the command was not found

@@ -49,26 +49,34 @@ type lockOptions struct {
 }
 
 func runLock(args []string) error {
-	fs := newFlagSet("lock")
+	return runHolding("lock", lockHelp, 30*time.Second, args)
+}
+
+// runHolding runs a command while holding a lock: objsync lock, and
+// objsync elect, for which the holder is the leader and needs a --value.
+func runHolding(name, help string, defaultTTL time.Duration, args []string) error {
+	fs := newFlagSet(name)
 	var o lockOptions
-	fs.DurationVar(&o.ttl, "ttl", 30*time.Second, "the lease: how long others wait for the lock if objsync dies")
+	fs.DurationVar(&o.ttl, "ttl", defaultTTL, "the lease: how long others wait for the lock if objsync dies")
 	fs.DurationVar(&o.timeout, "timeout", 0, "give up (exit 124) after waiting this long; 0 waits for ever")
 	fs.BoolVar(&o.try, "try", false, "give up at once (exit 124) if the lock is held")
 	value := fs.String("value", "", "`text` saying who holds the lock, shown by status: a job, a host (no secrets)")
 	fs.DurationVar(&o.grace, "grace", 10*time.Second, "if the lock is lost, how long the command has between SIGTERM and SIGKILL")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not say who holds the lock while waiting")
 	driverName := driverFlag(fs)
-	pos, argv, err := parseArgs(fs, lockHelp, args, true)
+	pos, argv, err := parseArgs(fs, help, args, true)
 	if err != nil {
 		return err
 	}
 	switch {
 	case o.ttl < objsync.MinTTL || o.ttl%time.Millisecond != 0:
-		return usageErrorf("lock: --ttl must be a whole number of milliseconds, at least %v", objsync.MinTTL)
+		return usageErrorf("%s: --ttl must be a whole number of milliseconds, at least %v", name, objsync.MinTTL)
 	case o.timeout < 0 || o.grace < 0:
-		return usageErrorf("lock: --timeout and --grace cannot be negative")
+		return usageErrorf("%s: --timeout and --grace cannot be negative", name)
 	case o.try && o.timeout > 0:
-		return usageErrorf("lock: --try and --timeout exclude each other")
+		return usageErrorf("%s: --try and --timeout exclude each other", name)
+	case name == "elect" && *value == "":
+		return usageErrorf("elect: --value is required: it is what the leader tells followers (see 'objsync elect --help')")
 	}
 	// Find the command now rather than after a long wait for the lock.
 	path, err := exec.LookPath(argv[0])

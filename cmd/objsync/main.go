@@ -38,6 +38,8 @@ Usage:
   objsync status [--json] [--for DURATION] DSN     show who holds the lock
   objsync unlock --force DSN                       break a stuck lock
   objsync check DSN                                test that the store is safe for objsync
+  objsync elect [flags] --value V DSN -- COMMAND   run COMMAND while leading an election
+  objsync leader [--json] [--watch] DSN            show the leader of an election
 
 Run 'objsync COMMAND --help' for a command's flags and an example.
 
@@ -56,7 +58,7 @@ Exit codes:
   2      usage error: bad flag, bad DSN, unknown scheme or driver
   122    check: the store ignores conditional writes; unsafe for objsync
   123    lock: the lock was lost while the command ran; the command was stopped
-  124    lock: not acquired (held and --try, or --timeout elapsed)
+  124    lock: not acquired (held and --try, or --timeout elapsed); leader: none
   125    objsync failed: store unreachable, access denied, not a lock...
   126    lock: the command was found but could not be run
   127    lock: the command was not found
@@ -68,6 +70,8 @@ var commands = map[string]func(args []string) error{
 	"status": runStatus,
 	"unlock": runUnlock,
 	"check":  runCheck,
+	"elect":  runElect,
+	"leader": runLeader,
 }
 
 func main() {
@@ -81,7 +85,7 @@ func run(args []string) error {
 		out.hideSecretsOf(arg)
 	}
 	if len(args) == 0 {
-		return usageErrorf("missing command (lock, status, unlock or check; see 'objsync --help')")
+		return usageErrorf("missing command (lock, status, unlock, check, elect or leader; see 'objsync --help')")
 	}
 	switch name := args[0]; name {
 	case "-h", "-help", "--help", "help":
@@ -93,7 +97,7 @@ func run(args []string) error {
 	default:
 		cmd := commands[name]
 		if cmd == nil {
-			return usageErrorf("unknown command %q (lock, status, unlock or check; see 'objsync --help')", name)
+			return usageErrorf("unknown command %q (lock, status, unlock, check, elect or leader; see 'objsync --help')", name)
 		}
 		return cmd(args[1:])
 	}
