@@ -114,6 +114,16 @@
 // the store, and on Unlock the next one tries at once, usually with a
 // single write, while waiters in other processes are still asleep.
 //
+// # Leader election
+//
+// Election elects one leader among candidates on one lock: the leader is
+// the holder, its value the holder value, and its term's fence the hold's.
+// Run campaigns, calls a function with a context cancelled the moment
+// leadership is lost, and resigns when it returns. Proclaim changes the
+// leader's value with the same conditional write as a renewal, and
+// Observe polls the object and reports each new term or value in order,
+// keeping only the latest for a slow reader.
+//
 // # What it does not do
 //
 // A lock is as good as the store's conditional writes. Some stores accept

@@ -74,8 +74,8 @@ func TestDriversOnFakeGCS(t *testing.T) {
 	})
 }
 
-// testStore runs the driver conformance suite and the lock suite, then the
-// restart case, on one store.
+// testStore runs the driver conformance suite, the lock and election
+// suites, then the restart case, on one store.
 func testStore(t *testing.T, st storeUnderTest) {
 	d, ok := driver.Lookup(st.driver)
 	if !ok {
@@ -99,6 +99,11 @@ func testStore(t *testing.T, st storeUnderTest) {
 	})
 	t.Run("Lock", func(t *testing.T) {
 		locktest.Run(t, func(t *testing.T) (driver.Store, string) {
+			return open(t, t.Name()), t.Name()
+		})
+	})
+	t.Run("Election", func(t *testing.T) {
+		locktest.RunElection(t, func(t *testing.T) (driver.Store, string) {
 			return open(t, t.Name()), t.Name()
 		})
 	})
