@@ -1,10 +1,19 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"cloud.google.com/go/storage"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"google.golang.org/api/iterator"
 
 	"github.com/objsync/objsync/driver"
 	"github.com/objsync/objsync/driver/drivertest"
@@ -16,12 +25,35 @@ import (
 )
 
 // storeUnderTest is one driver on one server: how to make the DSN of a key,
-// and what the conformance suite may expect of it.
+// how to restart the server and list what a prefix holds, and what the
+// conformance suite may expect of it.
 type storeUnderTest struct {
 	driver  string
 	dsn     func(key string) string
 	restart func(t *testing.T)
+	list    func(t *testing.T, prefix string) []string
 	opts    []drivertest.Option
+}
+
+// objsyncBin is the objsync command, built once for all tests.
+var objsyncBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "objsync-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	objsyncBin = filepath.Join(dir, "objsync")
+	build := exec.Command("go", "build", "-o", objsyncBin, "./cmd/objsync")
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building objsync: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // TestDriversOnMinIO runs the s3 and minio drivers against MinIO.
@@ -39,6 +71,17 @@ func testS3Server(t *testing.T, srv S3Server) {
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	host := strings.TrimPrefix(srv.Endpoint, "http://")
 	restart := func(t *testing.T) { srv.Restart(t) }
+	list := func(t *testing.T, prefix string) []string {
+		out, err := srv.Client().ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: aws.String(srv.Bucket), Prefix: aws.String(prefix)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for _, o := range out.Contents {
+			keys = append(keys, aws.ToString(o.Key))
+		}
+		return keys
+	}
 	// ETags are MD5 sums of the content on both servers.
 	contentVersions := []drivertest.Option{drivertest.ContentVersions()}
 	for _, st := range []storeUnderTest{
@@ -47,7 +90,7 @@ func testS3Server(t *testing.T, srv S3Server) {
 			dsn: func(key string) string {
 				return fmt.Sprintf("s3://%s/%s?endpoint=%s&region=%s", srv.Bucket, key, url.QueryEscape(srv.Endpoint), srv.Region)
 			},
-			restart: restart, opts: contentVersions,
+			restart: restart, list: list, opts: contentVersions,
 		},
 		{
 			driver: "minio",
@@ -55,7 +98,7 @@ func testS3Server(t *testing.T, srv S3Server) {
 				return fmt.Sprintf("minio://%s:%s@%s/%s/%s?secure=false&region=%s",
 					url.PathEscape(srv.AccessKey), url.PathEscape(srv.SecretKey), host, srv.Bucket, key, srv.Region)
 			},
-			restart: restart, opts: contentVersions,
+			restart: restart, list: list, opts: contentVersions,
 		},
 	} {
 		t.Run(st.driver, func(t *testing.T) { testStore(t, st) })
@@ -71,6 +114,22 @@ func TestDriversOnFakeGCS(t *testing.T) {
 		driver:  "gcs",
 		dsn:     func(key string) string { return fmt.Sprintf("gs://%s/%s", srv.Bucket, key) },
 		restart: func(t *testing.T) { srv.Restart(t) },
+		list: func(t *testing.T, prefix string) []string {
+			client := srv.NewClient(t)
+			defer client.Close()
+			var names []string
+			it := client.Bucket(srv.Bucket).Objects(context.Background(), &storage.Query{Prefix: prefix})
+			for {
+				o, err := it.Next()
+				if err == iterator.Done {
+					return names
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				names = append(names, o.Name)
+			}
+		},
 	})
 }
 
@@ -106,6 +165,17 @@ func testStore(t *testing.T, st storeUnderTest) {
 		locktest.RunElection(t, func(t *testing.T) (driver.Store, string) {
 			return open(t, t.Name()), t.Name()
 		})
+	})
+	t.Run("Check", func(t *testing.T) {
+		// objsync check, as a user runs it: it must pass, and leave
+		// nothing behind.
+		out, err := exec.Command(objsyncBin, "check", "--driver", st.driver, st.dsn(t.Name()+"/lock")).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "passed: the store keeps the conditions objsync relies on") {
+			t.Fatalf("objsync check: %v\n%s", err, out)
+		}
+		if left := st.list(t, t.Name()+"/"); len(left) != 0 {
+			t.Fatalf("objsync check left %q", left)
+		}
 	})
 	t.Run("Restart", func(t *testing.T) {
 		locktest.RunRestart(t, open(t, t.Name()), t.Name(), st.restart)
