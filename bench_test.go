@@ -2,6 +2,9 @@ package objsync_test
 
 import (
 	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,5 +45,64 @@ func benchLockUnlock(b *testing.B, m *objsync.Mutex, requests func() int64) {
 	}
 	if requests != nil {
 		b.ReportMetric(float64(requests()-before)/float64(b.N), "requests/op")
+	}
+}
+
+// view gives a store a Location of its own, so that Mutexes on different
+// views share nothing, as if they ran in different processes.
+type view struct {
+	*mem.Store
+	name string
+}
+
+func (v view) Location(key string) string { return v.Store.Location(key) + "#" + v.name }
+
+// BenchmarkContended has 8 goroutines take turns on one lock with a store
+// latency of 1ms, either as goroutines of one process (one poller and a
+// local hand-off) or as 8 processes (each polls the store). It reports the
+// store requests per hold.
+func BenchmarkContended(b *testing.B) {
+	const goroutines = 8
+	for _, shared := range []bool{true, false} {
+		name := "separate processes"
+		if shared {
+			name = "one process"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := mem.Namespace(b.Name())
+			s.Reset()
+			s.SetLatency(time.Millisecond)
+			var mus []*objsync.Mutex
+			for i := range goroutines {
+				st := view{s, "shared"}
+				if !shared {
+					st.name = fmt.Sprint(i)
+				}
+				m := objsync.NewMutex(st, "k", objsync.WithBackoff(time.Millisecond, 20*time.Millisecond))
+				defer m.Close()
+				mus = append(mus, m)
+			}
+			ctx := context.Background()
+			var next atomic.Int64
+			b.ResetTimer()
+			before := s.Requests().Total()
+			var wg sync.WaitGroup
+			for _, m := range mus {
+				wg.Go(func() {
+					for next.Add(1) <= int64(b.N) {
+						if _, err := m.Lock(ctx, time.Minute); err != nil {
+							b.Error(err)
+							return
+						}
+						if err := m.Unlock(ctx); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.ReportMetric(float64(s.Requests().Total()-before)/float64(b.N), "requests/op")
+		})
 	}
 }
