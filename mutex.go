@@ -77,7 +77,10 @@ func takeoverAfter(ttl time.Duration) time.Duration { return ttl + ttl/100 }
 // is passed up.
 const readTries = 3
 
-func checkTTL(ttl time.Duration) error {
+// CheckTTL reports whether Lock accepts ttl as a lease: a whole number of
+// milliseconds, at least MinTTL. Lock, TryLock and Campaign return this
+// error for a ttl they refuse.
+func CheckTTL(ttl time.Duration) error {
 	if ttl < MinTTL {
 		return fmt.Errorf("objsync: ttl %v is below the minimum %v", ttl, MinTTL)
 	}
@@ -115,7 +118,7 @@ func (m *Mutex) TryLock(ctx context.Context, ttl time.Duration) (ok bool, fence 
 }
 
 func (m *Mutex) lock(ctx context.Context, ttl time.Duration, value string, wait bool) (*hold, error) {
-	if err := checkTTL(ttl); err != nil {
+	if err := CheckTTL(ttl); err != nil {
 		return nil, err
 	}
 	if m.isClosed() {

@@ -68,9 +68,10 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 	if err != nil {
 		return err
 	}
+	if err := objsync.CheckTTL(o.ttl); err != nil {
+		return usageErrorf("%s: --ttl: %s", name, message(err))
+	}
 	switch {
-	case o.ttl < objsync.MinTTL || o.ttl%time.Millisecond != 0:
-		return usageErrorf("%s: --ttl must be a whole number of milliseconds, at least %v", name, objsync.MinTTL)
 	case o.timeout < 0 || o.grace < 0:
 		return usageErrorf("%s: --timeout and --grace cannot be negative", name)
 	case o.try && o.timeout > 0:

@@ -169,7 +169,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"lock", "l"}, []string{"lock: missing -- COMMAND"}},
 		{[]string{"lock", "l", "--"}, []string{"lock: missing -- COMMAND"}},
 		{[]string{"lock", "l", "m", "--", "true"}, []string{"lock: want one DSN, got 2 arguments"}},
-		{[]string{"lock", "--ttl", "5ms", "l", "--", "true"}, []string{"--ttl must be a whole number of milliseconds, at least 100ms"}},
+		{[]string{"lock", "--ttl", "5ms", "l", "--", "true"}, []string{"lock: --ttl: ttl 5ms is below the minimum 100ms"}},
 		{[]string{"lock", "--ttl", "soon", "l", "--", "true"}, []string{`invalid value "soon" for flag -ttl`}},
 		{[]string{"lock", "--try", "--timeout", "1s", "l", "--", "true"}, []string{"--try and --timeout exclude each other"}},
 		{[]string{"status", "--bogus", "l"}, []string{"status: flag provided but not defined: -bogus", "objsync status --help"}},
