@@ -126,7 +126,7 @@ func (m *Mutex) lock(ctx context.Context, ttl time.Duration, value string, wait 
 	}
 	if wait {
 		if err := m.shared.enter(ctx); err != nil {
-			return nil, fmt.Errorf("objsync: lock %s: %w", m.loc, err)
+			return nil, m.ctxErr(err)
 		}
 	} else if !m.shared.tryEnter() {
 		return nil, nil // another goroutine of this process has or wants it
@@ -179,6 +179,12 @@ var hostname, _ = os.Hostname()
 // returns a nil hold when wait is false and the lock is taken.
 func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wait bool) (*hold, error) {
 	a := newAttempt()
+	// Every way out without a hold goes through giveUp, in case one of
+	// this attempt's writes landed although its answer was lost.
+	giveUp := func(err error) (*hold, error) {
+		m.abandon(a, ttl)
+		return nil, err
+	}
 	b := m.newBackoff()
 	transient := 0
 	// Start from this process's last state if it is free: after our own
@@ -189,12 +195,10 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 			var err error
 			if cur, err = m.read(ctx); err != nil {
 				if transient++; !driver.IsRetryable(err) || (!wait && transient >= readTries) {
-					m.abandon(a, ttl)
-					return nil, err
+					return giveUp(err)
 				}
 				if err := b.wait(ctx, 0); err != nil {
-					m.abandon(a, ttl)
-					return nil, m.ctxErr(err)
+					return giveUp(m.ctxErr(err))
 				}
 				continue
 			}
@@ -207,11 +211,11 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 			left := takeoverAfter(cur.obj.ttl()) - m.shared.unchanged(cur)
 			if left > 0 {
 				if !wait {
-					return nil, nil
+					return giveUp(nil)
 				}
 				m.log.Debug("objsync: waiting", "holder", cur.obj.Holder, "fence", cur.obj.Fence, "expires_in", left)
 				if err := b.wait(ctx, left); err != nil {
-					return nil, m.ctxErr(err)
+					return giveUp(m.ctxErr(err))
 				}
 				cur = nil
 				continue
@@ -233,18 +237,15 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 		case errors.Is(err, driver.ErrPrecondition):
 			// Someone else wrote first; see who.
 		case ctx.Err() != nil:
-			m.abandon(a, ttl)
-			return nil, m.ctxErr(ctx.Err())
+			return giveUp(m.ctxErr(ctx.Err()))
 		case driver.IsRetryable(err):
 			// The write may have landed; the next read tells.
 			m.log.Debug("objsync: acquisition write failed, will read back", "err", err)
 			if err := b.wait(ctx, 0); err != nil {
-				m.abandon(a, ttl)
-				return nil, m.ctxErr(err)
+				return giveUp(m.ctxErr(err))
 			}
 		default:
-			m.abandon(a, ttl)
-			return nil, fmt.Errorf("objsync: %w", err)
+			return giveUp(fmt.Errorf("objsync: %w", err))
 		}
 		cur = nil
 	}
@@ -323,7 +324,8 @@ func (m *Mutex) release(ctx context.Context, a *attempt, snap *snapshot) error {
 }
 
 // abandon frees the lock if a write of an acquisition that is being given
-// up landed after all, so that no hold is left that nobody renews.
+// up landed after all, so that no hold is left that nobody renews. It does
+// nothing if the acquisition wrote nothing.
 func (m *Mutex) abandon(a *attempt, ttl time.Duration) {
 	if a.seq == 0 {
 		return
