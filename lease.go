@@ -13,16 +13,25 @@ import (
 // hold is one acquisition of the lock, from the write that took it to
 // Unlock or loss.
 type hold struct {
-	m     *Mutex
-	a     *attempt
-	fence int64
-	ttl   time.Duration
+	m      *Mutex
+	a      *attempt
+	fence  int64
+	ttl    time.Duration
+	timing leaseTiming
 
 	// writeMu is held by whoever writes under this hold: the renewals,
-	// Proclaim and Unlock. It guards a, snap and sentAt.
+	// Proclaim and Unlock, across their store calls. It guards a and
+	// snap.
 	writeMu sync.Mutex
 	snap    *snapshot // the state last written under this hold
-	sentAt  time.Time // when the write that made snap was sent
+
+	// leaseMu guards sentAt and lastErr. It is never held across a store
+	// call, so that the loss deadline fires on time whatever a store call
+	// is doing.
+	leaseMu  sync.Mutex
+	sentAt   time.Time   // when the last successful write was sent
+	lastErr  error       // why the last renewal failed, if it did
+	deadline *time.Timer // ends the hold at sentAt + timing.lossAfter
 
 	unlocking bool // guarded by m.mu
 
@@ -36,25 +45,59 @@ type hold struct {
 	stopped chan struct{} // closed when the renewal goroutine has exited
 }
 
-func (m *Mutex) newHold(a *attempt, snap *snapshot, ttl time.Duration) *hold {
+// newHold makes a hold of snap, a state that a wrote, and starts its loss
+// deadline.
+func (m *Mutex) newHold(a *attempt, snap *snapshot, timing leaseTiming) *hold {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &hold{
-		m: m, a: a, fence: snap.obj.Fence, ttl: ttl,
+	h := &hold{
+		m: m, a: a, fence: snap.obj.Fence, ttl: timing.ttl, timing: timing,
 		snap: snap, sentAt: a.sent[snap.obj.Seq],
 		done: make(chan struct{}), ctx: ctx, cancel: cancel, stopped: make(chan struct{}),
 	}
+	h.leaseMu.Lock()
+	h.deadline = time.AfterFunc(time.Until(h.sentAt.Add(timing.lossAfter)), h.expire)
+	h.leaseMu.Unlock()
+	return h
 }
 
-// noticeAt is the instant, on this process's monotonic clock, at which a
-// hold that could not renew ends as lost: a guard before its lease ends.
-// The caller holds writeMu.
-func (h *hold) noticeAt() time.Time { return h.sentAt.Add(lossNotice(h.ttl)) }
+// lossAt is the instant, on this process's monotonic clock, at which the
+// hold ends as lost unless a write extends it: the notice before its lease
+// ends.
+func (h *hold) lossAt() time.Time {
+	h.leaseMu.Lock()
+	defer h.leaseMu.Unlock()
+	return h.sentAt.Add(h.timing.lossAfter)
+}
 
-// lastSent returns when the last successful write of the hold was sent.
-func (h *hold) lastSent() time.Time {
-	h.writeMu.Lock()
-	defer h.writeMu.Unlock()
-	return h.sentAt
+// extend records a successful write sent at the given instant.
+func (h *hold) extend(sent time.Time) {
+	h.leaseMu.Lock()
+	defer h.leaseMu.Unlock()
+	if sent.After(h.sentAt) {
+		h.sentAt = sent
+	}
+}
+
+// expire runs when the loss deadline timer fires: it ends the hold as lost
+// unless a write has moved the deadline, and then waits for the new one.
+func (h *hold) expire() {
+	h.leaseMu.Lock()
+	left := time.Until(h.sentAt.Add(h.timing.lossAfter))
+	if left > 0 {
+		h.deadline.Reset(left)
+		h.leaseMu.Unlock()
+		return
+	}
+	why := h.lastErr
+	h.leaseMu.Unlock()
+	switch {
+	case !h.m.opts.renew:
+		h.lost("the lease of %v ran out (renewal is off)", h.ttl)
+	case why != nil:
+		h.lost("could not renew within the lease: %v", why)
+	default:
+		h.lost("no renewal was answered within the lease")
+	}
 }
 
 // Err returns nil while the hold is in force, and why it ended afterwards.
@@ -64,14 +107,17 @@ func (h *hold) Err() error {
 	return h.err
 }
 
-// end records why the hold ended and closes done; only the first call
-// counts.
+// end records why the hold ended, closes done, and lets the next local
+// waiter of another Mutex go; only the first call counts.
 func (h *hold) end(err error) {
 	h.endOnce.Do(func() {
 		h.errMu.Lock()
 		h.err = err
 		h.errMu.Unlock()
 		close(h.done)
+		h.deadline.Stop()
+		h.cancel()
+		h.m.shared.leave()
 	})
 }
 
@@ -89,23 +135,21 @@ func (h *hold) stopRenewal() {
 	<-h.stopped
 }
 
-// run keeps the lease: it renews about every TTL/3 and ends the hold as
-// lost when the lease runs out first. Without renewal it only ends the
-// hold when the lease runs out.
+// run renews the lease every timing.renewEvery until the hold ends.
+// Without renewal it has nothing to do: the loss deadline ends the hold.
 func (h *hold) run() {
 	defer close(h.stopped)
-	ctx := h.ctx
+	if !h.m.opts.renew {
+		return
+	}
 	for {
-		if !h.m.opts.renew {
-			if sleepUntil(ctx, h.lastSent().Add(lossNotice(h.ttl))) == nil {
-				h.lost("the lease of %v ran out (renewal is off)", h.ttl)
-			}
+		h.leaseMu.Lock()
+		next := h.sentAt.Add(h.timing.renewEvery)
+		h.leaseMu.Unlock()
+		if sleepUntil(h.ctx, next) != nil {
 			return
 		}
-		if sleepUntil(ctx, h.lastSent().Add(h.ttl/3)) != nil {
-			return
-		}
-		if h.update(ctx, nil) != nil {
+		if h.update(h.ctx, nil) != nil {
 			return
 		}
 	}
@@ -117,7 +161,7 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 
 // update writes the held state again, changed by change if it is not nil,
 // which also extends the lease. It retries transient failures until the
-// lease runs out, reading the object back after every failure to learn
+// loss deadline, reading the object back after every failure to learn
 // whether the write landed. It returns nil on success, ctx's error if ctx
 // ended first, and the hold's error if the hold ended.
 func (h *hold) update(ctx context.Context, change func(*lockObject)) error {
@@ -128,21 +172,28 @@ func (h *hold) update(ctx context.Context, change func(*lockObject)) error {
 	}
 	b := backoff{min: max(h.ttl/50, time.Millisecond), max: h.ttl / 10}
 	for {
-		deadline, cancel := context.WithDeadline(ctx, h.noticeAt())
+		deadline, cancel := context.WithDeadline(ctx, h.lossAt())
 		ok, other, err := h.writeOnce(deadline, change)
 		cancel()
 		switch {
 		case ok:
 			return nil
-		case ctx.Err() != nil:
-			return ctx.Err()
+		case errors.Is(err, ErrNotLock):
+			return h.lost("the lock object was replaced: %v", err)
 		case other != nil:
 			return h.lost("%s", describeOther(other))
-		case !time.Now().Before(h.noticeAt()):
+		case h.Err() != nil:
+			return h.Err()
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case !time.Now().Before(h.lossAt()):
 			return h.lost("could not renew within the lease: %v", err)
 		}
+		h.leaseMu.Lock()
+		h.lastErr = err
+		h.leaseMu.Unlock()
 		h.m.log.Debug("objsync: renewal failed, retrying", "fence", h.fence, "err", err)
-		if err := sleep(ctx, min(b.next(), time.Until(h.noticeAt()))); err != nil {
+		if err := sleep(ctx, min(b.next(), time.Until(h.lossAt()))); err != nil {
 			return err
 		}
 	}
@@ -151,7 +202,7 @@ func (h *hold) update(ctx context.Context, change func(*lockObject)) error {
 // writeOnce tries one write of the held state and, if its outcome is not
 // plainly a success, one read to settle it. It reports success, or the
 // state of another holder that ended this hold, or the error to retry
-// after.
+// after (wrapping ErrNotLock if the object is no longer a lock).
 func (h *hold) writeOnce(ctx context.Context, change func(*lockObject)) (ok bool, other *snapshot, err error) {
 	now := time.Now()
 	obj := h.snap.obj
@@ -188,8 +239,8 @@ func (h *hold) writeOnce(ctx context.Context, change func(*lockObject)) (ok bool
 
 // adopt makes snap, a state written under this hold, the current one.
 func (h *hold) adopt(snap *snapshot) {
-	if sent, ok := h.a.sent[snap.obj.Seq]; ok && sent.After(h.sentAt) {
-		h.sentAt = sent
+	if sent, ok := h.a.sent[snap.obj.Seq]; ok {
+		h.extend(sent)
 	}
 	h.snap = snap
 }

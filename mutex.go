@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,7 +21,8 @@ var ErrClosed = errors.New("objsync: mutex closed")
 
 // Mutex is a lock on one object of a store, shared by every process that
 // opens the same location. A Mutex is safe for concurrent use: while one
-// goroutine holds it, Lock in another goroutine waits, as with sync.Mutex.
+// goroutine holds it, Lock in another goroutine waits, as with sync.Mutex,
+// until Unlock, even if the hold was lost meanwhile.
 type Mutex struct {
 	store  driver.Store
 	key    string
@@ -27,6 +30,14 @@ type Mutex struct {
 	opts   options
 	log    *slog.Logger
 	shared *sharedLock
+	// own is this Mutex's token: taken by Lock, given back by Unlock. The
+	// shared token, by contrast, is given back as soon as a hold ends.
+	own chan struct{}
+
+	// closing is cancelled by Close, which stops Locks in progress.
+	closing   context.Context
+	stopLocks context.CancelFunc
+	locking   sync.WaitGroup // Lock calls in progress
 
 	mu     sync.Mutex
 	hold   *hold // the current hold, or the last one
@@ -34,24 +45,28 @@ type Mutex struct {
 }
 
 // NewMutex returns a Mutex for key in store. It is what Open does after
-// the driver has parsed the DSN; use it with a store built by hand.
+// the driver has parsed the DSN; use it with a store built by hand. A
+// refused option is reported by Lock, TryLock and Campaign.
+//
+// Mutexes on the same store (the same Store value) and key share their
+// polling and their view of the lock; see the package documentation.
 func NewMutex(store driver.Store, key string, opts ...Option) *Mutex {
 	o := defaultOptions()
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.minBackoff <= 0 {
-		o.minBackoff = defaultOptions().minBackoff
-	}
-	o.maxBackoff = max(o.maxBackoff, o.minBackoff)
 	loc := store.Location(key)
+	closing, stopLocks := context.WithCancel(context.Background())
 	return &Mutex{
-		store:  store,
-		key:    key,
-		loc:    loc,
-		opts:   o,
-		log:    o.logger.With("lock", loc),
-		shared: acquireShared(loc),
+		store:     store,
+		key:       key,
+		loc:       loc,
+		opts:      o,
+		log:       o.logger.With("lock", loc),
+		shared:    acquireShared(store, key),
+		own:       make(chan struct{}, 1),
+		closing:   closing,
+		stopLocks: stopLocks,
 	}
 }
 
@@ -63,29 +78,72 @@ func (m *Mutex) String() string { return m.loc }
 // and 5% for the time between a check of the lease and the work it guards.
 func leaseValidity(ttl time.Duration) time.Duration { return ttl - ttl/100 - ttl/20 }
 
-// lossNotice is how long after sending its last successful write a holder
-// that could not renew ends its hold as lost: 5% of the TTL before its
-// lease ends, so that work watching Done stops in time.
-func lossNotice(ttl time.Duration) time.Duration { return leaseValidity(ttl) - ttl/20 }
-
 // takeoverAfter is how long a contender must see a held lock unchanged,
 // counted from when its read returned, before it takes the lock over: the
-// TTL plus 1% for clock-rate drift.
+// TTL plus 1% for clock-rate drift. ttl is at most MaxTTL, far from
+// overflow.
 func takeoverAfter(ttl time.Duration) time.Duration { return ttl + ttl/100 }
+
+// leaseTiming says when a hold renews and when it gives up, counted from
+// when its last successful write was sent, on this process's monotonic
+// clock.
+type leaseTiming struct {
+	ttl time.Duration
+	// lossAfter is when a hold that could not renew ends as lost: the
+	// notice (5% of the TTL by default) before its lease ends.
+	lossAfter time.Duration
+	// renewEvery is the renewal cadence, a third of lossAfter: two more
+	// tries fit before the hold must be given up.
+	renewEvery time.Duration
+	// fresh is the longest a write that takes the lock may take to be
+	// answered: half of lossAfter. A write answered later does not make a
+	// hold; Lock writes again, as a renewal, until one is answered in time.
+	fresh time.Duration
+}
+
+func (o *options) timing(ttl time.Duration) leaseTiming {
+	notice := ttl / 20
+	if o.notice >= 0 {
+		notice = o.notice
+	}
+	loss := leaseValidity(ttl) - notice
+	return leaseTiming{ttl: ttl, lossAfter: loss, renewEvery: loss / 3, fresh: loss / 2}
+}
 
 // readTries is how many times one read is tried before a transient error
 // is passed up.
 const readTries = 3
 
+// tryLockRounds is how many writes or reads that fail transiently, or
+// writes answered too late, TryLock makes before it returns.
+const tryLockRounds = 3
+
 // CheckTTL reports whether Lock accepts ttl as a lease: a whole number of
-// milliseconds, at least MinTTL. Lock, TryLock and Campaign return this
-// error for a ttl they refuse.
+// milliseconds from MinTTL to MaxTTL. Lock, TryLock and Campaign return
+// this error for a ttl they refuse.
 func CheckTTL(ttl time.Duration) error {
 	if ttl < MinTTL {
 		return fmt.Errorf("objsync: ttl %v is below the minimum %v", ttl, MinTTL)
 	}
+	if ttl > MaxTTL {
+		return fmt.Errorf("objsync: ttl %v is above the maximum %v", ttl, MaxTTL)
+	}
 	if ttl%time.Millisecond != 0 {
 		return fmt.Errorf("objsync: ttl %v is not a whole number of milliseconds", ttl)
+	}
+	return nil
+}
+
+// checkLease checks the options and ttl of an acquisition.
+func (m *Mutex) checkLease(ttl time.Duration) error {
+	if m.opts.err != nil {
+		return m.opts.err
+	}
+	if err := CheckTTL(ttl); err != nil {
+		return err
+	}
+	if n := m.opts.notice; n > MaxLossNotice(ttl) {
+		return fmt.Errorf("objsync: a loss notice of %v does not fit ttl %v: at most %v (see WithLossNotice)", n, ttl, MaxLossNotice(ttl))
 	}
 	return nil
 }
@@ -98,6 +156,12 @@ func (m *Mutex) newBackoff() backoff {
 // hold's fencing token. The lease lasts ttl and renews itself in the
 // background until Unlock (unless WithoutRenewal was given). ctx bounds
 // the wait only: the hold outlives it.
+//
+// Lock returns only a hold whose lease is well in force: the write that
+// took the lock was answered within half the time to the loss notice (so
+// within 44% of the TTL by default). If the store answers later, Lock
+// writes again, as a renewal, until a write is answered in time or ctx
+// ends; a Lock that gives up frees the lock if one of its writes landed.
 func (m *Mutex) Lock(ctx context.Context, ttl time.Duration) (fence int64, err error) {
 	h, err := m.lock(ctx, ttl, m.opts.value, true)
 	if err != nil {
@@ -108,7 +172,8 @@ func (m *Mutex) Lock(ctx context.Context, ttl time.Duration) (fence int64, err e
 
 // TryLock acquires the lock if it is free, or held by a holder this
 // process has seen stop renewing for longer than its TTL, and returns at
-// once with ok false otherwise.
+// once with ok false otherwise. It makes a few tries at most when the
+// store fails or answers late, and then returns the error.
 func (m *Mutex) TryLock(ctx context.Context, ttl time.Duration) (ok bool, fence int64, err error) {
 	h, err := m.lock(ctx, ttl, m.opts.value, false)
 	if err != nil || h == nil {
@@ -118,30 +183,73 @@ func (m *Mutex) TryLock(ctx context.Context, ttl time.Duration) (ok bool, fence 
 }
 
 func (m *Mutex) lock(ctx context.Context, ttl time.Duration, value string, wait bool) (*hold, error) {
-	if err := CheckTTL(ttl); err != nil {
+	if err := m.checkLease(ttl); err != nil {
 		return nil, err
 	}
-	if m.isClosed() {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if wait {
-		if err := m.shared.enter(ctx); err != nil {
-			return nil, m.ctxErr(err)
+	m.locking.Add(1)
+	m.mu.Unlock()
+	defer m.locking.Done()
+	// Close cancels ctx: a Lock in progress then returns ErrClosed.
+	ctx, cancel := context.WithCancel(ctx)
+	defer context.AfterFunc(m.closing, cancel)()
+	defer cancel()
+
+	if !m.enter(ctx, wait) {
+		if !wait {
+			return nil, nil // another goroutine of this process has or wants it
 		}
-	} else if !m.shared.tryEnter() {
-		return nil, nil // another goroutine of this process has or wants it
+		return nil, m.ctxErr(ctx.Err())
 	}
 	h, err := m.acquire(ctx, ttl, value, wait)
 	if h == nil {
 		m.shared.leave()
+		<-m.own
+		if m.closing.Err() != nil {
+			return nil, ErrClosed
+		}
 		return nil, err
 	}
 	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		m.abandon(h.a, ttl)
+		h.end(ErrClosed)
+		<-m.own
+		return nil, ErrClosed
+	}
 	m.hold = h
 	m.mu.Unlock()
 	go h.run()
 	m.log.Debug("objsync: acquired", "fence", h.fence, "ttl", ttl)
 	return h, nil
+}
+
+// enter takes this Mutex's token and then the shared one, waiting for them
+// if wait is true. It reports whether it has both.
+func (m *Mutex) enter(ctx context.Context, wait bool) bool {
+	if !wait {
+		if !tryTake(m.own) {
+			return false
+		}
+		if !m.shared.tryEnter() {
+			<-m.own
+			return false
+		}
+		return true
+	}
+	if take(ctx, m.own) != nil {
+		return false
+	}
+	if m.shared.enter(ctx) != nil {
+		<-m.own
+		return false
+	}
+	return true
 }
 
 // attempt is one acquisition: a holder id, a counter of the writes made
@@ -175,7 +283,7 @@ func (a *attempt) owns(snap *snapshot) bool {
 
 var hostname, _ = os.Hostname()
 
-// acquire runs the acquisition protocol with the local token held. It
+// acquire runs the acquisition protocol with the local tokens held. It
 // returns a nil hold when wait is false and the lock is taken.
 func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wait bool) (*hold, error) {
 	a := newAttempt()
@@ -185,8 +293,17 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 		m.abandon(a, ttl)
 		return nil, err
 	}
+	timing := m.opts.timing(ttl)
 	b := m.newBackoff()
-	transient := 0
+	// TryLock gives up after a few transient failures or late answers;
+	// lastErr says why.
+	rounds := 0
+	var lastErr error
+	tooMany := func(err error) bool {
+		lastErr = err
+		rounds++
+		return !wait && rounds >= tryLockRounds
+	}
 	// Start from this process's last state if it is free: after our own
 	// Unlock that makes an uncontended Lock a single write.
 	cur := m.shared.lastFree()
@@ -194,7 +311,10 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 		if cur == nil {
 			var err error
 			if cur, err = m.read(ctx); err != nil {
-				if transient++; !driver.IsRetryable(err) || (!wait && transient >= readTries) {
+				if ctx.Err() != nil {
+					return giveUp(m.ctxErr(ctx.Err()))
+				}
+				if !driver.IsRetryable(err) || tooMany(err) {
 					return giveUp(err)
 				}
 				if err := b.wait(ctx, 0); err != nil {
@@ -203,15 +323,24 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 				continue
 			}
 		}
-		if a.owns(cur) {
-			// A write whose answer was lost had landed.
-			return m.newHold(a, cur, ttl), nil
-		}
-		if cur.exists && cur.obj.held() {
+		switch {
+		case a.owns(cur):
+			// Our write landed: the lease counts from when it was sent.
+			late := time.Since(a.sent[cur.obj.Seq])
+			if late <= timing.fresh {
+				return m.newHold(a, cur, timing), nil
+			}
+			// Too little of the lease is left to hand it to the caller.
+			// Write again, as a renewal would, for a fresh lease.
+			m.log.Warn("objsync: the store answered too late for the lease; writing again", "after", late, "limit", timing.fresh, "ttl", ttl)
+			if tooMany(fmt.Errorf("objsync: %s: the store answered a write after %v, and a lease of %v needs an answer within %v; a longer ttl would do", m.loc, late, ttl, timing.fresh)) {
+				return giveUp(lastErr)
+			}
+		case cur.exists && cur.obj.held():
 			left := takeoverAfter(cur.obj.ttl()) - m.shared.unchanged(cur)
 			if left > 0 {
 				if !wait {
-					return giveUp(nil)
+					return giveUp(lastErr)
 				}
 				m.log.Debug("objsync: waiting", "holder", cur.obj.Holder, "fence", cur.obj.Fence, "expires_in", left)
 				if err := b.wait(ctx, left); err != nil {
@@ -222,18 +351,16 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 			}
 			m.log.Info("objsync: taking over an expired lock", "holder", cur.obj.Holder, "fence", cur.obj.Fence, "unchanged", takeoverAfter(cur.obj.ttl())-left)
 		}
-		now := time.Now()
-		obj := lockObject{
-			Format: lockFormat, State: stateHeld, Holder: a.id, Fence: cur.fence() + 1,
-			Seq: a.next(now), TTLMillis: ttl.Milliseconds(), Value: value,
-			Host: hostname, PID: os.Getpid(), AcquiredAt: now.UTC(), WrittenAt: now.UTC(),
+		obj, err := m.acquiringState(a, cur, value, ttl)
+		if err != nil {
+			return giveUp(err)
 		}
 		v, err := m.store.Write(ctx, m.key, obj.encode(), cur.version)
 		switch {
 		case err == nil:
-			snap := &snapshot{exists: true, version: v, obj: obj}
-			m.shared.wrote(snap)
-			return m.newHold(a, snap, ttl), nil
+			cur = &snapshot{exists: true, version: v, obj: obj}
+			m.shared.wrote(cur)
+			continue // ours now: was it answered in time?
 		case errors.Is(err, driver.ErrPrecondition):
 			// Someone else wrote first; see who.
 		case ctx.Err() != nil:
@@ -241,6 +368,9 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 		case driver.IsRetryable(err):
 			// The write may have landed; the next read tells.
 			m.log.Debug("objsync: acquisition write failed, will read back", "err", err)
+			if tooMany(fmt.Errorf("objsync: %w", err)) {
+				return giveUp(lastErr)
+			}
 			if err := b.wait(ctx, 0); err != nil {
 				return giveUp(m.ctxErr(err))
 			}
@@ -251,7 +381,35 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 	}
 }
 
+// acquiringState is the held state that attempt a writes over cur: the
+// next fence, or, over a state of a's own, the same hold written again.
+func (m *Mutex) acquiringState(a *attempt, cur *snapshot, value string, ttl time.Duration) (lockObject, error) {
+	now := time.Now()
+	if a.owns(cur) {
+		obj := cur.obj
+		obj.Seq, obj.WrittenAt = a.next(now), now.UTC()
+		return obj, nil
+	}
+	if cur.fence() == math.MaxInt64 {
+		return lockObject{}, fmt.Errorf("objsync: %s: fence %d is the largest there is: the lock cannot be taken again", m.loc, cur.fence())
+	}
+	obj := lockObject{
+		Format: lockFormat, State: stateHeld, Holder: a.id, Fence: cur.fence() + 1,
+		Seq: a.next(now), TTLMillis: ttl.Milliseconds(), Value: value,
+		Host: hostname, PID: os.Getpid(), AcquiredAt: now.UTC(), WrittenAt: now.UTC(),
+	}
+	if cur.exists {
+		obj.Prev, obj.PrevSeq = cur.obj.Holder, cur.obj.Seq
+	}
+	return obj, nil
+}
+
+// ctxErr is the error of a Lock that stopped waiting: ErrClosed after
+// Close, otherwise err, ctx's error, naming the lock.
 func (m *Mutex) ctxErr(err error) error {
+	if m.closing.Err() != nil {
+		return ErrClosed
+	}
 	return fmt.Errorf("objsync: lock %s: %w", m.loc, err)
 }
 
@@ -286,10 +444,15 @@ func (m *Mutex) read(ctx context.Context) (*snapshot, error) {
 }
 
 // release writes the free state, signed with a's holder id, over snap. It
-// returns nil once the lock is free, and ErrLockLost if someone else's
-// state is there.
+// returns nil once the lock is free by one of its writes; an error wrapping
+// ErrLockLost if someone else replaced snap's holder first; and one
+// wrapping ErrOutcomeUnknown if a write whose answer was lost may have
+// freed the lock before others wrote.
 func (m *Mutex) release(ctx context.Context, a *attempt, snap *snapshot) error {
 	b := m.newBackoff()
+	// The sequence numbers of free states sent whose answer was lost: an
+	// acquisition over one of them names it as the state it replaced.
+	var unanswered []int64
 	for {
 		now := time.Now()
 		obj := snap.obj
@@ -300,25 +463,42 @@ func (m *Mutex) release(ctx context.Context, a *attempt, snap *snapshot) error {
 			return nil
 		}
 		if !errors.Is(err, driver.ErrPrecondition) {
-			if ctx.Err() != nil || !driver.IsRetryable(err) {
-				return fmt.Errorf("objsync: unlock: %w", err)
-			}
-			if err := b.wait(ctx, 0); err != nil {
-				return fmt.Errorf("objsync: unlock %s: %w", m.loc, err)
-			}
+			unanswered = append(unanswered, obj.Seq)
+			err = fmt.Errorf("objsync: release %s: %w", m.loc, err)
+		} else {
+			err = nil
 		}
-		cur, err := m.read(ctx)
+		// Settle by reading, whatever the error: even one that is not
+		// transient (a directory's fsync after a rename) may follow a
+		// write that landed.
+		cur, rerr := m.read(ctx)
 		switch {
-		case err != nil:
-			if ctx.Err() != nil || !driver.IsRetryable(err) {
-				return fmt.Errorf("objsync: unlock: %w", err)
+		case rerr != nil:
+			if ctx.Err() != nil || !driver.IsRetryable(rerr) {
+				return errors.Join(err, rerr)
 			}
 		case cur.exists && cur.obj.Holder == a.id && !cur.obj.held():
 			return nil // a release whose answer was lost had landed
-		case a.owns(cur):
-			snap = cur // a renewal landed late: release over it
+		case slices.ContainsFunc(unanswered, func(seq int64) bool { return cur.follows(a.id, seq) }):
+			return nil // it had landed, and someone has taken the lock since
+		case a.owns(cur) || (cur.exists && cur.version == snap.version):
+			// Still the state to free (or a renewal of ours that landed
+			// late): write again, unless the error said not to.
+			snap = cur
+			if err != nil && !driver.IsRetryable(err) {
+				return err
+			}
+		case len(unanswered) > 0 && !(cur.exists && cur.obj.Prev == a.id) && !cur.follows(snap.obj.Holder, snap.obj.Seq):
+			// Someone wrote after a state that is neither ours nor the
+			// one we were freeing: perhaps after our free state.
+			return fmt.Errorf("%w: a release of %s was sent and its answer lost, and the lock is now %s: whether the release landed first cannot be told", ErrOutcomeUnknown, m.loc, describeOther(cur))
 		default:
 			return fmt.Errorf("%w: %s: %s", ErrLockLost, m.loc, describeOther(cur))
+		}
+		if err != nil || rerr != nil {
+			if err := b.wait(ctx, 0); err != nil {
+				return fmt.Errorf("objsync: release %s: %w", m.loc, err)
+			}
 		}
 	}
 }
@@ -353,9 +533,11 @@ func describeOther(cur *snapshot) string {
 // Unlock releases the lock with a conditional write of the free state, so
 // that it never frees a lock someone else has taken over. It returns
 // ErrNotHeld if this Mutex holds no lock, and an error wrapping ErrLockLost
-// if the hold had ended before (see Err) or someone else holds the lock.
-// Either way this Mutex holds nothing afterwards. If the store cannot be
-// reached before ctx ends, the lock is freed by expiry after its TTL.
+// if the hold had ended before (see Err) or someone else had replaced it.
+// If a release's answer was lost and others wrote before it could be read
+// back, it returns an error wrapping ErrOutcomeUnknown. Either way this
+// Mutex holds nothing afterwards. If the store cannot be reached before
+// ctx ends, the lock is freed by expiry after its TTL.
 func (m *Mutex) Unlock(ctx context.Context) error {
 	m.mu.Lock()
 	h := m.hold
@@ -372,7 +554,7 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	err := m.release(ctx, h.a, h.snap)
 	h.end(fmt.Errorf("%w: released by Unlock", ErrNotHeld))
 	h.writeMu.Unlock()
-	m.shared.leave()
+	<-m.own
 	if lost != nil {
 		return lost
 	}
@@ -459,6 +641,8 @@ func (m *Mutex) Break(ctx context.Context) (State, error) {
 		return st, fmt.Errorf("objsync: break %s: %w", m.loc, ErrNotHeld)
 	}
 	if err := m.release(ctx, newAttempt(), cur); err != nil {
+		// A lost answer is settled like any other: ErrLockLost only when
+		// no write of the break can land.
 		if errors.Is(err, ErrLockLost) {
 			return st, fmt.Errorf("objsync: break %s: the lock changed while breaking it; nothing was written: %w", m.loc, err)
 		}
@@ -468,15 +652,10 @@ func (m *Mutex) Break(ctx context.Context) (State, error) {
 	return st, nil
 }
 
-func (m *Mutex) isClosed() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.closed
-}
-
-// Close releases the lock if this Mutex holds it (waiting at most the
-// lease for the store), stops its background work and frees what it
-// shares with other Mutexes. It returns what Unlock returned, or nil.
+// Close stops Locks in progress on this Mutex (they return ErrClosed and
+// hold nothing), releases the lock if this Mutex holds it (waiting at most
+// the lease for the store), and frees what it shares with other Mutexes.
+// It returns what Unlock returned, or nil.
 func (m *Mutex) Close() error {
 	m.mu.Lock()
 	if m.closed {
@@ -484,15 +663,16 @@ func (m *Mutex) Close() error {
 		return nil
 	}
 	m.closed = true
-	h := m.hold
 	m.mu.Unlock()
+	m.stopLocks()
+	m.locking.Wait()
 	var err error
-	if h != nil {
+	if h := m.current(); h != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), leaseValidity(h.ttl))
 		err = m.Unlock(ctx)
 		cancel()
 	}
-	releaseShared(m.loc, m.shared)
+	releaseShared(m.shared)
 	if errors.Is(err, ErrNotHeld) {
 		return nil
 	}

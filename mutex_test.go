@@ -99,3 +99,76 @@ func TestFencesSurviveRestart(t *testing.T) {
 		}
 	}
 }
+
+// sameLocation is a store whose locations read like those of any other
+// sameLocation: the Location of a store is a message, not an identity.
+type sameLocation struct{ driver.Store }
+
+func (sameLocation) Location(key string) string { return "mem://same/" + key }
+
+// TestSharingByStoreNotLocation: Mutexes on two stores whose locations
+// read alike are independent: neither waits for the other's local token,
+// nor counts the other's versions as its own.
+func TestSharingByStoreNotLocation(t *testing.T) {
+	a := &sameLocation{mem.Namespace(t.Name() + "-a")}
+	b := &sameLocation{mem.Namespace(t.Name() + "-b")}
+	a.Store.(*mem.Store).Reset()
+	b.Store.(*mem.Store).Reset()
+	ma, mb := objsync.NewMutex(a, "lock"), objsync.NewMutex(b, "lock")
+	defer ma.Close()
+	defer mb.Close()
+	lockOrFatal(t, ma)
+	ok, fence, err := mb.TryLock(context.Background(), time.Minute)
+	if !ok || err != nil || fence != 1 {
+		t.Fatalf("TryLock on another store with the same location = %v, %d, %v", ok, fence, err)
+	}
+	// Two Opens of one DSN still share.
+	m1, _ := objsync.Open("mem", "mem://"+t.Name()+"-a/shared")
+	m2, _ := objsync.Open("mem", "mem://"+t.Name()+"-a/shared")
+	defer m1.Close()
+	defer m2.Close()
+	lockOrFatal(t, m1)
+	if ok, _, err := m2.TryLock(context.Background(), time.Minute); ok || err != nil {
+		t.Fatalf("TryLock of a second Mutex on the same DSN while the first holds = %v, %v", ok, err)
+	}
+	if n := mem.Namespace(t.Name() + "-a").Requests().Total(); n != 4 {
+		t.Fatalf("%d requests; a local TryLock must make none", n)
+	}
+}
+
+// TestOptionErrors: options given values they cannot take are refused by
+// Open, and by Lock for a Mutex made with NewMutex, never silently changed
+// or left to panic.
+func TestOptionErrors(t *testing.T) {
+	for _, tc := range []struct {
+		opt  objsync.Option
+		want string
+	}{
+		{objsync.WithBackoff(0, time.Second), "WithBackoff(0s, 1s)"},
+		{objsync.WithBackoff(-time.Millisecond, time.Second), "WithBackoff(-1ms, 1s)"},
+		{objsync.WithBackoff(time.Second, time.Millisecond), "WithBackoff(1s, 1ms)"},
+		{objsync.WithLossNotice(-time.Second), "WithLossNotice(-1s)"},
+	} {
+		if _, err := objsync.Open("mem", "mem://"+t.Name()+"/lock", tc.opt); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Open with %s: %v", tc.want, err)
+		}
+		store, key := freshMem(t)
+		m := objsync.NewMutex(store, key, tc.opt)
+		if _, err := m.Lock(context.Background(), time.Minute); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Lock with %s: %v", tc.want, err)
+		}
+		m.Close()
+	}
+	store, key := freshMem(t)
+	m := objsync.NewMutex(store, key, objsync.WithLossNotice(time.Second))
+	defer m.Close()
+	if _, err := m.Lock(context.Background(), time.Second); err == nil || !strings.Contains(err.Error(), "does not fit ttl 1s: at most 500ms") {
+		t.Errorf("Lock with a notice longer than the ttl allows: %v", err)
+	}
+	if got := objsync.MaxLossNotice(time.Second); got != 500*time.Millisecond {
+		t.Errorf("MaxLossNotice(1s) = %v", got)
+	}
+	if st, err := m.Inspect(context.Background()); err != nil || st.Exists {
+		t.Errorf("a refused Lock wrote: %+v, %v", st, err)
+	}
+}

@@ -31,8 +31,14 @@ type lockObject struct {
 	// content of every write unique, which the protocol needs on stores
 	// whose versions are hashes of the content, and it tells which of
 	// several attempts landed when answers were lost.
-	Seq        int64     `json:"seq"`
-	TTLMillis  int64     `json:"ttl_ms"`
+	Seq       int64 `json:"seq"`
+	TTLMillis int64 `json:"ttl_ms"`
+	// Prev and PrevSeq name the state that an acquisition replaced, by
+	// its holder and sequence number. A releaser whose answer was lost
+	// learns from them that its free state had landed before the next
+	// holder came. Absent in objects of objsync before they were added.
+	Prev       string    `json:"prev,omitempty"`
+	PrevSeq    int64     `json:"prev_seq,omitempty"`
 	Value      string    `json:"value,omitempty"`
 	Host       string    `json:"host,omitempty"`
 	PID        int       `json:"pid,omitempty"`
@@ -40,6 +46,7 @@ type lockObject struct {
 	WrittenAt  time.Time `json:"written_at"`
 }
 
+// ttl is the holder's lease; decodeLock keeps it within MaxTTL.
 func (o *lockObject) ttl() time.Duration { return time.Duration(o.TTLMillis) * time.Millisecond }
 
 func (o *lockObject) held() bool { return o.State == stateHeld }
@@ -78,8 +85,10 @@ func decodeLock(data []byte) (lockObject, error) {
 		return lockObject{}, fmt.Errorf("%w: unknown state %q", ErrNotLock, o.State)
 	case o.Holder == "" || o.Fence < 1:
 		return lockObject{}, fmt.Errorf("%w: no holder or fence", ErrNotLock)
-	case o.held() && o.TTLMillis <= 0:
-		return lockObject{}, fmt.Errorf("%w: held without a ttl", ErrNotLock)
+	case o.held() && (o.TTLMillis < MinTTL.Milliseconds() || o.TTLMillis > MaxTTL.Milliseconds()):
+		return lockObject{}, fmt.Errorf("%w: held with a ttl of %d ms, outside %v to %v", ErrNotLock, o.TTLMillis, MinTTL, MaxTTL)
+	case o.TTLMillis < 0 || o.TTLMillis > MaxTTL.Milliseconds():
+		return lockObject{}, fmt.Errorf("%w: a ttl of %d ms, outside 0 to %v", ErrNotLock, o.TTLMillis, MaxTTL)
 	}
 	return o, nil
 }
@@ -97,4 +106,10 @@ func (s *snapshot) fence() int64 {
 		return 0
 	}
 	return s.obj.Fence
+}
+
+// follows reports whether s was written over the state that holder wrote
+// with sequence number seq.
+func (s *snapshot) follows(holder string, seq int64) bool {
+	return s.exists && s.obj.Prev == holder && s.obj.PrevSeq == seq
 }

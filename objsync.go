@@ -22,14 +22,28 @@ var (
 	ErrLockLost = errors.New("objsync: lock lost")
 
 	// ErrNotLock means the object at the lock's key is not an objsync
-	// lock: another document, a truncated one, or one of a newer format.
-	// objsync leaves such an object as it is.
+	// lock: another document, a truncated one, one of a newer format, or
+	// one whose numbers are out of range. objsync leaves such an object as
+	// it is.
 	ErrNotLock = errors.New("objsync: object is not an objsync lock")
+
+	// ErrOutcomeUnknown means that a release (Unlock, Break) sent a write
+	// whose answer was lost, and that by the time the object could be
+	// read again it could no longer tell whether that write had landed:
+	// others had written since. It is not a loss: a hold that Unlock
+	// returns it for was in force until Unlock was called.
+	ErrOutcomeUnknown = errors.New("objsync: outcome unknown")
 )
 
 // MinTTL is the shortest lease Lock accepts. Below it the safety margins
 // and the renewal cadence leave no time for a store request.
 const MinTTL = 100 * time.Millisecond
+
+// MaxTTL is the longest lease Lock accepts, and the longest that objsync
+// accepts in a stored lock object: 30 days. The TTL is how long others
+// wait for a holder that died, not how long a holder may hold the lock.
+// The bound keeps every duration computed from a TTL far from overflow.
+const MaxTTL = 30 * 24 * time.Hour
 
 // Drivers returns the names of the registered drivers, sorted.
 func Drivers() []string { return driver.Drivers() }
@@ -47,10 +61,17 @@ func Open(driverName, dsn string, opts ...Option) (*Mutex, error) {
 	if err != nil {
 		return nil, fmt.Errorf("objsync: %w", err)
 	}
-	return NewMutex(store, key, opts...), nil
+	m := NewMutex(store, key, opts...)
+	if m.opts.err != nil {
+		m.Close()
+		return nil, m.opts.err
+	}
+	return m, nil
 }
 
-// An Option configures a Mutex.
+// An Option configures a Mutex. An option given a value it cannot take
+// makes Open fail, and Lock, TryLock and Campaign of a Mutex made by
+// NewMutex return the error.
 type Option func(*options)
 
 type options struct {
@@ -59,6 +80,8 @@ type options struct {
 	logger     *slog.Logger
 	minBackoff time.Duration
 	maxBackoff time.Duration
+	notice     time.Duration // negative: the default, 5% of the TTL
+	err        error         // the first option that was refused
 }
 
 func defaultOptions() options {
@@ -67,6 +90,14 @@ func defaultOptions() options {
 		logger:     slog.New(slog.DiscardHandler),
 		minBackoff: 20 * time.Millisecond,
 		maxBackoff: time.Second,
+		notice:     -1,
+	}
+}
+
+// refuse records the first refused option.
+func (o *options) refuse(format string, args ...any) {
+	if o.err == nil {
+		o.err = fmt.Errorf("objsync: "+format, args...)
 	}
 }
 
@@ -85,13 +116,39 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 
 // WithBackoff sets how Lock polls a lock held by someone else: it waits
 // min, then doubles the wait up to max, each wait jittered. The defaults are
-// 20ms and 1s. A waiter also wakes when the holder's lease would have
-// expired, so max bounds the delay after that, not the wait itself.
+// 20ms and 1s; min must be positive and max at least min. A waiter also
+// wakes when the holder's lease would have expired, so max bounds the delay
+// after that, not the wait itself.
 func WithBackoff(min, max time.Duration) Option {
 	return func(o *options) {
+		if min <= 0 || max < min {
+			o.refuse("WithBackoff(%v, %v): want 0 < min <= max", min, max)
+			return
+		}
 		o.minBackoff, o.maxBackoff = min, max
 	}
 }
+
+// WithLossNotice sets how long before its lease runs out a hold that could
+// not be renewed ends as lost: Done closes then, and work watching it has
+// that long to stop before another holder may take over. The default is
+// 5% of the TTL; d may be zero, and at most MaxLossNotice of the TTL
+// (Lock refuses the TTL otherwise). objsync lock passes --grace, so that
+// the command is killed before its lease ends.
+func WithLossNotice(d time.Duration) Option {
+	return func(o *options) {
+		if d < 0 {
+			o.refuse("WithLossNotice(%v): the notice cannot be negative", d)
+			return
+		}
+		o.notice = d
+	}
+}
+
+// MaxLossNotice is the longest notice (WithLossNotice) that a lease of ttl
+// leaves room for: half of it, so that a hold still has time to renew
+// before it must be given up.
+func MaxLossNotice(ttl time.Duration) time.Duration { return ttl / 2 }
 
 // State is a lock as stored, returned by Inspect.
 type State struct {

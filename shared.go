@@ -9,62 +9,97 @@ import (
 	"github.com/objsync/objsync/driver"
 )
 
-// sharedLock is what the Mutexes of one process share about one lock
-// location: a local token, so that only one goroutine at a time acquires or
-// holds the lock and only one polls the store for it, and this process's
-// view of the lock.
+// sharedLock is what the Mutexes of one process share about one lock: a
+// local token, so that only one goroutine at a time acquires or holds the
+// lock and only one polls the store for it, and this process's view of the
+// lock.
 type sharedLock struct {
+	id    sharedID
 	token chan struct{} // holds a value while a goroutine acquires or holds
 
 	mu     sync.Mutex
 	last   *snapshot      // the latest state this process read or wrote
 	seen   driver.Version // the version whose unchanged time is being counted
 	seenAt time.Time      // when the first read returning seen returned
-	refs   int
+	refs   int            // 0 for a sharedLock that is not in the table
+}
+
+// sharedID is what makes two Mutexes share: the same store and key. The
+// store is compared as a value (the same pointer, for every driver here),
+// never by its Location, which is only a message for people.
+type sharedID struct {
+	store driver.Store
+	key   string
 }
 
 var (
 	sharedMu sync.Mutex
-	shared   = map[string]*sharedLock{}
+	shared   = map[sharedID]*sharedLock{}
 )
 
-// acquireShared returns the shared state of the lock at loc and counts a
-// reference to it; releaseShared drops the reference.
-func acquireShared(loc string) *sharedLock {
+// acquireShared returns the shared state of the lock at key in store and
+// counts a reference to it; releaseShared drops the reference. A store
+// whose values cannot be compared shares nothing.
+func acquireShared(store driver.Store, key string) *sharedLock {
+	id := sharedID{store, key}
+	if !canCompare(store) {
+		return &sharedLock{id: id, token: make(chan struct{}, 1)}
+	}
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
-	s := shared[loc]
+	s := shared[id]
 	if s == nil {
-		s = &sharedLock{token: make(chan struct{}, 1)}
-		shared[loc] = s
+		s = &sharedLock{id: id, token: make(chan struct{}, 1)}
+		shared[id] = s
 	}
 	s.refs++
 	return s
 }
 
-func releaseShared(loc string, s *sharedLock) {
+func releaseShared(s *sharedLock) {
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
-	if s.refs--; s.refs == 0 {
-		delete(shared, loc)
+	if s.refs == 0 {
+		return // never in the table
 	}
+	if s.refs--; s.refs == 0 {
+		delete(shared, s.id)
+	}
+}
+
+// canCompare reports whether v can be a map key: == on an interface panics
+// when its dynamic type cannot be compared.
+func canCompare(v any) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	return v == v
 }
 
 // enter takes the local token, waiting for the goroutine that has it to
 // release the lock. Go hands a freed channel slot to waiters in order, so
 // the next local waiter tries at once while remote ones are still asleep.
-func (s *sharedLock) enter(ctx context.Context) error {
+func (s *sharedLock) enter(ctx context.Context) error { return take(ctx, s.token) }
+
+func (s *sharedLock) tryEnter() bool { return tryTake(s.token) }
+
+// take fills token, a channel of capacity one, waiting until it is empty
+// or ctx ends.
+func take(ctx context.Context, token chan struct{}) error {
 	select {
-	case s.token <- struct{}{}:
+	case token <- struct{}{}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-func (s *sharedLock) tryEnter() bool {
+// tryTake fills token if it is empty and reports whether it did.
+func tryTake(token chan struct{}) bool {
 	select {
-	case s.token <- struct{}{}:
+	case token <- struct{}{}:
 		return true
 	default:
 		return false
@@ -119,9 +154,12 @@ type backoff struct {
 }
 
 func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
+	switch {
+	case b.cur == 0:
 		b.cur = b.min
-	} else {
+	case b.cur > b.max/2: // doubling would pass max, or overflow
+		b.cur = b.max
+	default:
 		b.cur = min(2*b.cur, b.max)
 	}
 	// Equal jitter: never less than half the step, so waits still grow.

@@ -64,7 +64,9 @@ type Store interface {
 	Write(ctx context.Context, key string, data []byte, ifVersion Version) (Version, error)
 
 	// Location describes where key lives, for messages meant for people,
-	// for example "s3://bucket/locks/a". It never contains a secret.
+	// for example "s3://bucket/locks/a". It names the server when it is not
+	// the provider's default, and it never contains a secret. It is not an
+	// identity: objsync tells stores apart by the Store values themselves.
 	Location(key string) string
 }
 
@@ -82,7 +84,9 @@ type Driver interface {
 	// object's key within it. Open does no network I/O. It rejects unknown
 	// query parameters with an error that names them. Opening many DSNs
 	// that share an endpoint and settings should return handles sharing
-	// one client and connection pool.
+	// one client and connection pool, and DSNs that differ only in their
+	// key should return the same Store (a pointer): Mutexes of one process
+	// share their view of a lock when their Store values are equal.
 	Open(dsn string) (Store, string, error)
 }
 

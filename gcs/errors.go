@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/googleapi"
@@ -17,6 +18,13 @@ import (
 func (s *store) readError(key string, err error) error {
 	if errors.Is(err, storage.ErrObjectNotExist) {
 		return fmt.Errorf("read %s: %w", s.Location(key), driver.ErrNotExist)
+	}
+	// The content did not match the checksum sent with it: a transfer
+	// gone wrong, or (fake-gcs-server) an object replaced while it was
+	// read, whose generation may then belong to other content. Only a
+	// read again can be trusted. The client has no sentinel for it.
+	if strings.Contains(err.Error(), "storage: bad CRC") {
+		return driver.Retryable(fmt.Errorf("read %s: the content did not match its checksum: %w", s.Location(key), err))
 	}
 	return s.classify("read", key, err)
 }

@@ -70,8 +70,18 @@ type settings struct {
 	emulatorHost string
 }
 
-// clients holds one client per distinct settings.
-var clients driver.Shared[settings, *lazyClient]
+// clients holds one client per distinct settings, and stores one store per
+// bucket and settings, so that Mutexes on one lock share (see
+// driver.Driver).
+var (
+	clients driver.Shared[settings, *lazyClient]
+	stores  driver.Shared[storeID, *store]
+)
+
+type storeID struct {
+	settings
+	bucket string
+}
 
 // Open implements driver.Driver.
 func (gcsDriver) Open(dsn string) (driver.Store, string, error) {
@@ -80,8 +90,11 @@ func (gcsDriver) Open(dsn string) (driver.Store, string, error) {
 		return nil, "", fmt.Errorf("gcs: invalid DSN: %w", err)
 	}
 	set := settings{emulatorHost: os.Getenv("STORAGE_EMULATOR_HOST")}
-	client, _ := clients.Get(set, func() (*lazyClient, error) { return &lazyClient{}, nil }) // cannot fail
-	return &store{client: client, bucket: bucket}, key, nil
+	st, _ := stores.Get(storeID{set, bucket}, func() (*store, error) { // cannot fail
+		client, _ := clients.Get(set, func() (*lazyClient, error) { return &lazyClient{}, nil })
+		return &store{client: client, bucket: bucket}, nil
+	})
+	return st, key, nil
 }
 
 // parseDSN splits a DSN into bucket and key. Its errors never quote the

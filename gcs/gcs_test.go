@@ -2,9 +2,12 @@ package gcs
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -107,6 +110,9 @@ func TestLocation(t *testing.T) {
 	if got := st.Location(key); got != "gs://b/locks/a" {
 		t.Fatalf("Location = %q", got)
 	}
+	if again, _, err := (gcsDriver{}).Open("gs://b/locks/b"); err != nil || again != st {
+		t.Fatalf("another key of the bucket opened another store (err %v)", err)
+	}
 }
 
 // reply is one scripted answer of the fake server.
@@ -115,6 +121,7 @@ type reply struct {
 	generation int64  // of the object written or read, on success
 	body       string // content served by a read
 	reason     string // error reason, for error answers
+	crc32c     uint32 // the checksum sent with a read's content, if not 0
 }
 
 // request is what the fake server saw.
@@ -164,6 +171,10 @@ func (f *fakeGCS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"generation": fmt.Sprint(rep.generation), "metageneration": "1", "size": fmt.Sprint(len(req.media)),
 		})
 		return
+	}
+	if rep.crc32c != 0 {
+		sum := binary.BigEndian.AppendUint32(nil, rep.crc32c)
+		w.Header().Set("X-Goog-Hash", "crc32c="+base64.StdEncoding.EncodeToString(sum))
 	}
 	w.Header().Set("X-Goog-Generation", fmt.Sprint(rep.generation))
 	w.Header().Set("X-Goog-Metageneration", "1")
@@ -316,6 +327,18 @@ func TestRead(t *testing.T) {
 	r := fake.seen()[0]
 	if r.method != http.MethodGet || r.path != "/storage/v1/b/b/o/k" || r.query.Get("alt") != "media" {
 		t.Errorf("request = %s %s?%s, want a JSON API download", r.method, r.path, r.query.Encode())
+	}
+}
+
+// TestReadBadChecksum: content that does not match the checksum sent with
+// it (fake-gcs-server serves that for an object replaced while it is read)
+// is a transient error, never a state with a version.
+func TestReadBadChecksum(t *testing.T) {
+	other := crc32.Checksum([]byte("other content"), crc32.MakeTable(crc32.Castagnoli))
+	_, st := newFake(t, reply{status: 200, generation: 7, body: "content", crc32c: other})
+	data, v, err := st.Read(context.Background(), "k")
+	if err == nil || !driver.IsRetryable(err) || !strings.Contains(err.Error(), "read gs://b/k: the content did not match its checksum") {
+		t.Fatalf("Read = %q, %q, %v; want a retryable error", data, v, err)
 	}
 }
 

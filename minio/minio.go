@@ -94,8 +94,18 @@ type settings struct {
 	secretKey string
 }
 
-// clients holds one client per distinct settings.
-var clients driver.Shared[settings, *minio.Core]
+// clients holds one client per distinct settings, and stores one store per
+// bucket and settings, so that Mutexes on one lock share (see
+// driver.Driver).
+var (
+	clients driver.Shared[settings, *minio.Core]
+	stores  driver.Shared[storeID, *store]
+)
+
+type storeID struct {
+	settings
+	bucket string
+}
 
 // Open implements driver.Driver.
 func (minioDriver) Open(dsn string) (driver.Store, string, error) {
@@ -103,12 +113,15 @@ func (minioDriver) Open(dsn string) (driver.Store, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("minio: invalid DSN: %w", err)
 	}
-	client, err := clients.Get(set, func() (*minio.Core, error) { return newClient(set) })
+	st, err := stores.Get(storeID{set, bucket}, func() (*store, error) {
+		client, err := clients.Get(set, func() (*minio.Core, error) { return newClient(set) })
+		return &store{client: client, host: set.host, bucket: bucket}, err
+	})
 	if err != nil {
 		// minio-go's errors here name the endpoint only.
 		return nil, "", fmt.Errorf("minio: %w", err)
 	}
-	return &store{client: client, host: set.host, bucket: bucket}, key, nil
+	return st, key, nil
 }
 
 // parseDSN splits a DSN into bucket, key and client settings. Its errors

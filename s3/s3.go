@@ -99,8 +99,18 @@ type settings struct {
 	profile   string
 }
 
-// clients holds one client per distinct settings.
-var clients driver.Shared[settings, *s3.Client]
+// clients holds one client per distinct settings, and stores one store per
+// bucket and settings, so that Mutexes on one lock share (see
+// driver.Driver).
+var (
+	clients driver.Shared[settings, *s3.Client]
+	stores  driver.Shared[storeID, *store]
+)
+
+type storeID struct {
+	settings
+	bucket string
+}
 
 // Open implements driver.Driver.
 func (s3Driver) Open(dsn string) (driver.Store, string, error) {
@@ -108,11 +118,14 @@ func (s3Driver) Open(dsn string) (driver.Store, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("s3: invalid DSN: %w", err)
 	}
-	client, err := clients.Get(set, func() (*s3.Client, error) { return newClient(set) })
+	st, err := stores.Get(storeID{set, bucket}, func() (*store, error) {
+		client, err := clients.Get(set, func() (*s3.Client, error) { return newClient(set) })
+		return &store{client: client, bucket: bucket, endpoint: set.endpoint}, err
+	})
 	if err != nil {
 		return nil, "", fmt.Errorf("s3: %w", err)
 	}
-	return &store{client: client, bucket: bucket}, key, nil
+	return st, key, nil
 }
 
 // parseDSN splits a DSN into bucket, key and client settings. Its errors
@@ -213,13 +226,19 @@ func newClient(set settings) (*s3.Client, error) {
 
 // store is a bucket reached through a shared client.
 type store struct {
-	client *s3.Client
-	bucket string
+	client   *s3.Client
+	bucket   string
+	endpoint string // empty for Amazon S3
 }
 
-// Location implements driver.Store.
+// Location implements driver.Store. It names the endpoint when there is
+// one, so that the same bucket and key on two servers never read alike.
 func (s *store) Location(key string) string {
-	return "s3://" + s.bucket + "/" + key
+	loc := "s3://" + s.bucket + "/" + key
+	if s.endpoint != "" {
+		loc += "?endpoint=" + s.endpoint
+	}
+	return loc
 }
 
 // Read implements driver.Store.

@@ -19,14 +19,21 @@ var errPartitioned = driver.Retryable(errors.New("locktest: network partition"))
 // answer it pretends was lost.
 var errAnswerLost = driver.Retryable(errors.New("locktest: answer lost"))
 
+// errFatalAfterWrite is what a client answers to a write it made but
+// pretends failed for good, as a directory fsync failing after a rename.
+var errFatalAfterWrite = errors.New("locktest: failed after the write landed")
+
 // fault is what a client does to requests on the way to the store.
 type fault int32
 
 const (
-	faultNone       fault = iota
-	faultCut              // every request fails without reaching the store
-	faultAmbiguous        // writes reach the store, then fail
-	faultRefuseHalf       // every other write fails without reaching the store
+	faultNone            fault = iota
+	faultCut                   // every request fails without reaching the store
+	faultAmbiguous             // writes reach the store, then fail
+	faultRefuseHalf            // every other write fails without reaching the store
+	faultRefuseWrites          // every write fails without reaching the store
+	faultLate                  // writes fail at once and land lateBy later
+	faultFatalAfterWrite       // writes reach the store, then fail for good
 )
 
 // client is one simulated process's view of a store. It has a Location of
@@ -37,14 +44,26 @@ type client struct {
 	driver.Store
 	name string
 
-	latency  time.Duration // added to every request; set before use
-	fault    atomic.Int32
-	writeNo  atomic.Int64
-	reads    atomic.Int64
-	writes   atomic.Int64
-	inFlight atomic.Int64
-	maxMu    sync.Mutex
-	maxIn    int64
+	latency time.Duration // added to every request; set before use
+	fault   atomic.Int32
+	// hang is how long every request waits, ignoring its context, before
+	// it goes to the store: a store call stuck in an fsync.
+	hang atomic.Int64
+	// answerDelay is how long a write's answer takes to come back after
+	// the store has applied it, ignoring the context.
+	answerDelay atomic.Int64
+	// lateBy is how long after its failure a faultLate write lands.
+	lateBy time.Duration
+	late   sync.WaitGroup // writes still to land
+	// onLostAnswer, if set, runs once after a faultAmbiguous write has
+	// landed, before its answer is lost.
+	onLostAnswer atomic.Pointer[func()]
+	writeNo      atomic.Int64
+	reads        atomic.Int64
+	writes       atomic.Int64
+	inFlight     atomic.Int64
+	maxMu        sync.Mutex
+	maxIn        int64
 }
 
 func newClient(s driver.Store, name string) *client { return &client{Store: s, name: name} }
@@ -59,7 +78,7 @@ func (c *client) resetCounts() {
 }
 
 func (c *client) enter() func() {
-	time.Sleep(c.latency)
+	time.Sleep(c.latency + time.Duration(c.hang.Load()))
 	n := c.inFlight.Add(1)
 	c.maxMu.Lock()
 	c.maxIn = max(c.maxIn, n)
@@ -85,6 +104,9 @@ func (c *client) Read(ctx context.Context, key string) ([]byte, driver.Version, 
 func (c *client) Write(ctx context.Context, key string, data []byte, ifVersion driver.Version) (driver.Version, error) {
 	defer c.enter()()
 	c.writes.Add(1)
+	if d := time.Duration(c.answerDelay.Load()); d > 0 {
+		defer time.Sleep(d)
+	}
 	switch fault(c.fault.Load()) {
 	case faultCut:
 		return "", errPartitioned
@@ -92,9 +114,23 @@ func (c *client) Write(ctx context.Context, key string, data []byte, ifVersion d
 		if c.writeNo.Add(1)%2 == 1 {
 			return "", errPartitioned
 		}
-	case faultAmbiguous:
+	case faultRefuseWrites:
+		return "", errPartitioned
+	case faultLate:
+		c.late.Go(func() {
+			time.Sleep(c.lateBy)
+			c.Store.Write(context.Background(), key, data, ifVersion)
+		})
+		return "", errAnswerLost
+	case faultAmbiguous, faultFatalAfterWrite:
 		if _, err := c.Store.Write(ctx, key, data, ifVersion); err != nil {
 			return "", err
+		}
+		if hook := c.onLostAnswer.Swap(nil); hook != nil {
+			(*hook)()
+		}
+		if fault(c.fault.Load()) == faultFatalAfterWrite {
+			return "", errFatalAfterWrite
 		}
 		return "", errAnswerLost
 	}

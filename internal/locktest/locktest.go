@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -47,6 +48,17 @@ func Run(t *testing.T, h Harness) {
 		{"TryLockWithinProcess", testTryLockWithinProcess},
 		{"CloseReleases", testCloseReleases},
 		{"Break", testBreak},
+		{"LateAnswer", testLateAnswer},
+		{"DoneWhileStoreHangs", testDoneWhileStoreHangs},
+		{"LostHoldFreesLocalWaiters", testLostHoldFreesLocalWaiters},
+		{"CloseStopsLock", testCloseStopsLock},
+		{"HugeBackoff", testHugeBackoff},
+		{"LastFence", testLastFence},
+		{"TryLockBounded", testTryLockBounded},
+		{"UnlockAnswerLost", testUnlockAnswerLost},
+		{"BreakLateWrite", testBreakLateWrite},
+		{"ForeignObjectOverHold", testForeignObjectOverHold},
+		{"ReleaseFatalError", testReleaseFatalError},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, key := h(t)
@@ -100,7 +112,8 @@ func isClosed(ch <-chan struct{}) bool {
 
 func testBadTTL(t *testing.T, s driver.Store, key string) {
 	m := open(t, newClient(s, "a"), key)
-	for _, ttl := range []time.Duration{0, -time.Second, 50 * time.Millisecond, 100*time.Millisecond + 500*time.Microsecond} {
+	for _, ttl := range []time.Duration{0, -time.Second, 50 * time.Millisecond, 100*time.Millisecond + 500*time.Microsecond,
+		objsync.MaxTTL + time.Millisecond, 2562047 * time.Hour, time.Duration(math.MaxInt64 - math.MaxInt64%int64(time.Millisecond))} {
 		if _, err := m.Lock(context.Background(), ttl); err == nil {
 			t.Errorf("Lock(ttl %v) succeeded", ttl)
 		}
@@ -459,6 +472,11 @@ func testNotALock(t *testing.T, s driver.Store, key string) {
 		[]byte(`{"objsync_lock":1,"state":"held","holder":"abc","fen`),
 		[]byte(`{"objsync_lock":2,"state":"held","holder":"abc","fence":3,"ttl_ms":1000}`),
 		[]byte(`{"objsync_lock":1,"state":"maybe","holder":"abc","fence":3,"ttl_ms":1000}`),
+		// TTLs out of range, which would overflow or leave no lease.
+		[]byte(`{"objsync_lock":1,"state":"held","holder":"abc","fence":3,"ttl_ms":9300000000000}`),
+		[]byte(`{"objsync_lock":1,"state":"held","holder":"abc","fence":3,"ttl_ms":2592000001}`),
+		[]byte(`{"objsync_lock":1,"state":"held","holder":"abc","fence":3,"ttl_ms":50}`),
+		[]byte(`{"objsync_lock":1,"state":"free","holder":"abc","fence":3,"ttl_ms":-1}`),
 		{},
 	} {
 		key := fmt.Sprintf("%s-%d", key, i)

@@ -1,0 +1,298 @@
+package locktest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/objsync/objsync"
+	"github.com/objsync/objsync/driver"
+)
+
+// The tests in this file each close a route to two holders, a stuck lock
+// or a false report that review found at the edges of the protocol.
+
+// testLateAnswer: a write that takes the lock but is answered after more
+// of the lease has gone than a hold may start with gives no hold. With a
+// TTL of 200ms and answers 300ms late, another client takes the lock over
+// meanwhile; the slow Lock must not return a hold beside it.
+func testLateAnswer(t *testing.T, s driver.Store, key string) {
+	const ttl = 200 * time.Millisecond
+	slow := newClient(s, "slow")
+	slow.answerDelay.Store(int64(300 * time.Millisecond))
+	a := open(t, slow, key)
+	b := open(t, newClient(s, "b"), key)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	locked := make(chan error, 1)
+	go func() { _, err := a.Lock(ctx, ttl); locked <- err }()
+	time.Sleep(20 * time.Millisecond) // a's first write has landed
+	fence := lockOrFatal(t, b, time.Minute)
+	if err := <-locked; err == nil {
+		t.Fatalf("Lock returned a hold (fence %d) whose write was answered after its lease could be taken over; fence %d holds it", a.Fence(), fence)
+	} else if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("slow Lock: %v, want it to wait until its context ended", err)
+	}
+	if st := inspect(t, b); !st.Held || st.Fence != fence || b.Err() != nil {
+		t.Fatalf("the slow client changed the new hold: %+v, Err %v", st, b.Err())
+	}
+	unlockOrFatal(t, b)
+
+	// Alone, the slow client cannot get a lease in time either: TryLock
+	// says why after a few tries and leaves the lock free.
+	ok, _, err := a.TryLock(context.Background(), ttl)
+	if ok || err == nil || !strings.Contains(err.Error(), "answered a write after") {
+		t.Fatalf("TryLock on a store slower than the lease = %v, %v; want an error saying so", ok, err)
+	}
+	if st := inspect(t, b); st.Held {
+		t.Fatalf("the slow TryLock left the lock held: %+v", st)
+	}
+}
+
+// testDoneWhileStoreHangs: the hold ends on time even when every store
+// call hangs, ignoring its context, for longer than the lease.
+func testDoneWhileStoreHangs(t *testing.T, s driver.Store, key string) {
+	const ttl = time.Second
+	c := newClient(s, "holder")
+	holder := open(t, c, key)
+	other := open(t, newClient(s, "other"), key)
+	lockOrFatal(t, holder, ttl)
+	c.hang.Store(int64(3 * ttl))
+	fence := lockOrFatal(t, other, ttl)
+	if !isClosed(holder.Done()) {
+		t.Fatal("another client took over while the holder's Done was open: its hold waited for a store call")
+	}
+	if !errors.Is(holder.Err(), objsync.ErrLockLost) {
+		t.Fatalf("holder Err = %v, want ErrLockLost", holder.Err())
+	}
+	c.hang.Store(0)
+	if err := holder.Unlock(context.Background()); !errors.Is(err, objsync.ErrLockLost) {
+		t.Fatalf("Unlock after loss: %v", err)
+	}
+	if st := inspect(t, other); !st.Held || st.Fence != fence || other.Err() != nil {
+		t.Fatalf("the lost holder changed the new hold: %+v, Err %v", st, other.Err())
+	}
+	unlockOrFatal(t, other)
+}
+
+// testLostHoldFreesLocalWaiters: a hold that ended without Unlock lets
+// another Mutex of the process take the lock; its Unlock still reports
+// the loss and leaves the new hold alone.
+func testLostHoldFreesLocalWaiters(t *testing.T, s driver.Store, key string) {
+	c := newClient(s, "a")
+	first := open(t, c, key, objsync.WithoutRenewal())
+	lockOrFatal(t, first, objsync.MinTTL)
+	<-first.Done()
+	second := open(t, c, key)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	fence, err := second.Lock(ctx, time.Minute)
+	if err != nil {
+		t.Fatalf("Lock after another Mutex's hold was lost: %v", err)
+	}
+	if ok, _, err := first.TryLock(context.Background(), time.Minute); ok || err != nil {
+		t.Fatalf("TryLock of a Mutex whose lost hold was not unlocked = %v, %v; want it to wait for Unlock", ok, err)
+	}
+	if err := first.Unlock(context.Background()); !errors.Is(err, objsync.ErrLockLost) {
+		t.Fatalf("Unlock of the lost hold: %v", err)
+	}
+	if st := inspect(t, second); !st.Held || st.Fence != fence || second.Err() != nil {
+		t.Fatalf("the lost hold's Unlock changed the new one: %+v, Err %v", st, second.Err())
+	}
+	unlockOrFatal(t, second)
+}
+
+// testCloseStopsLock: Close stops the Locks in progress on the Mutex, the
+// one polling the store and the one waiting behind it; they hold nothing.
+func testCloseStopsLock(t *testing.T, s driver.Store, key string) {
+	holder := open(t, newClient(s, "holder"), key)
+	lockOrFatal(t, holder, time.Minute)
+	m := objsync.NewMutex(newClient(s, "closing"), key, objsync.WithBackoff(time.Millisecond, 20*time.Millisecond))
+	results := make(chan error, 2)
+	for range 2 {
+		go func() { _, err := m.Lock(context.Background(), time.Minute); results <- err }()
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := m.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	unlockOrFatal(t, holder) // a Lock that survived Close would take it now
+	for range 2 {
+		select {
+		case err := <-results:
+			if !errors.Is(err, objsync.ErrClosed) {
+				t.Fatalf("Lock in progress during Close returned %v, want ErrClosed", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a Lock in progress did not return after Close")
+		}
+	}
+	if st := inspect(t, holder); st.Held {
+		t.Fatalf("a closed Mutex holds the lock: %+v", st)
+	}
+}
+
+// testHugeBackoff: a backoff whose doubling would overflow saturates.
+func testHugeBackoff(t *testing.T, s driver.Store, key string) {
+	holder := open(t, newClient(s, "holder"), key)
+	lockOrFatal(t, holder, time.Second) // renews: the waiter waits again and again
+	m := open(t, newClient(s, "waiter"), key, objsync.WithBackoff(math.MaxInt64/2+1, math.MaxInt64))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := m.Lock(ctx, time.Minute); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Lock with the longest backoff: %v", err)
+	}
+	unlockOrFatal(t, holder)
+}
+
+// testLastFence: a lock whose fence cannot be incremented is refused with
+// an error that says so, and left as it is.
+func testLastFence(t *testing.T, s driver.Store, key string) {
+	data := []byte(fmt.Sprintf(`{"objsync_lock":1,"state":"free","holder":"last","fence":%d,"seq":1,"ttl_ms":1000}`, int64(math.MaxInt64)))
+	v, err := s.Write(context.Background(), key, data, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := open(t, newClient(s, "a"), key)
+	fence, lockErr := m.Lock(context.Background(), time.Minute)
+	_, _, tryErr := m.TryLock(context.Background(), time.Minute)
+	for _, err := range []error{lockErr, tryErr} {
+		if err == nil || !strings.Contains(err.Error(), "fence 9223372036854775807") {
+			t.Fatalf("acquiring past the last fence: fence %d, err %v", fence, err)
+		}
+	}
+	if got, gotV, err := s.Read(context.Background(), key); err != nil || !bytes.Equal(got, data) || gotV != v {
+		t.Fatalf("the lock was changed (err %v): %s", err, got)
+	}
+}
+
+// testTryLockBounded: TryLock returns after a few tries when writes fail,
+// whatever its context allows.
+func testTryLockBounded(t *testing.T, s driver.Store, key string) {
+	c := newClient(s, "a")
+	m := open(t, c, key)
+	c.set(faultRefuseWrites)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ok, _, err := m.TryLock(ctx, time.Minute)
+	if ok || err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("TryLock with every write failing = %v, %v; want the store's error at once", ok, err)
+	}
+	if w := c.writes.Load(); w > 3 {
+		t.Fatalf("TryLock made %d writes, want at most 3", w)
+	}
+}
+
+// testUnlockAnswerLost: a release lands, its answer is lost, and another
+// client takes the lock before the read-back. The release is ours: Unlock
+// must not report a loss.
+func testUnlockAnswerLost(t *testing.T, s driver.Store, key string) {
+	c := newClient(s, "a")
+	m := open(t, c, key)
+	other := open(t, newClient(s, "other"), key)
+	fence := lockOrFatal(t, m, time.Minute)
+	var otherOK bool
+	var otherErr error
+	hook := func() { otherOK, _, otherErr = other.TryLock(context.Background(), time.Minute) }
+	c.onLostAnswer.Store(&hook)
+	c.set(faultAmbiguous)
+	err := m.Unlock(context.Background())
+	c.set(faultNone)
+	if !otherOK || otherErr != nil {
+		t.Fatalf("the other client could not take the freed lock: %v", otherErr)
+	}
+	if err != nil {
+		t.Fatalf("Unlock whose release landed before another client took the lock: %v", err)
+	}
+	if st := inspect(t, other); !st.Held || st.Fence != fence+1 {
+		t.Fatalf("after the other client took it: %+v", st)
+	}
+	unlockOrFatal(t, other)
+}
+
+// testBreakLateWrite: a break whose writes fail at once but land later is
+// settled like any other write: Break succeeds and says nothing false.
+func testBreakLateWrite(t *testing.T, s driver.Store, key string) {
+	holder := open(t, newClient(s, "holder"), key)
+	fence := lockOrFatal(t, holder, time.Minute)
+	c := newClient(s, "breaker")
+	c.lateBy = 100 * time.Millisecond
+	breaker := open(t, c, key)
+	c.set(faultLate)
+	st, err := breaker.Break(context.Background())
+	c.set(faultNone)
+	c.late.Wait()
+	if err != nil || !st.Held || st.Fence != fence {
+		t.Fatalf("Break with late writes = %+v, %v", st, err)
+	}
+	if st := inspect(t, breaker); st.Held || st.Fence != fence {
+		t.Fatalf("after Break: %+v", st)
+	}
+	if err := holder.Unlock(context.Background()); !errors.Is(err, objsync.ErrLockLost) {
+		t.Fatalf("Unlock of the broken hold: %v", err)
+	}
+}
+
+// testForeignObjectOverHold: when something that is not a lock replaces a
+// live hold's object, the hold ends at its next renewal, not at its
+// deadline.
+func testForeignObjectOverHold(t *testing.T, s driver.Store, key string) {
+	const ttl = time.Second
+	holder := open(t, newClient(s, "holder"), key)
+	lockOrFatal(t, holder, ttl)
+	_, first, err := s.Read(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Replace it right after a renewal, so that the next one is a third
+	// of the lease away and the deadline nearly a whole lease.
+	var v driver.Version
+	for v = first; v == first; time.Sleep(time.Millisecond) {
+		if _, v, err = s.Read(context.Background(), key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	foreign := []byte(`{"name":"report.csv","size":12}`)
+	if _, err := s.Write(context.Background(), key, foreign, v); err != nil {
+		t.Fatal(err)
+	}
+	replaced := time.Now()
+	select {
+	case <-holder.Done():
+	case <-time.After(2 * ttl):
+		t.Fatal("the hold did not end")
+	}
+	if took := time.Since(replaced); took > ttl/2 {
+		t.Fatalf("the hold ended %v after its object was replaced, want the next renewal (about %v)", took, ttl*3/10)
+	}
+	if err := holder.Err(); !errors.Is(err, objsync.ErrLockLost) || !strings.Contains(err.Error(), "not an objsync lock") {
+		t.Fatalf("Err = %v", err)
+	}
+	holder.Unlock(context.Background())
+	if got, _, err := s.Read(context.Background(), key); err != nil || !bytes.Equal(got, foreign) {
+		t.Fatalf("the foreign object was changed (err %v): %s", err, got)
+	}
+}
+
+// testReleaseFatalError: a release that lands and then fails for good (a
+// directory fsync after the rename) is read back, and found to be done.
+func testReleaseFatalError(t *testing.T, s driver.Store, key string) {
+	c := newClient(s, "a")
+	m := open(t, c, key)
+	lockOrFatal(t, m, time.Minute)
+	c.set(faultFatalAfterWrite)
+	err := m.Unlock(context.Background())
+	c.set(faultNone)
+	if err != nil {
+		t.Fatalf("Unlock whose release landed before an error: %v", err)
+	}
+	if st := inspect(t, m); st.Held {
+		t.Fatalf("after Unlock: %+v", st)
+	}
+}
