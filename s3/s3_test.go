@@ -86,7 +86,7 @@ func TestOpenSharesOneClientPerSettings(t *testing.T) {
 // differ only in their key open the same store, so that Mutexes share.
 func TestLocation(t *testing.T) {
 	for dsn, want := range map[string]string{
-		"s3://b/locks/a?region=us-east-1":           "s3://b/locks/a",
+		"s3://b/locks/a?region=us-east-1":            "s3://b/locks/a",
 		"s3://b/locks/a?endpoint=http://127.0.0.1:1": "s3://b/locks/a?endpoint=http://127.0.0.1:1",
 		"s3://b/locks/a?endpoint=http://127.0.0.1:2": "s3://b/locks/a?endpoint=http://127.0.0.1:2",
 	} {

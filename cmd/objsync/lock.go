@@ -29,10 +29,12 @@ runs: --ttl is how long others wait if objsync dies, not a limit on COMMAND.
 
 COMMAND finds the fencing token in OBJSYNC_FENCE (pass it with every write the
 lock protects) and the lock's location in OBJSYNC_LOCK. It runs in a process
-group of its own. If the lock is lost meanwhile, that group gets SIGTERM, then
-SIGKILL after --grace, and objsync exits 123. SIGINT, SIGTERM and SIGHUP sent
-to objsync are passed on to the group, and the lock is released once COMMAND
-has exited.
+group of its own. If the lease cannot be renewed, that group gets SIGTERM
+--grace before the lease ends and SIGKILL when it ends, so that COMMAND is
+dead before anyone else can take the lock; objsync then exits 123. (If the
+lock is broken or taken over, SIGTERM comes at once.) SIGINT, SIGTERM and
+SIGHUP sent to objsync are passed on to the group, and the lock is released
+once COMMAND has exited.
 
 While it waits, objsync says on stderr who holds the lock. --try fails even
 if that holder has died: only a waiting objsync takes over a lock whose holder
@@ -42,6 +44,9 @@ Example:
   objsync lock --ttl 1m --timeout 10m --value "deploy by $USER" \
       s3://ops/locks/deploy -- ./deploy.sh production
 `
+
+// defaultGrace is --grace unless the ttl leaves less room.
+const defaultGrace = 10 * time.Second
 
 type lockOptions struct {
 	ttl, timeout, grace time.Duration
@@ -61,7 +66,7 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 	fs.DurationVar(&o.timeout, "timeout", 0, "give up (exit 124) after waiting this long; 0 waits for ever")
 	fs.BoolVar(&o.try, "try", false, "give up at once (exit 124) if the lock is held")
 	value := fs.String("value", "", "`text` saying who holds the lock, shown by status: a job, a host (no secrets)")
-	fs.DurationVar(&o.grace, "grace", 10*time.Second, "if the lock is lost, how long the command has between SIGTERM and SIGKILL")
+	fs.DurationVar(&o.grace, "grace", defaultGrace, "if the lock is lost, how long the command has between SIGTERM and SIGKILL; at most half the ttl, which is the default when it is less than 10s")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not say who holds the lock while waiting")
 	driverName := driverFlag(fs)
 	pos, argv, err := parseArgs(fs, help, args, true)
@@ -71,9 +76,14 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 	if err := objsync.CheckTTL(o.ttl); err != nil {
 		return usageErrorf("%s: --ttl: %s", name, message(err))
 	}
+	if !flagSet(fs, "grace") {
+		o.grace = min(defaultGrace, objsync.MaxLossNotice(o.ttl))
+	}
 	switch {
 	case o.timeout < 0 || o.grace < 0:
 		return usageErrorf("%s: --timeout and --grace cannot be negative", name)
+	case o.grace > objsync.MaxLossNotice(o.ttl):
+		return usageErrorf("%s: --grace %v does not fit --ttl %v: the command must be dead before the lease ends, and renewals need the rest; at most %v", name, o.grace, o.ttl, objsync.MaxLossNotice(o.ttl))
 	case o.try && o.timeout > 0:
 		return usageErrorf("%s: --try and --timeout exclude each other", name)
 	case name == "elect" && *value == "":
@@ -88,7 +98,9 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 	if err != nil {
 		return err
 	}
-	m := objsync.NewMutex(store, key, objsync.WithValue(*value))
+	// A hold that cannot be renewed ends --grace before its lease does:
+	// SIGTERM then, SIGKILL when the lease ends (see supervise).
+	m := objsync.NewMutex(store, key, objsync.WithValue(*value), objsync.WithLossNotice(o.grace))
 	defer m.Close() // releases the lock on the paths that do not Unlock
 
 	// Until the command runs these signals end the wait; then they are
@@ -116,6 +128,9 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 	switch {
 	case errors.Is(err, objsync.ErrLockLost):
 		return &exitError{exitLost, fmt.Errorf("%w; the command may have run without it", err)}
+	case errors.Is(err, objsync.ErrOutcomeUnknown):
+		// The hold was in force until the command exited.
+		out.errorf("%v", err)
 	case err != nil:
 		// The command's outcome matters more: report, and pass it on.
 		out.errorf("could not release %s, which others get %v after its last renewal: %v", m, o.ttl, err)

@@ -133,7 +133,7 @@ func TestLostLock(t *testing.T) {
 		t.Errorf("the command got %q, want TERM", got)
 	}
 	line := oneLine(t, "stderr", r.stderr)
-	if want := fmt.Sprintf("objsync: lock lost: file://%s/lock: freed by ", dir); !strings.HasPrefix(line, want) || !strings.HasSuffix(line, "; sending SIGTERM to the command, and SIGKILL after 10s") {
+	if want := fmt.Sprintf("objsync: lock lost: file://%s/lock: freed by ", dir); !strings.HasPrefix(line, want) || !strings.HasSuffix(line, "; sending SIGTERM to the command, and SIGKILL after 500ms") { // half the ttl
 		t.Errorf("stderr = %q", line)
 	}
 }

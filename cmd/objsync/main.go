@@ -147,6 +147,12 @@ func newFlagSet(name string) *flag.FlagSet {
 	return fs
 }
 
+// flagSet reports whether the flag called name was given.
+func flagSet(fs *flag.FlagSet, name string) (set bool) {
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 // driverFlag defines --driver, which every command has.
 func driverFlag(fs *flag.FlagSet) *string {
 	return fs.String("driver", "", "use the driver `name`d (s3, minio, gcs, file) whatever the DSN's scheme")

@@ -8,10 +8,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // bin is the objsync binary, built once by TestMain; the tests run it as a
@@ -19,6 +22,7 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	recordMonotime() // when the test binary is a command the tests run
 	dir, err := os.MkdirTemp("", "objsync-cmd-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -39,6 +43,35 @@ func TestMain(m *testing.M) {
 	}
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// monotimeEnv makes the test binary, run as a command, append the time on
+// CLOCK_MONOTONIC, in nanoseconds, to the file it names, and exit.
+const monotimeEnv = "OBJSYNC_CMD_TEST_MONOTIME"
+
+// recordMonotime does what monotimeEnv asks for, if it is set.
+func recordMonotime() {
+	path := os.Getenv(monotimeEnv)
+	if path == "" {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err == nil {
+		_, err = f.WriteString(strconv.FormatInt(monotonicNow(), 10) + "\n")
+		f.Close()
+	}
+	if err != nil {
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func monotonicNow() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		panic(err)
+	}
+	return ts.Nano()
 }
 
 // raceEnabled reports whether the tests run with the race detector, which
@@ -171,6 +204,12 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"lock", "l", "m", "--", "true"}, []string{"lock: want one DSN, got 2 arguments"}},
 		{[]string{"lock", "--ttl", "5ms", "l", "--", "true"}, []string{"lock: --ttl: ttl 5ms is below the minimum 100ms"}},
 		{[]string{"lock", "--ttl", "soon", "l", "--", "true"}, []string{`invalid value "soon" for flag -ttl`}},
+		// A TTL whose drift margin once overflowed, and gave two holders.
+		{[]string{"lock", "--ttl", "2562047h", "l", "--", "true"}, []string{"lock: --ttl: ttl 2562047h0m0s is above the maximum 720h0m0s"}},
+		{[]string{"elect", "--value", "v", "--ttl", "721h", "l", "--", "true"}, []string{"elect: --ttl: ttl 721h0m0s is above the maximum 720h0m0s"}},
+		// The command must be dead before the lease ends.
+		{[]string{"lock", "--ttl", "30s", "--grace", "16s", "l", "--", "true"}, []string{"lock: --grace 16s does not fit --ttl 30s", "at most 15s"}},
+		{[]string{"elect", "--value", "v", "--grace", "10s", "l", "--", "true"}, []string{"elect: --grace 10s does not fit --ttl 15s", "at most 7.5s"}},
 		{[]string{"lock", "--try", "--timeout", "1s", "l", "--", "true"}, []string{"--try and --timeout exclude each other"}},
 		{[]string{"status", "--bogus", "l"}, []string{"status: flag provided but not defined: -bogus", "objsync status --help"}},
 		{[]string{"status"}, []string{"status: want one DSN, got 0 arguments"}},
