@@ -20,8 +20,10 @@
 // A lock is one object at its key, a JSON document holding: a format
 // number; the state, held or free; the holder, a random 128-bit id drawn
 // anew for every acquisition; the fence; the holder's TTL; a sequence
-// number counting the writes made under one holder id; and, for people
-// only, the holder's value, host name, process id and wall-clock times.
+// number counting the writes made under one holder id; for an
+// acquisition, the holder id and sequence number of the state it replaced;
+// and, for people only, the holder's value, host name, process id and
+// wall-clock times.
 // Holder id and sequence number make the bytes of every write unique,
 // which the protocol needs on stores whose versions are content hashes.
 //
@@ -41,6 +43,22 @@
 // backoff (WithBackoff), and takes over only as described under "Expiry".
 // A write that fails its condition means someone else wrote first: Lock
 // reads again and goes on.
+//
+// Lock returns a hold only if the write that took the lock was answered
+// within half the time from sending it to the loss notice (see "Renewal
+// and loss"): within 44.5% of the TTL by default, so that at least 44.5%
+// of the lease is left before Done would close. A write answered later,
+// by a slow store or after SDK-internal retries, does not make a hold:
+// Lock writes the same hold again, conditional on the version it holds,
+// as a renewal would, until a write is answered in time. TryLock and
+// Campaign follow the same rule. TryLock makes at most three tries when
+// writes or reads fail transiently or are answered late, then returns the
+// error; Lock goes on until its context ends.
+//
+// The TTL is a whole number of milliseconds from MinTTL (100ms) to MaxTTL
+// (30 days). A stored lock whose TTL is outside that range, or whose fence
+// cannot be incremented, is refused, and left as it is; so no duration
+// computed from a TTL can overflow.
 //
 // # Expiry without trusted clocks
 //
@@ -66,27 +84,40 @@
 //
 // # Renewal and loss
 //
-// While a lock is held, a goroutine renews the lease about every TTL/3
-// with a conditional write, retrying transient errors with backoff. So the
-// TTL is how long others wait after a holder dies, not a cap on how long
-// it may hold the lock. If the hold cannot be renewed, it ends as lost at
-// TTL less 11% after the last successful write was sent, 5% of the TTL
-// before the lease runs out: Done is closed and Err returns an error
-// wrapping ErrLockLost. If a renewal finds that another holder has taken
-// over, the hold ends at once the same way. WithoutRenewal gives holds
-// that end when their TTL (less the margin) runs out.
+// While a lock is held, a goroutine renews the lease with a conditional
+// write every third of the time to the loss notice (0.297×TTL by
+// default), retrying transient errors with backoff. So the TTL is how long
+// others wait after a holder dies, not a cap on how long it may hold the
+// lock. If the hold cannot be renewed, it ends as lost a notice before the
+// lease runs out: 5% of the TTL by default (at 0.89×TTL after the last
+// successful write was sent), or what WithLossNotice says, up to half the
+// TTL. Done is closed and Err returns an error wrapping ErrLockLost. A
+// timer ends the hold at that instant whatever the store call under way is
+// doing: the driver contract does not oblige a store to honour its
+// context, and an fsync cannot be interrupted. If a renewal finds that
+// another holder has taken over, or that the object is no longer an
+// objsync lock, the hold ends at once the same way. WithoutRenewal gives
+// holds that end when their TTL, less the margin and the notice, runs out.
 //
 // # Lost answers
 //
-// A write whose answer is lost (a timeout or reset after sending) may or
-// may not have been applied. objsync settles every such write by reading
-// the object: if it carries this acquisition's holder id, the write
-// landed, and the lease counts from when that write (known by its
-// sequence number) was sent. If the object is unchanged it tries again;
-// if someone else's state is there, it acts on that. So a lost answer
-// never makes two holders, and never leaves a lock held by nobody alive:
-// a Lock that gives up after a write whose fate is unknown frees the lock
-// if the write landed, and otherwise the lock expires after its TTL.
+// A write whose answer is lost (a timeout or reset after sending, or any
+// error other than a failed condition) may or may not have been applied.
+// objsync settles every such write by reading the object: if it carries
+// this acquisition's holder id, the write landed, and the lease counts
+// from when that write (known by its sequence number) was sent. If the
+// object is unchanged it tries again; if someone else's state is there, it
+// acts on that. So a lost answer never makes two holders, and never leaves
+// a lock held by nobody alive: a Lock that gives up after a write whose
+// fate is unknown frees the lock if the write landed, and otherwise the
+// lock expires after its TTL.
+//
+// A release whose answer is lost may be followed, before the read-back,
+// by another holder's acquisition. That acquisition names the state it
+// replaced: if it is one of the release's free states, the release landed;
+// if it is the hold's own held state, the hold was lost. If others wrote
+// in between, Unlock (or Break) cannot tell and returns an error wrapping
+// ErrOutcomeUnknown, which is not a loss.
 //
 // # Releasing
 //
@@ -94,7 +125,8 @@
 // version of the hold's last write. If the lock was taken over the write
 // fails its condition, the new holder's lock is untouched, and Unlock
 // returns an error wrapping ErrLockLost. Unlock without a hold returns
-// ErrNotHeld.
+// ErrNotHeld. Break writes the free state over whatever hold it read, with
+// the same condition and the same settling of lost answers.
 //
 // # Fencing
 //
@@ -106,13 +138,26 @@
 // fence with every write and have the resource refuse any fence lower
 // than the highest it has seen.
 //
+// A suspended machine is such a pause that the holder cannot even see: on
+// Linux, Go's monotonic clock (CLOCK_MONOTONIC) stops while the system is
+// suspended, so a holder that resumes believes its lease has the time left
+// that it had at suspension, although others may have taken the lock
+// over meanwhile. Its next renewal fails its condition and ends the hold;
+// until then only the fence protects the resource.
+//
 // # One process, many goroutines
 //
-// Mutexes of one process opened on the same location share their view of
-// the lock and a local token. Only the goroutine holding the token
-// acquires, holds or polls: other goroutines wait locally without polling
-// the store, and on Unlock the next one tries at once, usually with a
-// single write, while waiters in other processes are still asleep.
+// Mutexes of one process on the same store and key share their view of
+// the lock and a local token. "The same store" means the same Store value
+// (drivers return one per bucket and settings, so two Opens of one DSN
+// share); a Location is only a message and never makes Mutexes share. Only
+// the goroutine holding the token acquires, holds or polls: other
+// goroutines wait locally without polling the store, and on Unlock the
+// next one tries at once, usually with a single write, while waiters in
+// other processes are still asleep. A hold that ends in any way, lost
+// included, gives the token back; the Mutex that had it waits for its own
+// Unlock before it locks again, as sync.Mutex would. Close stops the Locks
+// in progress on its Mutex: they return ErrClosed and hold nothing.
 //
 // # Leader election
 //

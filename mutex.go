@@ -159,7 +159,7 @@ func (m *Mutex) newBackoff() backoff {
 //
 // Lock returns only a hold whose lease is well in force: the write that
 // took the lock was answered within half the time to the loss notice (so
-// within 44% of the TTL by default). If the store answers later, Lock
+// within 44.5% of the TTL by default). If the store answers later, Lock
 // writes again, as a renewal, until a write is answered in time or ctx
 // ends; a Lock that gives up frees the lock if one of its writes landed.
 func (m *Mutex) Lock(ctx context.Context, ttl time.Duration) (fence int64, err error) {

@@ -67,9 +67,12 @@
 // The command runs in a process group of its own, so that signals reach
 // whatever it starts:
 //
-//   - If the lock is lost while the command runs (its renewals failed for
-//     most of the ttl, or someone ran objsync unlock --force), the group
-//     gets SIGTERM, then SIGKILL after --grace (10s), and objsync exits 123.
+//   - If the renewals fail, the group gets SIGTERM --grace before the
+//     lease ends and SIGKILL when it ends, so that the command is dead
+//     before anyone else can take the lock; objsync exits 123. --grace is
+//     10s, or half the ttl if that is less, and at most half the ttl. If
+//     someone ran objsync unlock --force, SIGTERM comes at the next
+//     renewal, and SIGKILL --grace later.
 //   - SIGINT, SIGTERM and SIGHUP sent to objsync are passed on to the
 //     group; the lock is released after the command exits, and objsync
 //     exits with the command's status.
