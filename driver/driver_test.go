@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/objsync/objsync/driver"
@@ -60,6 +61,27 @@ func TestCheckQuery(t *testing.T) {
 	}
 	if err := driver.CheckQuery(q, "region", "regoin", "zz"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestParseQuery: a query that does not decode is refused, not shortened,
+// and the error never shows a value.
+func TestParseQuery(t *testing.T) {
+	q, err := driver.ParseQuery("endpoint=http%3A%2F%2F127.0.0.1%3A9000&region=eu+west&&path_style", "endpoint", "region", "path_style")
+	if err != nil || q.Get("endpoint") != "http://127.0.0.1:9000" || q.Get("region") != "eu west" || !q.Has("path_style") {
+		t.Fatalf("ParseQuery = %v, %v", q, err)
+	}
+	const secret = "s3cr3t"
+	for raw, want := range map[string]string{
+		"endpoint=http%zz://" + secret:        `DSN parameter "endpoint" has an invalid %-escape`,
+		"region=a;endpoint=" + secret:         "use '&'",
+		"%zz=" + secret:                       "a parameter name in the DSN's query has an invalid %-escape",
+		"region=x&regoin=" + secret + "&zz=1": `unknown DSN parameter "regoin", "zz" (known: endpoint, region)`,
+	} {
+		_, err := driver.ParseQuery(raw, "endpoint", "region")
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), secret) {
+			t.Errorf("ParseQuery(%q) = %v, want an error with %q and no value", raw, err, want)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -8,9 +9,42 @@ import (
 	"sync"
 )
 
+// ParseQuery parses the query string of a DSN (a URL's RawQuery) strictly
+// and checks its parameter names with CheckQuery. Unlike url.URL.Query,
+// which drops the pairs it cannot decode, it refuses a query with an
+// invalid %-escape or a ';' separator: a DSN whose endpoint parameter
+// vanished would send the lock, and the credentials, to the provider's
+// default endpoint. Its errors name the parameter, never a value, which
+// may hold a secret.
+func ParseQuery(rawQuery string, allowed ...string) (url.Values, error) {
+	q := url.Values{}
+	for pair := range strings.SplitSeq(rawQuery, "&") {
+		if pair == "" {
+			continue
+		}
+		if strings.Contains(pair, ";") {
+			return nil, errors.New("the DSN's query uses ';', which is no separator: use '&', or write %3B for a ';' in a value")
+		}
+		rawName, rawValue, _ := strings.Cut(pair, "=")
+		name, err := url.QueryUnescape(rawName)
+		if err != nil {
+			return nil, errors.New("a parameter name in the DSN's query has an invalid %-escape")
+		}
+		value, err := url.QueryUnescape(rawValue)
+		if err != nil {
+			return nil, fmt.Errorf("DSN parameter %q has an invalid %%-escape (write %%25 for a literal %%)", name)
+		}
+		q.Add(name, value)
+	}
+	if err := CheckQuery(q, allowed...); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
 // CheckQuery returns an error naming every parameter in q that is not in
-// allowed, or nil. Drivers call it so that a misspelt DSN option fails loudly
-// instead of being ignored.
+// allowed, or nil, so that a misspelt DSN option fails loudly instead of
+// being ignored. ParseQuery calls it; drivers should call ParseQuery.
 func CheckQuery(q url.Values, allowed ...string) error {
 	var unknown []string
 	for name := range q {

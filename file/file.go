@@ -66,7 +66,7 @@ type fileDriver struct{}
 // Open parses a file DSN or a plain path.
 func (fileDriver) Open(dsn string) (driver.Store, string, error) {
 	path := dsn
-	if strings.HasPrefix(dsn, "file:") {
+	if len(dsn) >= 5 && strings.EqualFold(dsn[:5], "file:") { // schemes ignore case
 		u, err := url.Parse(dsn)
 		if err != nil {
 			return nil, "", fmt.Errorf("file: bad DSN: %w", err)
@@ -74,7 +74,7 @@ func (fileDriver) Open(dsn string) (driver.Store, string, error) {
 		if u.Host != "" && u.Host != "localhost" {
 			return nil, "", fmt.Errorf("file: DSN %q names host %q; only local paths are supported (file:///ABS/PATH)", dsn, u.Host)
 		}
-		if err := driver.CheckQuery(u.Query()); err != nil {
+		if _, err := driver.ParseQuery(u.RawQuery); err != nil {
 			return nil, "", fmt.Errorf("file: %w", err)
 		}
 		path = u.Path

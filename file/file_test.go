@@ -133,6 +133,8 @@ func TestOpen(t *testing.T) {
 		"relative/lock":         "file://" + wd + "/relative/lock",
 		"file://localhost/x/y":  "file:///x/y",
 		"file:///x/./y/../z.lk": "file:///x/z.lk",
+		"FILE:///var/locks/a":   "file:///var/locks/a", // a scheme ignores case
+		"File:///var/locks/a":   "file:///var/locks/a",
 	} {
 		s, key := mustOpen(t, dsn)
 		if got := s.Location(key); got != want {
@@ -146,6 +148,7 @@ func TestOpen(t *testing.T) {
 	}
 	for dsn, want := range map[string]string{
 		"file:///x/y?sync=false": `unknown DSN parameter "sync"`,
+		"file:///x/y?sync=%zz":   `DSN parameter "sync" has an invalid %-escape`,
 		"file://remote/x/y":      `names host "remote"`,
 		"/var/locks/":            "must name a file",
 		"":                       "must name a file",

@@ -122,7 +122,7 @@ func parseDSN(dsn string) (bucket, key string, err error) {
 	case u.Host == "":
 		return "", "", errors.New("missing bucket")
 	}
-	if err := driver.CheckQuery(u.Query()); err != nil {
+	if _, err := driver.ParseQuery(u.RawQuery); err != nil {
 		return "", "", err
 	}
 	key = strings.TrimPrefix(u.Path, "/")

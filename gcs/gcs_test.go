@@ -56,6 +56,7 @@ func TestOpenRejects(t *testing.T) {
 		{"gs:b/k", "want gs://BUCKET/KEY"},
 		{"s3://b/k", "scheme must be gs"},
 		{"gs://b/k?project=p", `unknown DSN parameter "project"`},
+		{"gs://b/k?project=%zz", `DSN parameter "project" has an invalid %-escape`},
 		{"gs://b/k#frag", "unexpected '#'"},
 		{"gs://b:443/k", "a bucket name has no port"},
 		{"gs://user:" + secret + "@b/k", "credentials do not belong in the DSN"},

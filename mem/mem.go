@@ -45,7 +45,7 @@ func (memDriver) Open(dsn string) (driver.Store, string, error) {
 	if u.Scheme != "mem" {
 		return nil, "", fmt.Errorf("mem: DSN %q must start with mem://", dsn)
 	}
-	if err := driver.CheckQuery(u.Query()); err != nil {
+	if _, err := driver.ParseQuery(u.RawQuery); err != nil {
 		return nil, "", fmt.Errorf("mem: %w", err)
 	}
 	key := strings.TrimPrefix(u.Path, "/")

@@ -36,6 +36,7 @@ func TestOpen(t *testing.T) {
 	}
 	for dsn, want := range map[string]string{
 		"mem://ns/k?latency=1s": `unknown DSN parameter "latency"`,
+		"mem://ns/k?a=1;b=2":    "use '&'",
 		"mem://ns":              "must have the form mem://NAMESPACE/KEY",
 		"mem:///k":              "must have the form mem://NAMESPACE/KEY",
 		"file:///tmp/k":         "must start with mem://",

@@ -164,8 +164,8 @@ func parseDSN(dsn string) (bucket, key string, set settings, err error) {
 		}
 	}
 
-	q := u.Query()
-	if err := driver.CheckQuery(q, "secure", "region"); err != nil {
+	q, err := driver.ParseQuery(u.RawQuery, "secure", "region")
+	if err != nil {
 		return "", "", settings{}, err
 	}
 	set.secure = true

@@ -60,6 +60,7 @@ func TestOpenRejects(t *testing.T) {
 		{"s3://h/bkt/k", "scheme must be minio"},
 		{"minio://h:9000/bkt/k?secure=maybe", "secure must be true or false"},
 		{"minio://h:9000/bkt/k?sekure=false", `unknown DSN parameter "sekure"`},
+		{"minio://h:9000/bkt/k?secure=false&region=eu%zz", `DSN parameter "region" has an invalid %-escape`},
 		{"minio://h:9000/bkt/k#x", "unexpected '#'"},
 		{"minio://h:9000/a..b/k", `bucket "a..b"`},
 		{"minio://AK@h:9000/bkt/k", "both non-empty"},

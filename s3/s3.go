@@ -158,8 +158,8 @@ func parseDSN(dsn string) (bucket, key string, set settings, err error) {
 		return "", "", settings{}, errors.New("missing key")
 	}
 
-	q := u.Query()
-	if err := driver.CheckQuery(q, "region", "endpoint", "path_style", "profile"); err != nil {
+	q, err := driver.ParseQuery(u.RawQuery, "region", "endpoint", "path_style", "profile")
+	if err != nil {
 		return "", "", settings{}, err
 	}
 	set = settings{region: q.Get("region"), profile: q.Get("profile")}

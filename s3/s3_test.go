@@ -58,6 +58,10 @@ func TestOpenRejects(t *testing.T) {
 		{"s3:b/k", "want s3://BUCKET/KEY"},
 		{"gs://b/k", "scheme must be s3"},
 		{"s3://b/k?regoin=eu-west-1", `unknown DSN parameter "regoin"`},
+		// url.URL.Query would drop the endpoint, and the lock would go to AWS.
+		{"s3://b/k?endpoint=http%zz://127.0.0.1:9000", `DSN parameter "endpoint" has an invalid %-escape`},
+		{"s3://b/k?region=us-east-1;endpoint=http://127.0.0.1:9000", "use '&'"},
+		{"s3://b/k?endpoint=http://127.0.0.1:9000&%zz=1", "a parameter name in the DSN's query has an invalid %-escape"},
 		{"s3://b/k?path_style=maybe", "path_style must be true or false"},
 		{"s3://b/k?endpoint=127.0.0.1:9000", "endpoint must be an http:// or https:// URL"},
 		{"s3://b/k?endpoint=ftp://host", "endpoint must be an http:// or https:// URL"},

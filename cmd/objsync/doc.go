@@ -19,7 +19,10 @@
 //
 // # DSNs
 //
-// The DSN's scheme picks the driver, and --driver overrides it:
+// The DSN's scheme picks the driver (in any case: S3:// is s3://).
+// --driver NAME is for a DSN whose scheme names no driver, such as one of
+// a driver added to a build of objsync; a DSN whose scheme names another
+// driver than --driver is refused rather than misread:
 //
 //	s3://BUCKET/KEY?region=R&endpoint=URL&path_style=true&profile=P   driver s3
 //	minio://[ACCESS:SECRET@]HOST:PORT/BUCKET/KEY?secure=false&region=R  driver minio

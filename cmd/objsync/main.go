@@ -43,7 +43,7 @@ Usage:
 
 Run 'objsync COMMAND --help' for a command's flags and an example.
 
-DSNs (the scheme picks the driver; --driver NAME overrides it):
+DSNs (the scheme picks the driver; --driver NAME is for a DSN without one):
   s3://BUCKET/KEY?region=R&endpoint=URL            Amazon S3, R2, Ceph RGW...
   minio://[ACCESS:SECRET@]HOST:PORT/BUCKET/KEY?secure=false
   gs://BUCKET/KEY                                  Google Cloud Storage
@@ -155,7 +155,7 @@ func flagSet(fs *flag.FlagSet, name string) (set bool) {
 
 // driverFlag defines --driver, which every command has.
 func driverFlag(fs *flag.FlagSet) *string {
-	return fs.String("driver", "", "use the driver `name`d (s3, minio, gcs, file) whatever the DSN's scheme")
+	return fs.String("driver", "", "open the DSN with the driver `name`d; for a DSN whose scheme names no driver (a path: file). A DSN whose scheme names another driver is refused")
 }
 
 // parseArgs parses fs's flags wherever they stand before "--" (the flag
@@ -198,22 +198,33 @@ func parseArgs(fs *flag.FlagSet, help string, args []string, withCommand bool) (
 // schemes maps the schemes of DSNs to the drivers that serve them.
 var schemes = map[string]string{"s3": "s3", "minio": "minio", "gs": "gcs", "gcs": "gcs", "file": "file"}
 
-// openStore opens the store and key that dsn names, with the driver named
-// by --driver or else by the DSN's scheme. A DSN without a scheme is a
-// path.
+// openStore opens the store and key that dsn names, with the driver its
+// scheme names. A DSN without a scheme is a path, for the file driver.
+// --driver (driverName) names the driver for a DSN whose scheme names none;
+// it never reads one driver's DSN with another, which would misread it (a
+// file driver taking s3://b/k for the path ./s3:/b/k).
 func openStore(dsn, driverName string) (driver.Store, string, error) {
-	if driverName == "" {
-		driverName = "file"
-		if scheme, ok := schemeOf(dsn); ok {
-			if driverName, ok = schemes[strings.ToLower(scheme)]; !ok {
-				return nil, "", usageErrorf("unknown scheme %q in the DSN; known: s3://, minio://, gs://, file:// or a plain path (or choose a driver with --driver)", scheme)
-			}
-		}
+	byScheme := "file"
+	scheme, hasScheme := schemeOf(dsn)
+	if hasScheme {
+		byScheme = schemes[strings.ToLower(scheme)]
 	}
-	d, ok := driver.Lookup(driverName)
-	if !ok {
+	if _, ok := driver.Lookup(driverName); driverName != "" && !ok {
 		return nil, "", usageErrorf("unknown driver %q (known: %s)", driverName, strings.Join(driver.Drivers(), ", "))
 	}
+	switch {
+	case driverName == "" && byScheme == "":
+		return nil, "", usageErrorf("unknown scheme %q in the DSN; known: s3://, minio://, gs://, file:// or a plain path (or choose a driver with --driver)", scheme)
+	case driverName == "":
+		driverName = byScheme
+	case byScheme != "" && byScheme != driverName:
+		what := "a plain path, which is the file driver's"
+		if hasScheme {
+			what = fmt.Sprintf("a %s: DSN, which is the %s driver's", strings.ToLower(scheme), byScheme)
+		}
+		return nil, "", usageErrorf("--driver %s cannot open %s; drop --driver, or write the DSN for %s", driverName, what, driverName)
+	}
+	d, _ := driver.Lookup(driverName)
 	store, key, err := d.Open(dsn)
 	if err != nil {
 		return nil, "", &exitError{exitUsage, err}

@@ -219,8 +219,13 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"status", "s3://bucket-only"}, []string{"s3: invalid DSN: missing key"}},
 		{[]string{"status", "--driver", "nope", "l"}, []string{`unknown driver "nope" (known: file, gcs, minio, s3)`}},
 		{[]string{"status", "minio://AK:" + secret + "@127.0.0.1:9000/bucket"}, []string{"minio: invalid DSN: missing key"}},
+		// --driver never reads one driver's DSN with another.
+		{[]string{"status", "--driver", "file", "minio://AK:" + secret + "@host/bucket/"}, []string{"--driver file cannot open a minio: DSN, which is the minio driver's"}},
+		{[]string{"status", "--driver", "file", "s3://b/k"}, []string{"--driver file cannot open a s3: DSN, which is the s3 driver's"}},
+		{[]string{"status", "--driver", "minio", "S3://b/k"}, []string{"--driver minio cannot open a s3: DSN"}},
+		{[]string{"status", "--driver", "s3", "./lock"}, []string{"--driver s3 cannot open a plain path, which is the file driver's"}},
 		// The file driver quotes its DSN in errors: the password is masked.
-		{[]string{"status", "--driver", "file", "minio://AK:" + secret + "@host/bucket/"}, []string{"must name a file", "AK:xxxxx@host"}},
+		{[]string{"status", "--driver", "file", "file://AK:" + secret + "@host/bucket/"}, []string{"only local paths", "AK:xxxxx@host"}},
 		{[]string{"unlock", "l"}, []string{"unlock: refusing without --force", "the holder's work may go on"}},
 		{[]string{"lock", "--ttl", "minio://AK:" + secret + "@host/bucket/key", "l", "--", "true"}, []string{`invalid value "minio://AK:xxxxx@host/bucket/key" for flag -ttl`}},
 	}
