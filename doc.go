@@ -50,10 +50,18 @@
 // of the lease is left before Done would close. A write answered later,
 // by a slow store or after SDK-internal retries, does not make a hold:
 // Lock writes the same hold again, conditional on the version it holds,
-// as a renewal would, until a write is answered in time. TryLock and
-// Campaign follow the same rule. TryLock makes at most three tries when
-// writes or reads fail transiently or are answered late, then returns the
-// error; Lock goes on until its context ends.
+// as a renewal would, until a write is answered in time; after three late
+// answers in a row it frees the lock and starts again after a backoff, so
+// that a client whose store is too slow for its TTL never keeps the lock
+// from others. TryLock and Campaign follow the same rule. TryLock makes at
+// most three tries when writes or reads fail transiently or are answered
+// late, then returns the error.
+//
+// Lock retries a store that fails transiently. It returns the store's
+// error when the store did not answer its first few reads (a wrong
+// endpoint is reported within about a second), or when reads have failed
+// for longer than the longest TTL it has seen on the lock, its own
+// included: an outage shorter than that is ridden out.
 //
 // The TTL is a whole number of milliseconds from MinTTL (100ms) to MaxTTL
 // (30 days). A stored lock whose TTL is outside that range, or whose fence

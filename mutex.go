@@ -162,6 +162,13 @@ func (m *Mutex) newBackoff() backoff {
 // within 44.5% of the TTL by default). If the store answers later, Lock
 // writes again, as a renewal, until a write is answered in time or ctx
 // ends; a Lock that gives up frees the lock if one of its writes landed.
+//
+// Lock retries a store that fails transiently. It gives up and returns the
+// store's error when the store has not answered its first few reads (a
+// wrong endpoint or a missing network is reported within a second or so),
+// or when reads have failed for longer than the longest lease Lock has
+// seen on the lock, its own ttl included: an outage shorter than that is
+// ridden out.
 func (m *Mutex) Lock(ctx context.Context, ttl time.Duration) (fence int64, err error) {
 	h, err := m.lock(ctx, ttl, m.opts.value, true)
 	if err != nil {
@@ -297,12 +304,33 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 	b := m.newBackoff()
 	// TryLock gives up after a few transient failures or late answers;
 	// lastErr says why.
-	rounds := 0
+	rounds, lateAnswers := 0, 0
 	var lastErr error
 	tooMany := func(err error) bool {
 		lastErr = err
 		rounds++
 		return !wait && rounds >= tryLockRounds
+	}
+	// Lock rides out a store that stops answering for the longest lease
+	// it has seen, so that an outage no longer than a TTL does not end a
+	// wait; a store that never answered gets readTries tries, so that a
+	// wrong endpoint is reported at once.
+	var answered, failingSince time.Time
+	patience, unanswered := ttl, 0
+	storeGone := func(err error) error {
+		if failingSince.IsZero() {
+			failingSince = time.Now()
+		}
+		if answered.IsZero() {
+			if unanswered++; unanswered < readTries {
+				return nil
+			}
+			return fmt.Errorf("%w; the store did not answer %d reads", err, unanswered*readTries)
+		}
+		if gone := time.Since(failingSince); gone > patience {
+			return fmt.Errorf("%w; the store has failed for %v, longer than a lease of %v", err, gone.Round(time.Millisecond), patience)
+		}
+		return nil
 	}
 	// Start from this process's last state if it is free: after our own
 	// Unlock that makes an uncontended Lock a single write.
@@ -317,10 +345,17 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 				if !driver.IsRetryable(err) || tooMany(err) {
 					return giveUp(err)
 				}
+				if gone := storeGone(err); gone != nil {
+					return giveUp(gone)
+				}
 				if err := b.wait(ctx, 0); err != nil {
 					return giveUp(m.ctxErr(err))
 				}
 				continue
+			}
+			answered, failingSince = time.Now(), time.Time{}
+			if cur.exists {
+				patience = max(patience, cur.obj.ttl())
 			}
 		}
 		switch {
@@ -335,6 +370,18 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 			m.log.Warn("objsync: the store answered too late for the lease; writing again", "after", late, "limit", timing.fresh, "ttl", ttl)
 			if tooMany(fmt.Errorf("objsync: %s: the store answered a write after %v, and a lease of %v needs an answer within %v; a longer ttl would do", m.loc, late, ttl, timing.fresh)) {
 				return giveUp(lastErr)
+			}
+			// A store that stays this slow would have this attempt keep
+			// the lock from everyone without ever holding it: after a few
+			// late answers, free it and start again later.
+			if lateAnswers++; lateAnswers >= tryLockRounds {
+				m.abandon(a, ttl)
+				a, lateAnswers = newAttempt(), 0
+				if err := b.wait(ctx, 0); err != nil {
+					return giveUp(m.ctxErr(err))
+				}
+				cur = nil
+				continue
 			}
 		case cur.exists && cur.obj.held():
 			left := takeoverAfter(cur.obj.ttl()) - m.shared.unchanged(cur)

@@ -5,12 +5,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestLockTakesTurns has three objsync lock processes contend for one lock:
@@ -234,4 +236,30 @@ func status(t *testing.T, dir string) statusJSON {
 		t.Fatalf("status --json: exit %d, stderr %q, %v", r.code, r.stderr, err)
 	}
 	return st
+}
+
+// TestUnreachableStore: a DSN whose endpoint answers nothing (a typo) makes
+// objsync lock exit 125 with the cause within seconds, not wait for ever,
+// nor report "not acquired" when --timeout runs out.
+func TestUnreachableStore(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // connections to it are now refused
+	dsn := "minio://AK:SECRETKEY@" + addr + "/bucket/lock?secure=false&region=us-east-1"
+	start := time.Now()
+	r := runCLI(t, t.TempDir(), "lock", "--timeout", "60s", dsn, "--", "true")
+	if r.code != exitFailed {
+		t.Errorf("exit code %d, want %d", r.code, exitFailed)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("took %v to report an unreachable store", took)
+	}
+	// After the line that says what it is waiting for, the cause.
+	lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+	if last := lines[len(lines)-1]; !strings.Contains(last, "connection refused; the store did not answer 9 reads") {
+		t.Errorf("stderr = %q; want the cause last", r.stderr)
+	}
 }

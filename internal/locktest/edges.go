@@ -296,3 +296,76 @@ func testReleaseFatalError(t *testing.T, s driver.Store, key string) {
 		t.Fatalf("after Unlock: %+v", st)
 	}
 }
+
+// testUnreachableStore: a store that has never answered (a wrong endpoint)
+// is reported within a few reads, not waited on until the context ends.
+func testUnreachableStore(t *testing.T, s driver.Store, key string) {
+	c := newClient(s, "a")
+	m := open(t, c, key)
+	c.set(faultCut)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := m.Lock(ctx, time.Minute)
+	if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "network partition") {
+		t.Fatalf("Lock on a store that never answers: %v, want the store's error", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Lock took %v to report a store that never answered", took)
+	}
+	if r := c.reads.Load(); r > 9 {
+		t.Fatalf("%d reads, want at most 9", r)
+	}
+}
+
+// testOutageRiddenOut: a waiter that has read the lock rides out an outage
+// for at least the holder's TTL before it gives up with the store's error.
+func testOutageRiddenOut(t *testing.T, s driver.Store, key string) {
+	const ttl = time.Second
+	holder := open(t, newClient(s, "holder"), key)
+	lockOrFatal(t, holder, ttl)
+	c := newClient(s, "waiter")
+	waiter := open(t, c, key)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	result := make(chan error, 1)
+	go func() { _, err := waiter.Lock(ctx, objsync.MinTTL); result <- err }()
+	time.Sleep(100 * time.Millisecond) // it has read the lock
+	c.set(faultCut)
+	cut := time.Now()
+	err := <-result
+	gaveUp := time.Since(cut)
+	c.set(faultNone)
+	if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "network partition") {
+		t.Fatalf("Lock through an outage: %v, want the store's error", err)
+	}
+	if gaveUp < ttl {
+		t.Fatalf("Lock gave up %v into the outage, within the holder's lease of %v", gaveUp, ttl)
+	}
+	unlockOrFatal(t, holder)
+}
+
+// testSlowClientYields: a client whose store answers too late for its
+// lease, which so never gets a hold, does not keep the lock from a client
+// that can hold it, even when its rewrites come faster than a takeover.
+func testSlowClientYields(t *testing.T, s driver.Store, key string) {
+	const ttl = 500 * time.Millisecond // its writes land every 300ms: no takeover
+	slow := newClient(s, "slow")
+	slow.answerDelay.Store(int64(300 * time.Millisecond))
+	a := open(t, slow, key)
+	b := open(t, newClient(s, "b"), key)
+	ctx, stopA := context.WithCancel(context.Background())
+	locked := make(chan error, 1)
+	go func() { _, err := a.Lock(ctx, ttl); locked <- err }()
+	time.Sleep(20 * time.Millisecond)
+	bctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	if _, err := b.Lock(bctx, time.Minute); err != nil {
+		t.Fatalf("a client that can hold the lock did not get it from one that cannot: %v", err)
+	}
+	stopA()
+	if err := <-locked; err == nil {
+		t.Fatal("the slow client got a hold beside the other")
+	}
+	unlockOrFatal(t, b)
+}

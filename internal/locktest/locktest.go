@@ -49,6 +49,7 @@ func Run(t *testing.T, h Harness) {
 		{"CloseReleases", testCloseReleases},
 		{"Break", testBreak},
 		{"LateAnswer", testLateAnswer},
+		{"SlowClientYields", testSlowClientYields},
 		{"DoneWhileStoreHangs", testDoneWhileStoreHangs},
 		{"LostHoldFreesLocalWaiters", testLostHoldFreesLocalWaiters},
 		{"CloseStopsLock", testCloseStopsLock},
@@ -59,6 +60,8 @@ func Run(t *testing.T, h Harness) {
 		{"BreakLateWrite", testBreakLateWrite},
 		{"ForeignObjectOverHold", testForeignObjectOverHold},
 		{"ReleaseFatalError", testReleaseFatalError},
+		{"UnreachableStore", testUnreachableStore},
+		{"OutageRiddenOut", testOutageRiddenOut},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, key := h(t)
@@ -333,7 +336,10 @@ func testTakeoverWaitsTTL(t *testing.T, s driver.Store, key string) {
 // testNoTakeoverWhileRenewing: a holder that keeps renewing keeps the lock
 // for many TTLs.
 func testNoTakeoverWhileRenewing(t *testing.T, s driver.Store, key string) {
-	const ttl = 200 * time.Millisecond
+	// Renewals must succeed here: a lease long enough for a real server
+	// under the load of CI (with 200ms, a MinIO PUT outlasted the 178ms a
+	// renewal has).
+	const ttl = time.Second
 	holder := open(t, newClient(s, "holder"), key)
 	other := open(t, newClient(s, "other"), key)
 	fence := lockOrFatal(t, holder, ttl)
@@ -425,7 +431,10 @@ func testUnlockAfterExpiry(t *testing.T, s driver.Store, key string) {
 // testAmbiguousWrites: every write reaches the store but its answer is
 // lost. The holder id in the object settles each one.
 func testAmbiguousWrites(t *testing.T, s driver.Store, key string) {
-	const ttl = 200 * time.Millisecond
+	// Renewals must succeed here: a lease long enough for a real server
+	// under the load of CI (with 200ms, a MinIO PUT outlasted the 178ms a
+	// renewal has).
+	const ttl = time.Second
 	c := newClient(s, "a")
 	m := open(t, c, key)
 	other := open(t, newClient(s, "other"), key)
