@@ -25,13 +25,17 @@ type hold struct {
 	writeMu sync.Mutex
 	snap    *snapshot // the state last written under this hold
 
-	// leaseMu guards sentAt and lastErr. It is never held across a store
-	// call, so that the loss deadline fires on time whatever a store call
-	// is doing.
+	// leaseMu guards sentAt, lastErr and ended. It is never held across a
+	// store call, so that the loss deadline fires on time whatever a store
+	// call is doing.
 	leaseMu  sync.Mutex
 	sentAt   time.Time   // when the last successful write was sent
 	lastErr  error       // why the last renewal failed, if it did
 	deadline *time.Timer // ends the hold at sentAt + timing.lossAfter
+	ended    bool        // the deadline is stopped for good
+
+	leaveOnce sync.Once     // gives the shared token back
+	released  chan struct{} // closed when Unlock has finished
 
 	unlocking bool // guarded by m.mu
 
@@ -53,6 +57,7 @@ func (m *Mutex) newHold(a *attempt, snap *snapshot, timing leaseTiming) *hold {
 		m: m, a: a, fence: snap.obj.Fence, ttl: timing.ttl, timing: timing,
 		snap: snap, sentAt: a.sent[snap.obj.Seq],
 		done: make(chan struct{}), ctx: ctx, cancel: cancel, stopped: make(chan struct{}),
+		released: make(chan struct{}),
 	}
 	h.leaseMu.Lock()
 	h.deadline = time.AfterFunc(time.Until(h.sentAt.Add(timing.lossAfter)), h.expire)
@@ -82,6 +87,10 @@ func (h *hold) extend(sent time.Time) {
 // unless a write has moved the deadline, and then waits for the new one.
 func (h *hold) expire() {
 	h.leaseMu.Lock()
+	if h.ended {
+		h.leaseMu.Unlock()
+		return
+	}
 	left := time.Until(h.sentAt.Add(h.timing.lossAfter))
 	if left > 0 {
 		h.deadline.Reset(left)
@@ -107,25 +116,34 @@ func (h *hold) Err() error {
 	return h.err
 }
 
-// end records why the hold ended, closes done, and lets the next local
-// waiter of another Mutex go; only the first call counts.
+// end records why the hold ended, closes done and stops the deadline;
+// only the first call counts. Work watching Done must stop before anyone
+// else may take the lock: Unlock ends the hold before its release is sent.
 func (h *hold) end(err error) {
 	h.endOnce.Do(func() {
 		h.errMu.Lock()
 		h.err = err
 		h.errMu.Unlock()
 		close(h.done)
+		h.leaseMu.Lock()
+		h.ended = true
 		h.deadline.Stop()
+		h.leaseMu.Unlock()
 		h.cancel()
-		h.m.shared.leave()
 	})
 }
 
-// lost ends the hold as lost and returns the error it ended with.
+// leave gives the shared token back, once, so that the next local waiter
+// of another Mutex goes.
+func (h *hold) leave() { h.leaveOnce.Do(h.m.shared.leave) }
+
+// lost ends the hold as lost, lets local waiters go, and returns the error
+// it ended with.
 func (h *hold) lost(format string, args ...any) error {
 	err := fmt.Errorf("%w: %s: %s", ErrLockLost, h.m.loc, fmt.Sprintf(format, args...))
 	h.m.log.Warn("objsync: lock lost", "fence", h.fence, "err", err)
 	h.end(err)
+	h.leave()
 	return h.Err()
 }
 
@@ -171,9 +189,12 @@ func (h *hold) update(ctx context.Context, change func(*lockObject)) error {
 		return err
 	}
 	b := backoff{min: max(h.ttl/50, time.Millisecond), max: h.ttl / 10}
+	// Only a write of this call carries its change: an earlier one that
+	// landed late (a Proclaim that gave up) extends the lease, no more.
+	first := h.a.seq + 1
 	for {
 		deadline, cancel := context.WithDeadline(ctx, h.lossAt())
-		ok, other, err := h.writeOnce(deadline, change)
+		ok, other, err := h.writeOnce(deadline, change, first)
 		cancel()
 		switch {
 		case ok:
@@ -200,10 +221,11 @@ func (h *hold) update(ctx context.Context, change func(*lockObject)) error {
 }
 
 // writeOnce tries one write of the held state and, if its outcome is not
-// plainly a success, one read to settle it. It reports success, or the
-// state of another holder that ended this hold, or the error to retry
-// after (wrapping ErrNotLock if the object is no longer a lock).
-func (h *hold) writeOnce(ctx context.Context, change func(*lockObject)) (ok bool, other *snapshot, err error) {
+// plainly a success, one read to settle it. It reports success (a write
+// numbered first or later landed), or the state of another holder that
+// ended this hold, or the error to retry after (wrapping ErrNotLock if the
+// object is no longer a lock).
+func (h *hold) writeOnce(ctx context.Context, change func(*lockObject), first int64) (ok bool, other *snapshot, err error) {
 	now := time.Now()
 	obj := h.snap.obj
 	obj.Seq, obj.WrittenAt = h.a.next(now), now.UTC()
@@ -229,7 +251,7 @@ func (h *hold) writeOnce(ctx context.Context, change func(*lockObject)) (ok bool
 	case h.a.owns(cur):
 		// Ours. If a write of this hold landed although its answer was
 		// lost, the lease runs from when that write was sent.
-		landed := cur.obj.Seq > h.snap.obj.Seq
+		landed := cur.obj.Seq >= first
 		h.adopt(cur)
 		return landed, nil, err
 	default:

@@ -224,8 +224,9 @@ func (m *Mutex) lock(ctx context.Context, ttl time.Duration, value string, wait 
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
-		m.abandon(h.a, ttl)
 		h.end(ErrClosed)
+		m.abandon(h.a, ttl)
+		h.leave()
 		<-m.own
 		return nil, ErrClosed
 	}
@@ -535,7 +536,8 @@ func (m *Mutex) release(ctx context.Context, a *attempt, snap *snapshot) error {
 			if err != nil && !driver.IsRetryable(err) {
 				return err
 			}
-		case len(unanswered) > 0 && !(cur.exists && cur.obj.Prev == a.id) && !cur.follows(snap.obj.Holder, snap.obj.Seq):
+		case len(unanswered) > 0 && !(cur.exists && cur.obj.Prev == a.id) && !cur.follows(snap.obj.Holder, snap.obj.Seq) &&
+			!(cur.exists && cur.obj.held() && cur.obj.Holder == snap.obj.Holder):
 			// Someone wrote after a state that is neither ours nor the
 			// one we were freeing: perhaps after our free state.
 			return fmt.Errorf("%w: a release of %s was sent and its answer lost, and the lock is now %s: whether the release landed first cannot be told", ErrOutcomeUnknown, m.loc, describeOther(cur))
@@ -550,6 +552,9 @@ func (m *Mutex) release(ctx context.Context, a *attempt, snap *snapshot) error {
 	}
 }
 
+// abandonWithin bounds the freeing of an abandoned acquisition.
+const abandonWithin = 2 * time.Second
+
 // abandon frees the lock if a write of an acquisition that is being given
 // up landed after all, so that no hold is left that nobody renews. It does
 // nothing if the acquisition wrote nothing.
@@ -557,7 +562,9 @@ func (m *Mutex) abandon(a *attempt, ttl time.Duration) {
 	if a.seq == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), leaseValidity(ttl))
+	// Bounded, so that a Lock, TryLock or Close never waits long past its
+	// context for a store that fails: the lock then expires after its TTL.
+	ctx, cancel := context.WithTimeout(context.Background(), min(leaseValidity(ttl), abandonWithin))
 	defer cancel()
 	if cur, err := m.read(ctx); err == nil && a.owns(cur) {
 		if err := m.release(ctx, a, cur); err != nil {
@@ -595,12 +602,16 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	h.unlocking = true
 	m.mu.Unlock()
 
+	defer close(h.released)
 	h.stopRenewal()
 	h.writeMu.Lock() // waits for a Proclaim under way
 	lost := h.Err()
-	err := m.release(ctx, h.a, h.snap)
+	// Done closes before the release is sent: once it lands, another
+	// process may hold the lock.
 	h.end(fmt.Errorf("%w: released by Unlock", ErrNotHeld))
+	err := m.release(ctx, h.a, h.snap)
 	h.writeMu.Unlock()
+	h.leave()
 	<-m.own
 	if lost != nil {
 		return lost
@@ -718,6 +729,7 @@ func (m *Mutex) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), leaseValidity(h.ttl))
 		err = m.Unlock(ctx)
 		cancel()
+		<-h.released // also an Unlock of another goroutine under way
 	}
 	releaseShared(m.shared)
 	if errors.Is(err, ErrNotHeld) {

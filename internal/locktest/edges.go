@@ -369,3 +369,81 @@ func testSlowClientYields(t *testing.T, s driver.Store, key string) {
 	}
 	unlockOrFatal(t, b)
 }
+
+// testDoneBeforeRelease: the hold's Done closes before its release can let
+// another client in, whether by Unlock or by Close: work that watches Done
+// must have been told before someone else holds the lock.
+func testDoneBeforeRelease(t *testing.T, s driver.Store, key string) {
+	for i, via := range []string{"Unlock", "Close"} {
+		t.Run(via, func(t *testing.T) {
+			key := fmt.Sprintf("%s-%d", key, i)
+			c := newClient(s, "a")
+			a := open(t, c, key)
+			b := open(t, newClient(s, "b"), key, objsync.WithBackoff(time.Millisecond, 5*time.Millisecond))
+			lockOrFatal(t, a, time.Minute)
+			done := a.Done()
+			c.answerDelay.Store(int64(300 * time.Millisecond)) // the release lands at once, its answer later
+			go func() {
+				if via == "Close" {
+					a.Close()
+				} else {
+					a.Unlock(context.Background())
+				}
+			}()
+			fence := lockOrFatal(t, b, time.Minute)
+			if !isClosed(done) {
+				t.Fatalf("fence %d is held while the released hold's Done is open", fence)
+			}
+			unlockOrFatal(t, b)
+		})
+	}
+}
+
+// testProclaimLateWrite: a Proclaim that gave up while its write was in
+// flight, a write that landed later, is not mistaken by the next Proclaim
+// for its own.
+func testProclaimLateWrite(t *testing.T, s driver.Store, key string) {
+	c := newClient(s, "leader")
+	e := objsync.NewElection(open(t, c, key), objsync.WithLeaderTTL(2*time.Second))
+	if _, err := e.Campaign(context.Background(), "v0"); err != nil {
+		t.Fatal(err)
+	}
+	c.lateBy = 300 * time.Millisecond
+	c.set(faultLate)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	if err := e.Proclaim(ctx, "X"); err == nil {
+		t.Fatal("Proclaim with late writes and a 100ms context succeeded")
+	}
+	cancel()
+	c.set(faultNone)
+	c.late.Wait() // X landed
+	if err := e.Proclaim(context.Background(), "Y"); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := e.Leader(context.Background()); err != nil || l.Value != "Y" {
+		t.Fatalf("after Proclaim(Y) returned nil the leader is %+v (%v)", l, err)
+	}
+	e.Resign(context.Background())
+}
+
+// testGiveUpBounded: a Lock whose context ends after a write of it landed
+// frees the lock within a bound, even when writes then fail, instead of
+// trying for most of the lease.
+func testGiveUpBounded(t *testing.T, s driver.Store, key string) {
+	c := newClient(s, "a")
+	m := open(t, c, key)
+	c.answerDelay.Store(int64(200 * time.Millisecond))
+	c.set(faultAmbiguous)
+	refuse := func() { c.set(faultRefuseWrites) }
+	c.onLostAnswer.Store(&refuse)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := m.Lock(ctx, time.Minute); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Lock: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Lock with a 50ms context returned after %v", took)
+	}
+	c.set(faultNone)
+}

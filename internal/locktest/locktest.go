@@ -61,6 +61,9 @@ func Run(t *testing.T, h Harness) {
 		{"ForeignObjectOverHold", testForeignObjectOverHold},
 		{"ReleaseFatalError", testReleaseFatalError},
 		{"UnreachableStore", testUnreachableStore},
+		{"DoneBeforeRelease", testDoneBeforeRelease},
+		{"ProclaimLateWrite", testProclaimLateWrite},
+		{"GiveUpBounded", testGiveUpBounded},
 		{"OutageRiddenOut", testOutageRiddenOut},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
