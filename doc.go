@@ -117,8 +117,8 @@
 // object is unchanged it tries again; if someone else's state is there, it
 // acts on that. So a lost answer never makes two holders, and never leaves
 // a lock held by nobody alive: a Lock that gives up after a write whose
-// fate is unknown frees the lock if the write landed, and otherwise the
-// lock expires after its TTL.
+// fate is unknown frees the lock if the write landed (trying for at most
+// two seconds), and otherwise the lock expires after its TTL.
 //
 // A release whose answer is lost may be followed, before the read-back,
 // by another holder's acquisition. That acquisition names the state it
@@ -129,8 +129,10 @@
 //
 // # Releasing
 //
-// Unlock stops the renewals and writes the free state conditional on the
-// version of the hold's last write. If the lock was taken over the write
+// Unlock stops the renewals, ends the hold (Done closes before anything is
+// sent, since another process may hold the lock once the release lands),
+// and writes the free state conditional on the version of the hold's last
+// write. If the lock was taken over the write
 // fails its condition, the new holder's lock is untouched, and Unlock
 // returns an error wrapping ErrLockLost. Unlock without a hold returns
 // ErrNotHeld. Break writes the free state over whatever hold it read, with

@@ -7,8 +7,12 @@ import (
 	"time"
 )
 
-// ErrNoLeader is returned by Leader when nobody leads: the lock is free,
-// was never taken, or its holder has stopped renewing.
+// ErrNoLeader is returned by Leader when the lock names no leader: it is
+// free or was never taken, or this process has itself seen the holder's
+// state unchanged for at least the holder's TTL plus 1% (for clock drift),
+// so that a campaigning candidate would take it over. A holder that died
+// less than that ago, or that this process has not watched for that long,
+// is still returned as the leader: see Leader.
 var ErrNoLeader = errors.New("objsync: no leader")
 
 // DefaultElectionTTL is the lease of a leader unless WithLeaderTTL says
@@ -55,6 +59,20 @@ type Leader struct {
 	Holder string
 	Host   string
 	PID    int
+	// TTL is the leader's lease: a leader that stops renewing is replaced
+	// once candidates have seen the lock unchanged for about this long.
+	TTL time.Duration
+	// Unchanged is how long this process has seen the lock object
+	// unchanged, counted on its own monotonic clock from the first read
+	// that returned this state, as State.Unchanged. Each write of the
+	// leader (its renewals, about every 0.3×TTL, and Proclaim) starts it
+	// again at the next read. After a single read it is about 0, whether
+	// the leader is alive or died just under a TTL ago: one read cannot
+	// tell. Reading again can: an Unchanged shorter than the time since an
+	// earlier read returned means the leader wrote the lock in between,
+	// so was alive then; a state unchanged for the TTL plus 1% makes
+	// Leader return ErrNoLeader.
+	Unchanged time.Duration
 }
 
 // Campaign blocks until this candidate leads, or ctx ends, and returns the
@@ -85,7 +103,15 @@ func (e *Election) Proclaim(ctx context.Context, value string) error {
 // leadership already.
 func (e *Election) Resign(ctx context.Context) error { return e.mu.Unlock(ctx) }
 
-// Leader returns the current leader, or ErrNoLeader.
+// Leader reads the lock and returns its holder as the leader, with the
+// leader's TTL and how long this process has seen it unchanged. It returns
+// ErrNoLeader if the lock is free or was never taken, or if this process
+// has seen the same state for at least the TTL plus 1%: then the leader
+// stopped renewing. A leader that died is returned as leading until this
+// process has watched it for that long: in a process that has not read
+// the lock before, the first call returns a leader that died a moment ago
+// as it would a live one, with Unchanged about 0. To know which, call
+// Leader again over a TTL, or use Watch.
 func (e *Election) Leader(ctx context.Context) (Leader, error) {
 	cur, err := e.mu.read(ctx)
 	if err != nil {
@@ -95,30 +121,68 @@ func (e *Election) Leader(ctx context.Context) (Leader, error) {
 }
 
 func (e *Election) leaderOf(cur *snapshot) (Leader, error) {
-	if !cur.exists || !cur.obj.held() || e.mu.shared.unchanged(cur) >= takeoverAfter(cur.obj.ttl()) {
+	if !cur.exists || !cur.obj.held() {
 		return Leader{}, ErrNoLeader
 	}
 	o := cur.obj
-	return Leader{Value: o.Value, Fence: o.Fence, Since: o.AcquiredAt, Holder: o.Holder, Host: o.Host, PID: o.PID}, nil
+	unchanged := e.mu.shared.unchanged(cur)
+	if unchanged >= takeoverAfter(o.ttl()) {
+		return Leader{}, ErrNoLeader
+	}
+	return Leader{
+		Value: o.Value, Fence: o.Fence, Since: o.AcquiredAt, Holder: o.Holder, Host: o.Host, PID: o.PID,
+		TTL: o.ttl(), Unchanged: unchanged,
+	}, nil
 }
 
-// Observe returns a channel that receives the leader each time it changes
-// (a new term, or a new value proclaimed), in term order, until ctx ends;
-// then the channel is closed. It polls the store at the Mutex's maximum
-// backoff (1s by default). A reader that falls behind receives the latest
-// leader, not every intermediate one: the channel holds one value.
-func (e *Election) Observe(ctx context.Context) <-chan Leader {
+// Observe returns a channel that receives the leader each time a new one
+// is seen (a new term, or a new value proclaimed), in term order, until
+// ctx ends; then the channel is closed. It never sends the zero Leader: a
+// leader that resigns or dies shows only as the next leader, whenever one
+// comes; Watch also says when there is none. It polls the store at the
+// Mutex's maximum backoff (1s by default). A reader that falls behind
+// receives the latest leader, not every intermediate one: the channel
+// holds one value.
+func (e *Election) Observe(ctx context.Context) <-chan Leader { return e.observe(ctx, false) }
+
+// Watch is Observe that also reports when there is no leader, as the zero
+// Leader (Fence 0): first, if there is none when Watch starts, and then
+// each time the lock is freed or the leader is seen to stop renewing, as
+// Leader would return ErrNoLeader. Its first value comes from one read,
+// and may be a leader that has already died (see Leader); if so, the zero
+// Leader follows once this process has seen the lock unchanged for the
+// leader's TTL plus 1%. Every later leader it sends wrote the lock while
+// Watch was watching, so was alive then. A leader is not sent again when
+// it merely renews.
+func (e *Election) Watch(ctx context.Context) <-chan Leader { return e.observe(ctx, true) }
+
+// observe polls the lock for Observe and Watch; withNone sends the zero
+// Leader when there is no leader.
+func (e *Election) observe(ctx context.Context, withNone bool) <-chan Leader {
 	ch := make(chan Leader, 1)
 	go func() {
 		defer close(ch)
-		var last Leader
+		var last Leader // the last value sent
+		var top int64   // the highest fence sent: terms go in order
+		sent := false
 		for {
 			cur, err := e.mu.read(ctx)
 			if err == nil {
 				l, lerr := e.leaderOf(cur)
-				newer := l.Fence > last.Fence || (l.Fence == last.Fence && l.Value != last.Value)
-				if lerr == nil && newer {
-					last = l
+				var news bool
+				switch {
+				case lerr != nil:
+					news = withNone && (!sent || last.Fence != 0)
+				case l.Fence > top:
+					news = true
+				case l.Fence == top:
+					// The same term: news if it proclaimed a new value,
+					// or if Watch had said it was gone and it renewed
+					// after all (a holder back from a suspend).
+					news = l.Value != last.Value || last.Fence == 0
+				}
+				if news {
+					last, sent, top = l, true, max(top, l.Fence)
 					replace(ch, l)
 				}
 			} else if ctx.Err() == nil {

@@ -26,6 +26,8 @@ func RunElection(t *testing.T, h Harness) {
 		{"CampaignProclaimResign", testCampaignProclaimResign},
 		{"DeadLeaderReplaced", testDeadLeaderReplaced},
 		{"Observe", testObserve},
+		{"Watch", testWatch},
+		{"LeaderStopsRenewing", testLeaderStopsRenewing},
 		{"RunEndsWithLeadership", testRunEndsWithLeadership},
 		{"OneLeaderAmongFive", testOneLeaderAmongFive},
 	} {
@@ -174,6 +176,131 @@ func testObserve(t *testing.T, s driver.Store, key string) {
 	}
 	if want := "[a@1 a2@1 b@2]"; fmt.Sprint(got) != want {
 		t.Fatalf("observed %v, want %s", got, want)
+	}
+}
+
+// nextOrFatal returns the next value from ch, a channel of Observe or
+// Watch.
+func nextOrFatal(t *testing.T, ch <-chan objsync.Leader, what string) objsync.Leader {
+	t.Helper()
+	select {
+	case l, ok := <-ch:
+		if !ok {
+			t.Fatalf("%s: channel closed", what)
+		}
+		return l
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: nothing received in 10s", what)
+	}
+	panic("unreachable")
+}
+
+// testWatch: Watch sends every change, the lack of a leader included, as
+// the zero Leader.
+func testWatch(t *testing.T, s driver.Store, key string) {
+	a, b := newCandidate(t, s, key, "a"), newCandidate(t, s, key, "b")
+	observer := newCandidate(t, s, key, "observer")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changes := observer.Watch(ctx)
+	want := func(what, value string, fence int64) {
+		t.Helper()
+		l := nextOrFatal(t, changes, what)
+		switch {
+		case fence == 0 && l != (objsync.Leader{}):
+			t.Fatalf("%s: %+v, want the zero Leader", what, l)
+		case fence != 0 && (l.Value != value || l.Fence != fence || l.TTL != electionTTL):
+			t.Fatalf("%s: %+v, want %q with fence %d and TTL %v", what, l, value, fence, electionTTL)
+		}
+	}
+	want("at start", "", 0) // before anything else happens, so no race
+	campaignOrFatal(t, a, "a")
+	want("after a's campaign", "a", 1)
+	if err := a.Proclaim(context.Background(), "a2"); err != nil {
+		t.Fatal(err)
+	}
+	want("after a's proclaim", "a2", 1)
+	if err := a.Resign(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want("after a resigned", "", 0)
+	campaignOrFatal(t, b, "b")
+	want("after b's campaign", "b", 2)
+	if err := b.Resign(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want("after b resigned", "", 0)
+	cancel()
+	for l := range changes {
+		t.Fatalf("after the last change: %+v", l)
+	}
+}
+
+// testLeaderStopsRenewing: Leader gives the leader's TTL and how long this
+// process has seen it unchanged, which renewals keep short. A process that
+// has not read the lock before takes a leader that has just died for a
+// leader, as one read cannot tell; it returns ErrNoLeader only once it has
+// itself seen the lock unchanged for the TTL plus 1%, and Watch then sends
+// the zero Leader.
+func testLeaderStopsRenewing(t *testing.T, s driver.Store, key string) {
+	a, b := newCandidate(t, s, key, "a"), newCandidate(t, s, key, "b")
+	fence := campaignOrFatal(t, a, "a")
+	l := leaderOrFatal(t, b)
+	firstRead := time.Now() // after the read returned
+	if l.Value != "a" || l.Fence != fence || l.TTL != electionTTL || l.Unchanged < 0 || l.Unchanged >= electionTTL {
+		t.Fatalf("Leader = %+v, want a with fence %d, TTL %v and Unchanged below it", l, fence, electionTTL)
+	}
+	// Unchanged is counted from a read that returned before firstRead: it
+	// is shorter than watched only if the leader wrote in between.
+	for {
+		time.Sleep(electionTTL / 4)
+		watched := time.Since(firstRead)
+		if l := leaderOrFatal(t, b); l.Unchanged < watched {
+			break
+		}
+		if watched > 10*electionTTL {
+			t.Fatalf("b never saw a's renewals in %v", watched)
+		}
+	}
+
+	a.c.set(faultCut) // a dies
+	select {
+	case <-a.m.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a still believes it leads 10s after it was cut off")
+	}
+	c := newCandidate(t, s, key, "c") // a process that has not read the lock
+	before := time.Now()
+	l = leaderOrFatal(t, c)
+	if l.Value != "a" || l.Fence != fence || l.TTL != electionTTL || l.Unchanged > time.Since(before) {
+		t.Fatalf("a fresh process's first Leader = %+v, want the dead a, unchanged since the read", l)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changes := c.Watch(ctx)
+	if l := nextOrFatal(t, changes, "Watch at start"); l.Value != "a" || l.Fence != fence {
+		t.Fatalf("Watch at start: %+v, want the dead a: one read cannot tell", l)
+	}
+	for {
+		_, err := c.Leader(context.Background())
+		// c counts from its first read, which returned after before.
+		elapsed := time.Since(before)
+		if errors.Is(err, objsync.ErrNoLeader) {
+			if least := electionTTL + electionTTL/100; elapsed < least {
+				t.Fatalf("ErrNoLeader %v after c's first read, before it can have seen the lock unchanged for %v", elapsed, least)
+			}
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if elapsed > 10*electionTTL {
+			t.Fatalf("the dead a is still the leader %v after c's first read", elapsed)
+		}
+		time.Sleep(electionTTL / 10)
+	}
+	if l := nextOrFatal(t, changes, "Watch after a died"); l != (objsync.Leader{}) {
+		t.Fatalf("Watch after a died: %+v, want the zero Leader", l)
 	}
 }
 
