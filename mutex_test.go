@@ -2,6 +2,7 @@ package objsync_test
 
 import (
 	"context"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -170,5 +171,34 @@ func TestOptionErrors(t *testing.T) {
 	}
 	if st, err := m.Inspect(context.Background()); err != nil || st.Exists {
 		t.Errorf("a refused Lock wrote: %+v, %v", st, err)
+	}
+}
+
+// TestFileLockOverEmptyFile: a lock path where touch or flock(1) left an
+// empty file is a lock never taken, not "not an objsync lock"; through a
+// symbolic link it is the same lock as its target.
+func TestFileLockOverEmptyFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/lock", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(dir+"/lock", dir+"/link"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := objsync.Open("file", dir+"/lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if fence := lockOrFatal(t, m); fence != 1 {
+		t.Fatalf("fence = %d, want 1", fence)
+	}
+	viaLink, err := objsync.Open("file", dir+"/link")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viaLink.Close()
+	if st, err := viaLink.Inspect(context.Background()); err != nil || !st.Held || st.Fence != 1 {
+		t.Fatalf("Inspect through the link = %+v, %v", st, err)
 	}
 }

@@ -80,11 +80,36 @@ func runRole(role, path string) error {
 	case "write":
 		_, err := st.Write(ctx, key, []byte("x"), "")
 		return err
+	case "create":
+		// Create-only; a failed condition exits preconditionExit.
+		_, err := st.Write(ctx, key, []byte("x"), "")
+		if errors.Is(err, driver.ErrPrecondition) {
+			os.Exit(preconditionExit)
+		}
+		return err
+	case "create-big":
+		_, err := st.Write(ctx, key, bigContent(0), "")
+		return err
+	case "check-and-write":
+		// The object must be whole, and writable.
+		data, v, err := st.Read(ctx, key)
+		if err != nil {
+			return err
+		}
+		if !intact(data) {
+			return fmt.Errorf("torn object (%d bytes)", len(data))
+		}
+		_, err = st.Write(ctx, key, bigContent(1), v)
+		return err
 	}
 	return fmt.Errorf("unknown role %q", role)
 }
 
 const incrementsPerProcess = 200
+
+// preconditionExit is the exit code of a helper whose write failed its
+// condition.
+const preconditionExit = 3
 
 func open(dsn string) (driver.Store, string, error) {
 	d, _ := driver.Lookup("file")
