@@ -72,13 +72,7 @@ func testDoneWhileStoreHangs(t *testing.T, s driver.Store, key string) {
 		t.Fatalf("holder Err = %v, want ErrLockLost", holder.Err())
 	}
 	c.hang.Store(0)
-	if err := holder.Unlock(context.Background()); !errors.Is(err, objsync.ErrLockLost) {
-		t.Fatalf("Unlock after loss: %v", err)
-	}
-	if st := inspect(t, other); !st.Held || st.Fence != fence || other.Err() != nil {
-		t.Fatalf("the lost holder changed the new hold: %+v, Err %v", st, other.Err())
-	}
-	unlockOrFatal(t, other)
+	unlockLost(t, holder, other, fence)
 }
 
 // testLostHoldFreesLocalWaiters: a hold that ended without Unlock lets
@@ -99,13 +93,7 @@ func testLostHoldFreesLocalWaiters(t *testing.T, s driver.Store, key string) {
 	if ok, _, err := first.TryLock(context.Background(), time.Minute); ok || err != nil {
 		t.Fatalf("TryLock of a Mutex whose lost hold was not unlocked = %v, %v; want it to wait for Unlock", ok, err)
 	}
-	if err := first.Unlock(context.Background()); !errors.Is(err, objsync.ErrLockLost) {
-		t.Fatalf("Unlock of the lost hold: %v", err)
-	}
-	if st := inspect(t, second); !st.Held || st.Fence != fence || second.Err() != nil {
-		t.Fatalf("the lost hold's Unlock changed the new one: %+v, Err %v", st, second.Err())
-	}
-	unlockOrFatal(t, second)
+	unlockLost(t, first, second, fence)
 }
 
 // testCloseStopsLock: Close stops the Locks in progress on the Mutex, the

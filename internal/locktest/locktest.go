@@ -387,13 +387,7 @@ func testLossBeforeDeadline(t *testing.T, s driver.Store, key string) {
 		t.Fatalf("took over %v after the cut, within the holder's lease %v", tookOver.Sub(cutAt), lease)
 	}
 	c.set(faultNone)
-	if err := holder.Unlock(context.Background()); !errors.Is(err, objsync.ErrLockLost) {
-		t.Fatalf("Unlock after loss: %v", err)
-	}
-	if st := inspect(t, other); !st.Held || st.Fence != fence {
-		t.Fatalf("the lost holder's Unlock changed the new hold: %+v", st)
-	}
-	unlockOrFatal(t, other)
+	unlockLost(t, holder, other, fence)
 }
 
 // testStaleUnlock: a holder whose lease ran out must not free the lock of
@@ -407,12 +401,19 @@ func testStaleUnlock(t *testing.T, s driver.Store, key string) {
 	if err := stale.Err(); !errors.Is(err, objsync.ErrLockLost) || !strings.Contains(err.Error(), "renewal is off") {
 		t.Fatalf("Err after the lease ran out = %v", err)
 	}
-	fence := lockOrFatal(t, next, time.Minute)
-	if err := stale.Unlock(context.Background()); !errors.Is(err, objsync.ErrLockLost) {
-		t.Fatalf("stale Unlock = %v, want ErrLockLost", err)
+	unlockLost(t, stale, next, lockOrFatal(t, next, time.Minute))
+}
+
+// unlockLost checks that Unlock of lost, whose hold was lost, reports the
+// loss and leaves the hold of next, with fence, as it was; then it unlocks
+// next.
+func unlockLost(t *testing.T, lost, next *objsync.Mutex, fence int64) {
+	t.Helper()
+	if err := lost.Unlock(context.Background()); !errors.Is(err, objsync.ErrLockLost) {
+		t.Fatalf("Unlock of a lost hold = %v, want ErrLockLost", err)
 	}
 	if st := inspect(t, next); !st.Held || st.Fence != fence || next.Err() != nil {
-		t.Fatalf("after the stale Unlock the new hold is %+v, Err %v", st, next.Err())
+		t.Fatalf("the lost hold's Unlock changed the new one: %+v, Err %v", st, next.Err())
 	}
 	unlockOrFatal(t, next)
 }
