@@ -177,7 +177,10 @@
 // leadership is lost, and resigns when it returns. Proclaim changes the
 // leader's value with the same conditional write as a renewal, and
 // Observe polls the object and reports each new term or value in order,
-// keeping only the latest for a slow reader.
+// keeping only the latest for a slow reader; Watch reports "no leader"
+// too. One read cannot tell a live leader from one that died less than a
+// TTL ago: Leader says how long this process has seen the term unchanged,
+// and returns ErrNoLeader only once that exceeds the TTL plus 1%.
 //
 // # What it does not do
 //

@@ -11,7 +11,7 @@
 //	objsync unlock --force DSN
 //	objsync check DSN
 //	objsync elect [flags] --value VALUE DSN -- COMMAND [ARGS...]
-//	objsync leader [--json] [--watch] DSN
+//	objsync leader [--json] [--watch|--confirm] DSN
 //
 // Flags may come before or after the DSN; everything after "--" is the
 // command. Every command takes --driver NAME and --help, which shows an
@@ -42,9 +42,39 @@
 // is the leader, and --value, required, is what it tells followers (an
 // address, a host name). Run one per candidate: one leads and runs its
 // command, the others wait, and one of them takes over when the leader
-// exits, or after --ttl (15s by default) when it dies. objsync leader
-// prints the current leader, or exits 124 if there is none; with --watch
-// it prints every change of leader, in order, until interrupted.
+// exits, or after --ttl (15s by default) when it dies.
+//
+// objsync leader prints the leader: its value, fence, host, pid, since when
+// it leads (by its clock), its ttl, and how long this objsync has seen the
+// lock unchanged; or, if there is none, it says so and exits 124. One read
+// cannot tell a live leader from one that died less than its ttl ago, and
+// the line says so. --confirm reads the lock every second until it can
+// tell, at most about the ttl and a second: it prints the leader once it has seen it
+// write the lock (a renewal, about every 0.3×ttl), or exits 124 once it has
+// seen the lock unchanged for the ttl plus 1% (the leader died).
+//
+// objsync leader --watch prints the leader, or "no leader", at once, and
+// then every change, in order, until interrupted: a new term, a new value,
+// and "no leader" when the leader resigns or is seen unchanged for its ttl
+// plus 1%. The first line comes from one read and may show a leader that
+// has just died, which "no leader" then follows within about its ttl and a
+// second; every later leader was seen writing the lock. SIGINT, SIGTERM and SIGHUP end
+// --watch and --confirm with 128 plus the signal's number (130 for SIGINT,
+// 143 for SIGTERM), as they end objsync lock's wait.
+//
+// leader --json prints one object per line with these fields, which stay
+// stable:
+//
+//	leader        bool    false for "no leader" (--watch); the other fields are then empty
+//	value         string  the leader's --value
+//	fence         number  its term's fencing token
+//	since         string  when its term began, RFC 3339, the leader's clock; null without a leader
+//	host          string  where it runs
+//	pid           number  its process id
+//	ttl_ms        number  its lease, in milliseconds
+//	unchanged_ms  number  how long this objsync saw the lock unchanged
+//	confirmed     bool    true if this objsync saw the leader write the lock, so alive then
+//	                      (--confirm, and every --watch line but the first); false after one read
 //
 // # lock
 //
@@ -152,7 +182,8 @@
 //	125    objsync failed: store unreachable, access denied, not a lock object...
 //	126    lock: the command was found but could not be run
 //	127    lock: the command was not found
-//	128+N  lock: the command died of signal N, or objsync got signal N while waiting
+//	128+N  lock: the command died of signal N, or objsync got signal N while waiting;
+//	       leader --watch or --confirm: objsync got signal N
 //
 // objsync lock passes its command's status through, so any code objsync
 // uses for itself could also be the command's. Commands mostly use small

@@ -39,7 +39,7 @@ Usage:
   objsync unlock --force DSN                       break a stuck lock
   objsync check DSN                                test that the store is safe for objsync
   objsync elect [flags] --value V DSN -- COMMAND   run COMMAND while leading an election
-  objsync leader [--json] [--watch] DSN            show the leader of an election
+  objsync leader [--json] [--watch|--confirm] DSN  show the leader of an election
 
 Run 'objsync COMMAND --help' for a command's flags and an example.
 
@@ -62,7 +62,8 @@ Exit codes:
   125    objsync failed: store unreachable, access denied, not a lock...
   126    lock: the command was found but could not be run
   127    lock: the command was not found
-  128+N  lock: the command died of signal N, or objsync got it while waiting
+  128+N  lock: the command died of signal N, or objsync got it while waiting;
+         leader --watch or --confirm: objsync got signal N
 `
 
 var commands = map[string]func(args []string) error{

@@ -185,14 +185,14 @@ func nextOrFatal(t *testing.T, ch <-chan objsync.Leader, what string) objsync.Le
 	t.Helper()
 	select {
 	case l, ok := <-ch:
-		if !ok {
-			t.Fatalf("%s: channel closed", what)
+		if ok {
+			return l
 		}
-		return l
+		t.Fatalf("%s: channel closed", what)
 	case <-time.After(10 * time.Second):
 		t.Fatalf("%s: nothing received in 10s", what)
 	}
-	panic("unreachable")
+	return objsync.Leader{}
 }
 
 // testWatch: Watch sends every change, the lack of a leader included, as
@@ -272,18 +272,24 @@ func testLeaderStopsRenewing(t *testing.T, s driver.Store, key string) {
 	c := newCandidate(t, s, key, "c") // a process that has not read the lock
 	before := time.Now()
 	l = leaderOrFatal(t, c)
-	if l.Value != "a" || l.Fence != fence || l.TTL != electionTTL || l.Unchanged > time.Since(before) {
+	afterFirst := time.Now()
+	if l.Value != "a" || l.Fence != fence || l.TTL != electionTTL || l.Unchanged > afterFirst.Sub(before) {
 		t.Fatalf("a fresh process's first Leader = %+v, want the dead a, unchanged since the read", l)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	changes := c.Watch(ctx)
-	if l := nextOrFatal(t, changes, "Watch at start"); l.Value != "a" || l.Fence != fence {
+	l = nextOrFatal(t, changes, "Watch at start")
+	// Only a goroutine that started a TTL late may have seen the end.
+	late := l == (objsync.Leader{}) && time.Since(before) >= electionTTL+electionTTL/100
+	if !late && (l.Value != "a" || l.Fence != fence) {
 		t.Fatalf("Watch at start: %+v, want the dead a: one read cannot tell", l)
 	}
 	for {
-		_, err := c.Leader(context.Background())
-		// c counts from its first read, which returned after before.
+		// c counts from its first read, which returned between before
+		// and afterFirst.
+		watched := time.Since(afterFirst)
+		l, err := c.Leader(context.Background())
 		elapsed := time.Since(before)
 		if errors.Is(err, objsync.ErrNoLeader) {
 			if least := electionTTL + electionTTL/100; elapsed < least {
@@ -294,10 +300,16 @@ func testLeaderStopsRenewing(t *testing.T, s driver.Store, key string) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if l.Unchanged < watched {
+			t.Fatalf("Leader = %+v: unchanged for less than the %v that c has seen the dead a", l, watched)
+		}
 		if elapsed > 10*electionTTL {
 			t.Fatalf("the dead a is still the leader %v after c's first read", elapsed)
 		}
 		time.Sleep(electionTTL / 10)
+	}
+	if late {
+		return
 	}
 	if l := nextOrFatal(t, changes, "Watch after a died"); l != (objsync.Leader{}) {
 		t.Fatalf("Watch after a died: %+v, want the zero Leader", l)
