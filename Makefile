@@ -5,7 +5,7 @@ STATICCHECK = $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Docker's client stay out of the library's dependencies.
 MODULES = . integration
 
-.PHONY: test lint unit integration bench
+.PHONY: test lint unit integration bench chaos
 
 test: lint unit integration
 
@@ -13,8 +13,18 @@ lint:
 	@test -z "$$(gofmt -l .)" || { echo "not gofmt-formatted:"; gofmt -l .; exit 1; }
 	@for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(STATICCHECK) ./...) || exit 1; done
 
+# The simulation (sim_test.go) runs 100 schedules under the race detector
+# with the rest, and 2000 more without it, where it is ten times faster.
 unit:
 	$(GO) test -race -count=1 ./...
+	OBJSYNC_SIM_SCHEDULES=2000 $(GO) test -count=1 -run '^TestSimulation$$' .
+
+# make chaos CHAOS_TIME=3m: the long runs of the reliability suite, which
+# stop by themselves after CHAOS_TIME. For now the simulation of the
+# protocol in virtual time, with faults.
+CHAOS_TIME ?= 10m
+chaos:
+	OBJSYNC_SIM_TIME=$(CHAOS_TIME) $(GO) test -count=1 -timeout 0 -v -run '^TestSimulation$$' .
 
 # Installs and starts Docker if needed (as root on Debian), builds the server
 # images when their recipe changed, runs the tests, removes the containers.

@@ -125,9 +125,6 @@ type Store struct {
 const (
 	lockName   = ".objsync-flock"
 	tempPrefix = ".objsync-tmp-"
-	// header is the first line of every file this driver writes, followed
-	// by the version and a newline.
-	header = "objsync-file/1 "
 )
 
 // Location returns the object's path as a file:// URL.
