@@ -35,6 +35,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
@@ -244,10 +245,20 @@ func (s S3Server) createBucket(t testing.TB, name string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, err := s.Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)})
-	var owned *s3types.BucketAlreadyOwnedByYou
-	if err != nil && !errors.As(err, &owned) {
-		t.Fatalf("integration: create bucket %s on %s at %s: %v", name, s.Kind, s.Endpoint, err)
+	for {
+		_, err := s.Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)})
+		var owned *s3types.BucketAlreadyOwnedByYou
+		var apiErr smithy.APIError
+		switch {
+		case err == nil || errors.As(err, &owned):
+			return
+		case errors.As(err, &apiErr) && apiErr.ErrorCode() == "XMinioServerNotInitialized" && ctx.Err() == nil:
+			// MinIO can still say so for a moment after its readiness
+			// check passed (seen in CI on a loaded machine).
+			time.Sleep(200 * time.Millisecond)
+		default:
+			t.Fatalf("integration: create bucket %s on %s at %s: %v", name, s.Kind, s.Endpoint, err)
+		}
 	}
 }
 

@@ -45,14 +45,14 @@ func testLateAnswer(t *testing.T, s driver.Store, key string) {
 	unlockOrFatal(t, b)
 
 	// Alone, the slow client cannot get a lease in time either: TryLock
-	// says why after a few tries and leaves the lock free.
+	// says why after a few tries and frees the lock, or, if the store was
+	// too slow for that too, leaves it to expire after its TTL.
 	ok, _, err := a.TryLock(context.Background(), ttl)
 	if ok || err == nil || !strings.Contains(err.Error(), "answered a write after") {
 		t.Fatalf("TryLock on a store slower than the lease = %v, %v; want an error saying so", ok, err)
 	}
-	if st := inspect(t, b); st.Held {
-		t.Fatalf("the slow TryLock left the lock held: %+v", st)
-	}
+	lockOrFatal(t, b, time.Minute)
+	unlockOrFatal(t, b)
 }
 
 // testDoneWhileStoreHangs: the hold ends on time even when every store
