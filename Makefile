@@ -5,9 +5,11 @@ STATICCHECK = $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Docker's client stay out of the library's dependencies.
 MODULES = . integration
 
-.PHONY: test lint unit integration bench chaos
+.PHONY: test lint unit fuzz integration bench chaos
 
-test: lint unit integration
+test: lint unit
+	$(MAKE) fuzz FUZZ_TIME=5s
+	$(MAKE) integration
 
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "not gofmt-formatted:"; gofmt -l .; exit 1; }
@@ -25,6 +27,16 @@ unit:
 CHAOS_TIME ?= 10m
 chaos:
 	OBJSYNC_SIM_TIME=$(CHAOS_TIME) $(GO) test -count=1 -timeout 0 -v -run '^TestSimulation$$' .
+
+# make fuzz FUZZ_TIME=10m: each fuzz target for that long (make test: 5s).
+# An input that fails is saved under the package's testdata/fuzz: commit it,
+# it is a regression test from then on.
+FUZZ_TIME ?= 1m
+FUZZ_TARGETS = .:FuzzDecodeLock ./file:FuzzParse ./file:FuzzTornWrite
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		$(GO) test -run='^$$' -fuzz="^$${t##*:}$$" -fuzztime=$(FUZZ_TIME) $${t%%:*} || exit 1; \
+	done
 
 # Installs and starts Docker if needed (as root on Debian), builds the server
 # images when their recipe changed, runs the tests, removes the containers.
