@@ -85,6 +85,21 @@ func TestParseQuery(t *testing.T) {
 	}
 }
 
+func TestRedact(t *testing.T) {
+	for dsn, want := range map[string]string{
+		"minio://AK:s3cr3t@host:9000/b/k":   "minio://AK:xxxxx@host:9000/b/k",
+		"file://AK:s3cr3t@host/x":           "file://AK:xxxxx@host/x",
+		"//:000000@":                        "//:xxxxx@",
+		"minio://AK:s3cr3t@host:bad/b/k":    "minio://AK:xxxxx@host:bad/b/k", // not a URL
+		"s3://bucket/key?endpoint=http://x": "s3://bucket/key?endpoint=http://x",
+		"/plain/path":                       "/plain/path",
+	} {
+		if got := driver.Redact(dsn); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", dsn, got, want)
+		}
+	}
+}
+
 func TestShared(t *testing.T) {
 	var s driver.Shared[string, *int]
 	builds := 0

@@ -42,6 +42,25 @@ func ParseQuery(rawQuery string, allowed ...string) (url.Values, error) {
 	return q, nil
 }
 
+// Redact returns dsn with the password of its user information, if any,
+// replaced by "xxxxx", for the messages of drivers that quote a DSN.
+func Redact(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil {
+		return u.Redacted()
+	}
+	// Not a URL, but it may still hold SCHEME://USER:PASSWORD@.
+	_, rest, ok := strings.Cut(dsn, "://")
+	if !ok {
+		return dsn
+	}
+	userinfo, _, ok := strings.Cut(rest, "@")
+	if !ok || !strings.Contains(userinfo, ":") {
+		return dsn
+	}
+	user, _, _ := strings.Cut(userinfo, ":")
+	return strings.Replace(dsn, userinfo+"@", user+":xxxxx@", 1)
+}
+
 // CheckQuery returns an error naming every parameter in q that is not in
 // allowed, or nil, so that a misspelt DSN option fails loudly instead of
 // being ignored. ParseQuery calls it; drivers should call ParseQuery.

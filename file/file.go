@@ -88,7 +88,7 @@ func (fileDriver) Open(dsn string) (driver.Store, string, error) {
 			return nil, "", fmt.Errorf("file: bad DSN: %w", err)
 		}
 		if u.Host != "" && u.Host != "localhost" {
-			return nil, "", fmt.Errorf("file: DSN %q names host %q; only local paths are supported (file:///ABS/PATH)", dsn, u.Host)
+			return nil, "", fmt.Errorf("file: DSN %q names host %q; only local paths are supported (file:///ABS/PATH)", driver.Redact(dsn), u.Hostname())
 		}
 		if _, err := driver.ParseQuery(u.RawQuery); err != nil {
 			return nil, "", fmt.Errorf("file: %w", err)
@@ -96,7 +96,7 @@ func (fileDriver) Open(dsn string) (driver.Store, string, error) {
 		path = u.Path
 	}
 	if path == "" || strings.HasSuffix(path, "/") {
-		return nil, "", fmt.Errorf("file: DSN %q must name a file, not a directory", dsn)
+		return nil, "", fmt.Errorf("file: DSN %q must name a file, not a directory", driver.Redact(dsn))
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {

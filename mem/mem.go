@@ -43,14 +43,14 @@ func (memDriver) Open(dsn string) (driver.Store, string, error) {
 		return nil, "", fmt.Errorf("mem: bad DSN: %w", err)
 	}
 	if u.Scheme != "mem" {
-		return nil, "", fmt.Errorf("mem: DSN %q must start with mem://", dsn)
+		return nil, "", fmt.Errorf("mem: DSN %q must start with mem://", driver.Redact(dsn))
 	}
 	if _, err := driver.ParseQuery(u.RawQuery); err != nil {
 		return nil, "", fmt.Errorf("mem: %w", err)
 	}
 	key := strings.TrimPrefix(u.Path, "/")
 	if u.Host == "" || key == "" {
-		return nil, "", fmt.Errorf("mem: DSN %q must have the form mem://NAMESPACE/KEY", dsn)
+		return nil, "", fmt.Errorf("mem: DSN %q must have the form mem://NAMESPACE/KEY", driver.Redact(dsn))
 	}
 	return Namespace(u.Host), key, nil
 }
