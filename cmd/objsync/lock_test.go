@@ -263,3 +263,47 @@ func TestUnreachableStore(t *testing.T) {
 		t.Errorf("stderr = %q; want the cause last", r.stderr)
 	}
 }
+
+// TestSecretsNeverShownCLI: with credentials in the environment and in a
+// minio DSN, nothing that lock, status --json, unlock --force, check or
+// leader print on a store that refuses connections contains them.
+func TestSecretsNeverShownCLI(t *testing.T) {
+	const envSecret, dsnSecret = "envSecretValue123", "dsnSecretValue456"
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKENV")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", envSecret)
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("MINIO_ROOT_USER", "AKENV")
+	t.Setenv("MINIO_ROOT_PASSWORD", envSecret)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	dir := t.TempDir()
+	var said strings.Builder
+	for _, dsn := range []string{
+		"minio://AKDSN:" + dsnSecret + "@" + addr + "/bucket/lock?secure=false&region=us-east-1",
+		"minio://" + addr + "/bucket/lock?secure=false&region=us-east-1",
+		"s3://bucket/lock?endpoint=http://" + addr + "&region=us-east-1",
+	} {
+		for _, args := range [][]string{
+			{"lock", "--timeout", "5s", dsn, "--", "true"},
+			{"status", "--json", dsn},
+			{"unlock", "--force", dsn},
+			{"check", dsn},
+			{"leader", "--json", dsn},
+		} {
+			r := runCLI(t, dir, args...)
+			said.WriteString(r.stdout + r.stderr)
+		}
+	}
+	if !strings.Contains(said.String(), "connection refused") {
+		t.Fatalf("the runs did not fail as planned:\n%s", said.String())
+	}
+	for _, secret := range []string{envSecret, dsnSecret} {
+		if strings.Contains(said.String(), secret) {
+			t.Errorf("a secret was shown:\n%s", said.String())
+		}
+	}
+}
