@@ -341,12 +341,13 @@ func testTakeoverWaitsTTL(t *testing.T, s driver.Store, key string) {
 func testNoTakeoverWhileRenewing(t *testing.T, s driver.Store, key string) {
 	// Renewals must succeed here: a lease long enough for a real server
 	// under the load of CI (with 200ms, a MinIO PUT outlasted the 178ms a
-	// renewal has).
-	const ttl = time.Second
+	// renewal has; with 1s, fake-gcs-server once stalled a request for
+	// longer than the 593ms a renewal then has).
+	const ttl = renewingTTL
 	holder := open(t, newClient(s, "holder"), key)
 	other := open(t, newClient(s, "other"), key)
 	fence := lockOrFatal(t, holder, ttl)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*ttl)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*ttl)
 	defer cancel()
 	if _, err := other.Lock(ctx, ttl); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Lock against a renewing holder: %v", err)
@@ -404,6 +405,10 @@ func testStaleUnlock(t *testing.T, s driver.Store, key string) {
 	unlockLost(t, stale, next, lockOrFatal(t, next, time.Minute))
 }
 
+// renewingTTL is the lease of the tests in which a holder must keep
+// renewing on a real server, whatever hiccup it has.
+const renewingTTL = 3 * time.Second
+
 // unlockLost checks that Unlock of lost, whose hold was lost, reports the
 // loss and leaves the hold of next, with fence, as it was; then it unlocks
 // next.
@@ -437,8 +442,9 @@ func testUnlockAfterExpiry(t *testing.T, s driver.Store, key string) {
 func testAmbiguousWrites(t *testing.T, s driver.Store, key string) {
 	// Renewals must succeed here: a lease long enough for a real server
 	// under the load of CI (with 200ms, a MinIO PUT outlasted the 178ms a
-	// renewal has).
-	const ttl = time.Second
+	// renewal has; with 1s, fake-gcs-server once stalled a request for
+	// longer than the 593ms a renewal then has).
+	const ttl = renewingTTL
 	c := newClient(s, "a")
 	m := open(t, c, key)
 	other := open(t, newClient(s, "other"), key)
@@ -446,7 +452,7 @@ func testAmbiguousWrites(t *testing.T, s driver.Store, key string) {
 	if fence := lockOrFatal(t, m, ttl); fence != 1 {
 		t.Fatalf("fence = %d", fence)
 	}
-	time.Sleep(3 * ttl) // renewals, all ambiguous
+	time.Sleep(ttl) // three renewals, all ambiguous
 	if m.Err() != nil {
 		t.Fatalf("hold ended: %v", m.Err())
 	}
