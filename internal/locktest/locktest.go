@@ -356,7 +356,7 @@ func testNoTakeoverWhileRenewing(t *testing.T, s driver.Store, key string) {
 		t.Fatalf("holder lost the lock while renewing: %v", holder.Err())
 	}
 	unlockOrFatal(t, holder)
-	if got := lockOrFatal(t, other, ttl); got != fence+1 {
+	if got := lockOrFatal(t, other, time.Minute); got != fence+1 {
 		t.Fatalf("fence after hand-over = %d, want %d", got, fence+1)
 	}
 	unlockOrFatal(t, other)
@@ -375,7 +375,7 @@ func testLossBeforeDeadline(t *testing.T, s driver.Store, key string) {
 	cutAt := time.Now()
 	c.set(faultCut)
 
-	fence := lockOrFatal(t, other, ttl)
+	fence := lockOrFatal(t, other, time.Minute)
 	tookOver := time.Now()
 	if !isClosed(holder.Done()) {
 		t.Fatal("another client took over while the holder still thought it held the lock")
@@ -464,7 +464,7 @@ func testAmbiguousWrites(t *testing.T, s driver.Store, key string) {
 	if st := inspect(t, m); st.Held || st.Fence != 1 {
 		t.Fatalf("after Unlock: %+v", st)
 	}
-	if fence := lockOrFatal(t, other, ttl); fence != 2 {
+	if fence := lockOrFatal(t, other, time.Minute); fence != 2 {
 		t.Fatalf("next fence = %d, want 2", fence)
 	}
 	unlockOrFatal(t, other)
@@ -604,7 +604,7 @@ func testBreak(t *testing.T, s driver.Store, key string) {
 	if err != nil || !st.Held || st.Fence != fence || st.Value != "stuck job" {
 		t.Fatalf("Break = %+v, %v", st, err)
 	}
-	if got := lockOrFatal(t, breaker, ttl); got != fence+1 {
+	if got := lockOrFatal(t, breaker, time.Minute); got != fence+1 {
 		t.Fatalf("fence after Break = %d, want %d", got, fence+1)
 	}
 	<-holder.Done()
