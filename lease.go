@@ -16,8 +16,7 @@ type hold struct {
 	m      *Mutex
 	a      *attempt
 	fence  int64
-	ttl    time.Duration
-	timing leaseTiming
+	timing leaseTiming // its ttl is the hold's lease
 
 	// writeMu is held by whoever writes under this hold: the renewals,
 	// Proclaim and Unlock, across their store calls. It guards a and
@@ -54,7 +53,7 @@ type hold struct {
 func (m *Mutex) newHold(a *attempt, snap *snapshot, timing leaseTiming) *hold {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &hold{
-		m: m, a: a, fence: snap.obj.Fence, ttl: timing.ttl, timing: timing,
+		m: m, a: a, fence: snap.obj.Fence, timing: timing,
 		snap: snap, sentAt: a.sent[snap.obj.Seq],
 		done: make(chan struct{}), ctx: ctx, cancel: cancel, stopped: make(chan struct{}),
 		released: make(chan struct{}),
@@ -101,7 +100,7 @@ func (h *hold) expire() {
 	h.leaseMu.Unlock()
 	switch {
 	case !h.m.opts.renew:
-		h.lost("the lease of %v ran out (renewal is off)", h.ttl)
+		h.lost("the lease of %v ran out (renewal is off)", h.timing.ttl)
 	case why != nil:
 		h.lost("could not renew within the lease: %v", why)
 	default:
@@ -188,7 +187,7 @@ func (h *hold) update(ctx context.Context, change func(*lockObject)) error {
 	if err := h.Err(); err != nil {
 		return err
 	}
-	b := backoff{min: max(h.ttl/50, time.Millisecond), max: h.ttl / 10}
+	b := backoff{min: max(h.timing.ttl/50, time.Millisecond), max: h.timing.ttl / 10}
 	// Only a write of this call carries its change: an earlier one that
 	// landed late (a Proclaim that gave up) extends the lease, no more.
 	first := h.a.seq + 1

@@ -726,7 +726,7 @@ func (m *Mutex) Close() error {
 	m.locking.Wait()
 	var err error
 	if h := m.current(); h != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), leaseValidity(h.ttl))
+		ctx, cancel := context.WithTimeout(context.Background(), leaseValidity(h.timing.ttl))
 		err = m.Unlock(ctx)
 		cancel()
 		<-h.released // also an Unlock of another goroutine under way
