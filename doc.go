@@ -148,6 +148,14 @@
 // fence with every write and have the resource refuse any fence lower
 // than the highest it has seen.
 //
+// A stopped process (SIGSTOP, a frozen container) does see its pause: the
+// monotonic clock runs on, and Err, which reads it, reports the loss as
+// soon as the process resumes, even before Done closes, which waits for a
+// timer that the resumed runtime has yet to run. Check Err (or Fence)
+// right before each action taken as holder, not only Done. Between that
+// check and the action the process can be paused again: the fence covers
+// that too.
+//
 // A suspended machine is such a pause that the holder cannot even see: on
 // Linux, Go's monotonic clock (CLOCK_MONOTONIC) stops while the system is
 // suspended, so a holder that resumes believes its lease has the time left

@@ -109,7 +109,21 @@ func (h *hold) expire() {
 }
 
 // Err returns nil while the hold is in force, and why it ended afterwards.
+//
+// It reads the clock rather than wait for the deadline's timer: a process
+// stopped past its deadline (SIGSTOP, a paused VM) resumes with the timer
+// overdue, and a holder that checks Err before acting may run before it.
 func (h *hold) Err() error {
+	err := h.recorded()
+	if err == nil && !time.Now().Before(h.lossAt()) {
+		h.expire()
+		err = h.recorded()
+	}
+	return err
+}
+
+// recorded returns why the hold ended, or nil if nothing has ended it yet.
+func (h *hold) recorded() error {
 	h.errMu.Lock()
 	defer h.errMu.Unlock()
 	return h.err

@@ -3,6 +3,7 @@ package objsync
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -61,5 +62,36 @@ func TestDeadlineAfterUnlock(t *testing.T) {
 	time.Sleep(ttl)
 	if strings.Contains(logs.String(), "lock lost") {
 		t.Fatalf("Unlock returned nil, then the hold was reported lost:\n%s", logs.String())
+	}
+}
+
+// TestErrAfterSuspend: a process stopped (SIGSTOP, a paused VM) past its
+// loss deadline resumes with the deadline's timer overdue but not yet run,
+// and a holder checking Err before acting may run first. Err must read the
+// clock, not wait for the timer, and end the hold at once.
+func TestErrAfterSuspend(t *testing.T) {
+	s := mem.Namespace(t.Name())
+	s.Reset()
+	m := NewMutex(s, "lock", WithoutRenewal())
+	defer m.Close()
+	if _, err := m.Lock(context.Background(), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	h := m.current()
+	// As after a stop: the deadline passed and its timer has not run.
+	h.leaseMu.Lock()
+	h.deadline.Stop()
+	h.sentAt = h.sentAt.Add(-h.timing.lossAfter)
+	h.leaseMu.Unlock()
+	if err := m.Err(); !errors.Is(err, ErrLockLost) {
+		t.Fatalf("Err after the loss deadline = %v, want ErrLockLost", err)
+	}
+	select {
+	case <-m.Done():
+	default:
+		t.Fatal("Err reported the loss but Done is open")
+	}
+	if f := m.Fence(); f != 0 {
+		t.Fatalf("Fence after the loss deadline = %d, want 0", f)
 	}
 }

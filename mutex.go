@@ -635,6 +635,8 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 // Done returns a channel that is closed when the current hold ends: by
 // Unlock, by Close, or because the lock was lost. Without a hold it returns
 // a closed channel. Work done under the lock should stop when it closes.
+// After the process was stopped (SIGSTOP) past the hold's loss deadline,
+// Done may close a moment after it resumes; Err knows at once.
 func (m *Mutex) Done() <-chan struct{} {
 	if h := m.current(); h != nil {
 		return h.done
@@ -644,7 +646,9 @@ func (m *Mutex) Done() <-chan struct{} {
 
 // Err returns nil while a hold is in force, and otherwise why the last one
 // ended: an error wrapping ErrLockLost if it was lost, ErrNotHeld if it was
-// released or none was taken.
+// released or none was taken. It reads the clock, so it reports a loss
+// deadline that passed while the process was stopped as soon as it resumes:
+// check it right before acting as holder.
 func (m *Mutex) Err() error {
 	if h := m.current(); h != nil {
 		return h.Err()
