@@ -39,6 +39,7 @@ type storeUnderTest struct {
 var objsyncBin string
 
 func TestMain(m *testing.M) {
+	runChaosRole()
 	dir, err := os.MkdirTemp("", "objsync-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -28,6 +28,12 @@ remove_leftovers() {
 		# shellcheck disable=SC2086 # one id per word
 		docker rm -f $ids >/dev/null
 	fi
+	# The distributed MinIO's private networks, once their containers are gone.
+	ids="$(docker network ls -q --filter "label=$label")"
+	if [[ -n "$ids" ]]; then
+		# shellcheck disable=SC2086 # one id per word
+		docker network rm $ids >/dev/null
+	fi
 }
 
 # phase NAME COMMAND...: run COMMAND and say how long it took.
