@@ -58,6 +58,16 @@ type Faults struct {
 	LateForward float64
 	// LateDelay bounds the holds of LateAnswer and LateForward.
 	LateDelay time.Duration
+	// Detach forwards every request to its end even if its client hangs
+	// up, as a proxy that buffers whole requests does. It is no fault: a
+	// distributed MinIO needs it (see TestChaosDistributed).
+	Detach bool
+}
+
+// injects reports whether f injects any fault.
+func (f Faults) injects() bool {
+	f.Detach = false
+	return f != Faults{}
 }
 
 // FaultCounts says how many requests a FaultProxy has seen and for how many
@@ -330,6 +340,7 @@ type faultDraw struct {
 	latency time.Duration
 	fault   faultKind
 	late    time.Duration // the hold of LateAnswer and LateForward
+	detach  bool          // Faults.Detach
 }
 
 // decide counts a new request and draws its faults, unless a blackhole is
@@ -343,7 +354,7 @@ func (p *FaultProxy) decide() (faultDraw, *blackholePeriod) {
 		return faultDraw{id: id}, p.bh
 	}
 	d := drawFaults(p.rng, p.faults)
-	d.id = id
+	d.id, d.detach = id, p.faults.Detach
 	if d.latency > 0 {
 		p.counts.Latency++
 	}
@@ -432,7 +443,7 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	// Under LateForward the request goes to the server even if the client
 	// gives up, also while Latency delays it.
 	gone := r.Context().Done()
-	if d.fault == faultLateForward {
+	if d.fault == faultLateForward || d.detach {
 		gone = nil
 	}
 	if end, bh := p.hold(d.latency, gone, true); end != holdDone {
@@ -480,8 +491,12 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 		a.write(w)
 	default:
 		// As a direct connection would: a client that hangs up cancels
-		// its request.
-		a, err := p.forward(r.Context(), r, body)
+		// its request, unless the proxy detaches it.
+		ctx := r.Context()
+		if d.detach {
+			ctx = p.ctx
+		}
+		a, err := p.forward(ctx, r, body)
 		if err != nil {
 			resetConn(w)
 			return

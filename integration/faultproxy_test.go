@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -561,5 +562,48 @@ func TestFaultProxySetFaultsChecks(t *testing.T) {
 			}()
 			p.SetFaults(f)
 		}()
+	}
+}
+
+// TestFaultProxyDetach: with Detach, a request whose client hangs up while
+// the server works on it is carried to its end; without, it is cancelled.
+func TestFaultProxyDetach(t *testing.T) {
+	for _, detach := range []bool{false, true} {
+		t.Run(fmt.Sprintf("detach=%v", detach), func(t *testing.T) {
+			finished := make(chan bool, 1)
+			rec := startUpstreamRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-time.After(300 * time.Millisecond):
+					finished <- true
+					w.WriteHeader(http.StatusOK)
+				case <-r.Context().Done():
+					finished <- false
+				}
+			})
+			p := StartFaultProxy(t, rec.srv.URL, 1)
+			p.SetFaults(Faults{Detach: detach})
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			go func() {
+				_, _, err := proxyDoCtx(ctx, loopbackClient(5*time.Second), http.MethodPut, p.URL()+"/bucket/key", "body")
+				errc <- err
+			}()
+			rec.waitHit(t, 5*time.Second)
+			cancel()
+			if err := <-errc; !errors.Is(err, context.Canceled) {
+				t.Fatalf("PUT given up: got %v, want context.Canceled", err)
+			}
+			select {
+			case got := <-finished:
+				if got != detach {
+					t.Fatalf("the server finished the request: %v, want %v", got, detach)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the server's handler never ended")
+			}
+			if c := p.Counts(); c.Faults() != 0 {
+				t.Errorf("Counts() = %+v: Detach is no fault", c)
+			}
+		})
 	}
 }

@@ -40,7 +40,7 @@ trap 'rm -f "$log"' EXIT
 status=0
 
 echo "chaos.sh: simulation for $((total / 3))s" >&2
-(cd "$root" && OBJSYNC_SIM_TIME="$((total / 3))s" go test -count=1 -timeout 0 -run '^TestSimulation$' .) 2>&1 | tee -a "$log" || status=1
+(cd "$root" && OBJSYNC_SIM_TIME="$((total / 3))s" go test -count=1 -timeout 0 -v -run '^TestSimulation$' .) 2>&1 | tee -a "$log" || status=1
 
 echo "chaos.sh: processes on MinIO and Ceph RGW for $((total / 6))s each" >&2
 OBJSYNC_CHAOS_TIME="$((total / 6))s" OBJSYNC_CHAOS_STORES=minio,ceph \
