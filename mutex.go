@@ -110,6 +110,14 @@ func (o *options) timing(ttl time.Duration) leaseTiming {
 	return leaseTiming{ttl: ttl, lossAfter: loss, renewEvery: loss / 3, fresh: loss / 2}
 }
 
+// RenewInterval is how often a hold on a lease of ttl renews it, with the
+// default loss notice: one conditional write each time, which is what a
+// lock held continuously costs.
+func RenewInterval(ttl time.Duration) time.Duration {
+	o := defaultOptions()
+	return o.timing(ttl).renewEvery
+}
+
 // readTries is how many times one read is tried before a transient error
 // is passed up.
 const readTries = 3

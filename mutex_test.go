@@ -2,10 +2,12 @@ package objsync_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/objsync/objsync"
@@ -200,5 +202,32 @@ func TestFileLockOverEmptyFile(t *testing.T) {
 	defer viaLink.Close()
 	if st, err := viaLink.Inspect(context.Background()); err != nil || !st.Held || st.Fence != 1 {
 		t.Fatalf("Inspect through the link = %+v, %v", st, err)
+	}
+}
+
+// TestRenewInterval: a hold writes once per RenewInterval, in virtual time
+// so that the count is exact.
+func TestRenewInterval(t *testing.T) {
+	for _, ttl := range []time.Duration{objsync.MinTTL, 10 * time.Second, time.Hour} {
+		synctest.Test(t, func(t *testing.T) {
+			s := mem.Namespace(fmt.Sprintf("%s-%v", t.Name(), ttl))
+			s.Reset()
+			m := objsync.NewMutex(s, "lock")
+			defer m.Close()
+			ctx := context.Background()
+			if _, err := m.Lock(ctx, ttl); err != nil {
+				t.Fatal(err)
+			}
+			s.ResetRequests()
+			const renewals = 7
+			time.Sleep(renewals*objsync.RenewInterval(ttl) + objsync.RenewInterval(ttl)/2)
+			synctest.Wait()
+			if got := s.Requests(); got.Writes != renewals || got.Reads != 0 {
+				t.Errorf("ttl %v: %+v in %d.5 renewal intervals of %v, want %d writes", ttl, got, renewals, objsync.RenewInterval(ttl), renewals)
+			}
+			if err := m.Unlock(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

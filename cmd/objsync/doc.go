@@ -12,6 +12,7 @@
 //	objsync check DSN
 //	objsync elect [flags] --value VALUE DSN -- COMMAND [ARGS...]
 //	objsync leader [--json] [--watch|--confirm] DSN
+//	objsync bench [flags] DSN
 //
 // Flags may come before or after the DSN; everything after "--" is the
 // command. Every command takes --driver NAME and --help, which shows an
@@ -171,19 +172,99 @@
 // accept conditional requests and ignore the conditions; check exits 122
 // for those and any other store that fails a test.
 //
+// # bench
+//
+// objsync bench measures a lock on its store: how fast it passes between
+// contenders, how many store requests that takes, what they cost, and
+// whether there were ever two holders. The DSN must name a lock that
+// nothing else uses: bench refuses a held lock (exit 125). It runs, in
+// order:
+//
+//   - an uncontended phase: 20 Lock+Unlock cycles of one Mutex, after one
+//     not counted, timed, with their store requests;
+//   - round trips: 10 conditional writes and 10 reads of a scratch object,
+//     the lock's key plus ".bench-rtt", removed afterwards (a driver that
+//     cannot delete gets a message naming it);
+//   - a contended phase: --procs processes (8; objsync runs itself again,
+//     with the environment variable OBJSYNC_BENCH_WORKER set, and gathers
+//     what they print) with --goroutines goroutines each (1), each with a
+//     Mutex of its own, take the lock --holds times each (10), or again and
+//     again for --duration, holding it --hold (5ms) with a lease of --ttl
+//     (10s). Goroutines of one process share their polling and pass the
+//     lock on locally; separate processes poll the store, as contenders on
+//     separate hosts do.
+//
+// It reports holds per second; the wait from calling Lock to its return
+// (p50, p90, p99, max; with --duration, Locks still waiting at the end
+// count up to then); the gap from a release to the next acquisition
+// while a Lock was waiting, the time the lock sat free while wanted,
+// which includes the writes that free and take it; store requests per
+// hold by kind, counted by a wrapper around the driver's store: read,
+// write (succeeded), failed precondition, error; fairness: the fewest and
+// most holds of one contender, and max_run, the most holds in a row by one
+// contender within one wait of another; the uncontended cycle's p50 and
+// p99, requests per cycle, and the store's median read and write round
+// trips, with the ratio of a cycle to two writes, the physical limit; and
+// a cost line: the renewals an hour of a lock held continuously at the
+// ttl (a renewal every 0.297×ttl) and the requests of 1,000 hand-offs,
+// priced at AWS S3 Standard list prices in us-east-1 as of 2026-12-02
+// ($0.005 per 1,000 PUTs, $0.0004 per 1,000 GETs; refused and failed
+// requests priced too). A progress line is shown on stderr if it is a
+// terminal.
+//
+// bench checks mutual exclusion as it goes: every hold is recorded on
+// CLOCK_MONOTONIC, shared by the processes of a host, from Lock's return
+// to Unlock's call, inside the real hold. If two records overlap, or
+// fences do not strictly increase in the order the lock was taken, bench
+// prints the results and each violation, naming fences and instants, and
+// exits 122. If the store fails it exits 125. SIGINT, SIGTERM and SIGHUP
+// stop it: the contending processes finish the hold under way and
+// release it, and bench exits 128 plus the signal's number; contending
+// processes whose bench was killed stop the same way.
+//
+// bench --json prints one object with these fields, which stay stable
+// (durations in milliseconds; a latency is {n, p50, p90, p99, max}; a
+// request breakdown is {read, write, precondition_failed, error, total}):
+//
+//	lock                 string   the lock's location
+//	procs, goroutines    number   the contenders: processes, and goroutines in each
+//	holds_each           number   --holds; 0 with --duration
+//	duration_ms          number   --duration; 0 with --holds
+//	hold_ms, ttl_ms      number   --hold and --ttl
+//	holds                number   holds in the contended phase
+//	elapsed_ms           number   from its first Lock call to its last Unlock's return
+//	holds_per_second     number   holds / elapsed
+//	wait_ms              latency  from calling Lock to its return
+//	unfinished_waits     number   Locks still waiting when --duration ended, in wait_ms
+//	gap_ms               latency  release to next acquisition, while a Lock waited
+//	requests_per_hold    breakdown
+//	holds_per_contender  {min, max}
+//	max_run              number   most holds in a row by one contender within another's wait
+//	uncontended          {cycles, cycle_ms (latency), requests_per_cycle (breakdown),
+//	                      read_ms, write_ms (median round trips), cycle_over_two_writes}
+//	cost                 {prices, put_usd_per_1000, get_usd_per_1000, renew_every_ms,
+//	                      held_requests_per_hour, held_usd_per_hour,
+//	                      handoff_requests_per_1000, handoff_usd_per_1000}
+//	violations           number   overlaps and fences out of order; exit 122 if not 0
+//	checked              number   holds checked, every phase's
+//	scratch              string   the scratch object's location
+//	scratch_removed      bool     false if it could not be removed
+//
 // # Exit codes
 //
 //	0      success; for lock, the command exited 0
 //	N      lock: the command's own exit status, passed through
 //	2      usage error: bad flag, bad DSN, unknown scheme or driver
-//	122    check: the store ignores conditional writes; unsafe for objsync
+//	122    check: the store ignores conditional writes; unsafe for objsync;
+//	       bench: it saw two holders at once, or fences out of order
 //	123    lock: the lock was lost while the command ran; the command was stopped
 //	124    lock: not acquired (--try and held, or --timeout elapsed); leader: none
-//	125    objsync failed: store unreachable, access denied, not a lock object...
+//	125    objsync failed: store unreachable, access denied, not a lock object;
+//	       bench: the lock is held...
 //	126    lock: the command was found but could not be run
 //	127    lock: the command was not found
 //	128+N  lock: the command died of signal N, or objsync got signal N while waiting;
-//	       leader --watch or --confirm: objsync got signal N
+//	       leader --watch or --confirm, bench: objsync got signal N
 //
 // objsync lock passes its command's status through, so any code objsync
 // uses for itself could also be the command's. Commands mostly use small

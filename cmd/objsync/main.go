@@ -40,6 +40,7 @@ Usage:
   objsync check DSN                                test that the store is safe for objsync
   objsync elect [flags] --value V DSN -- COMMAND   run COMMAND while leading an election
   objsync leader [--json] [--watch|--confirm] DSN  show the leader of an election
+  objsync bench [flags] DSN                        measure a lock's speed and cost on its store
 
 Run 'objsync COMMAND --help' for a command's flags and an example.
 
@@ -56,14 +57,16 @@ Exit codes:
   0      success (lock: the command exited 0)
   N      lock: the command's own exit status, passed through
   2      usage error: bad flag, bad DSN, unknown scheme or driver
-  122    check: the store ignores conditional writes; unsafe for objsync
+  122    check: the store ignores conditional writes; unsafe for objsync;
+         bench: it saw two holders at once, or fences out of order
   123    lock: the lock was lost while the command ran; the command was stopped
   124    lock: not acquired (held and --try, or --timeout elapsed); leader: none
-  125    objsync failed: store unreachable, access denied, not a lock...
+  125    objsync failed: store unreachable, access denied, not a lock...;
+         bench: the lock is held
   126    lock: the command was found but could not be run
   127    lock: the command was not found
   128+N  lock: the command died of signal N, or objsync got it while waiting;
-         leader --watch or --confirm: objsync got signal N
+         leader --watch or --confirm, bench: objsync got signal N
 `
 
 var commands = map[string]func(args []string) error{
@@ -73,6 +76,7 @@ var commands = map[string]func(args []string) error{
 	"check":  runCheck,
 	"elect":  runElect,
 	"leader": runLeader,
+	"bench":  runBench,
 }
 
 func main() {
@@ -86,7 +90,7 @@ func run(args []string) error {
 		out.hideSecretsOf(arg)
 	}
 	if len(args) == 0 {
-		return usageErrorf("missing command (lock, status, unlock, check, elect or leader; see 'objsync --help')")
+		return usageErrorf("missing command (lock, status, unlock, check, elect, leader or bench; see 'objsync --help')")
 	}
 	switch name := args[0]; name {
 	case "-h", "-help", "--help", "help":
@@ -98,7 +102,7 @@ func run(args []string) error {
 	default:
 		cmd := commands[name]
 		if cmd == nil {
-			return usageErrorf("unknown command %q (lock, status, unlock, check, elect or leader; see 'objsync --help')", name)
+			return usageErrorf("unknown command %q (lock, status, unlock, check, elect, leader or bench; see 'objsync --help')", name)
 		}
 		return cmd(args[1:])
 	}
