@@ -97,6 +97,7 @@ func (h *hold) expire() {
 		return
 	}
 	why := h.lastErr
+	h.ended = true // the timer and Err may both get here: one reports
 	h.leaseMu.Unlock()
 	switch {
 	case !h.m.opts.renew:
@@ -134,10 +135,12 @@ func (h *hold) recorded() error {
 // else may take the lock: Unlock ends the hold before its release is sent.
 func (h *hold) end(err error) {
 	h.endOnce.Do(func() {
+		// Under errMu, so that whoever Err tells of the end finds Done
+		// closed.
 		h.errMu.Lock()
 		h.err = err
-		h.errMu.Unlock()
 		close(h.done)
+		h.errMu.Unlock()
 		h.leaseMu.Lock()
 		h.ended = true
 		h.deadline.Stop()

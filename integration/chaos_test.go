@@ -95,26 +95,34 @@ func chaosWorker(cfgJSON string) int {
 		if err != nil {
 			continue
 		}
+		// Stamped before the check: a hold in force at the check was
+		// in force then. One that is not was never acted on: no record.
 		at := monotonicNow()
-		if checkHold(j, m, fence) != nil {
-			continue
-		}
-		j.record("acq", fence, at)
-		holdUntil := time.Now().Add(time.Duration(rng.Int64N(int64(cfg.MaxHold) + 1)))
-		held := true
-		for held && time.Now().Before(holdUntil) {
-			time.Sleep(chaosActEvery)
-			at := monotonicNow()
-			if held = checkHold(j, m, fence) == nil; held {
-				j.record("act", fence, at)
-			}
-		}
-		if held {
-			j.record("unlock", fence, monotonicNow())
+		if m.Err() == nil {
+			j.record("acq", fence, at)
+			holdFor(j, m, fence, time.Duration(rng.Int64N(int64(cfg.MaxHold)+1)))
 		}
 		ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
 		_ = m.Unlock(ctx) // after a loss too: the Mutex waits for it
 		cancel()
+	}
+}
+
+// holdFor acts as holder for d, checking Err before every act, and before
+// it records the end of the hold: a process stopped at any point of the
+// loop reports the loss when it resumes.
+func holdFor(j *journal, m *objsync.Mutex, fence int64, d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		time.Sleep(chaosActEvery)
+		at := monotonicNow()
+		if checkHold(j, m, fence) != nil {
+			return
+		}
+		j.record("act", fence, at)
+	}
+	at := monotonicNow()
+	if checkHold(j, m, fence) == nil {
+		j.record("unlock", fence, at)
 	}
 }
 

@@ -131,7 +131,9 @@ func (b *bench) results(r *benchResult, workers []*workerProc, violations int) {
 	}
 	var counts countstore.Counts
 	for _, w := range workers {
-		counts = counts.Add(w.done.Requests)
+		if w.done != nil { // nil: it died, and workerFailure says so
+			counts = counts.Add(w.done.Requests)
+		}
 	}
 	r.RequestsPerHold = perUnit(counts, r.Holds)
 	if u := &r.Uncontended; u.WriteMS > 0 {

@@ -61,8 +61,11 @@ func runBenchWorker(specJSON string) error {
 		return fmt.Errorf("bench worker: %s: %w", benchWorkerEnv, err)
 	}
 	out.hideSecretsOf(spec.DSN)
-	// Ctrl-C reaches the whole process group: the parent decides.
-	signal.Ignore(syscall.SIGINT, syscall.SIGHUP)
+	// Ctrl-C, and the SIGTERM of timeout(1) or a service manager, reach
+	// the whole process group: the parent decides, and closing stdin
+	// stops this worker after it released its holds. SIGPIPE too: a
+	// parent that died must not kill a worker in the middle of a hold.
+	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGPIPE)
 	store, key, err := openStore(spec.DSN, spec.Driver)
 	if err != nil {
 		return err
@@ -132,9 +135,27 @@ func contend(run, stop context.Context, m *objsync.Mutex, spec workerSpec, g int
 		if err != nil {
 			return err
 		}
+		// Each instant is read before Err is checked: the hold was in
+		// force at it only if Err is still nil after it.
 		h := holdRecord{Proc: spec.Proc, Goroutine: g, Fence: fence, Called: called, Acquired: clockMonotonic()}
-		sleep(stop, spec.Hold)
-		h.Released = clockMonotonic()
+		inForce := m.Err() == nil
+		if inForce {
+			sleep(stop, spec.Hold)
+			h.Released = clockMonotonic()
+		}
+		if lost := m.Err(); lost != nil {
+			// Not a violation: the store or this process was too slow for
+			// the ttl. The hold is known to have been in force only at
+			// its acquisition, if then.
+			if inForce {
+				h.Released = h.Acquired
+				emit(workerLine{Hold: &h})
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), spec.TTL)
+			m.Unlock(ctx)
+			cancel()
+			return fmt.Errorf("lost fence %d while holding it (a longer --ttl would do): %w", fence, lost)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), spec.TTL)
 		err = m.Unlock(ctx)
 		cancel()
