@@ -97,7 +97,6 @@ func (h *hold) expire() {
 		return
 	}
 	why := h.lastErr
-	h.ended = true // the timer and Err may both get here: one reports
 	h.leaseMu.Unlock()
 	switch {
 	case !h.m.opts.renew:
@@ -157,9 +156,14 @@ func (h *hold) leave() { h.leaveOnce.Do(h.m.shared.leave) }
 // it ended with.
 func (h *hold) lost(format string, args ...any) error {
 	err := fmt.Errorf("%w: %s: %s", ErrLockLost, h.m.loc, fmt.Sprintf(format, args...))
-	h.m.log.Warn("objsync: lock lost", "fence", h.fence, "err", err)
+	// Ended first, so that an Err racing with this finds the loss; and
+	// only the call that ended it reports (the deadline's timer and Err
+	// may both get here).
 	h.end(err)
 	h.leave()
+	if h.recorded() == err {
+		h.m.log.Warn("objsync: lock lost", "fence", h.fence, "err", err)
+	}
 	return h.Err()
 }
 

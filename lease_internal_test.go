@@ -95,3 +95,59 @@ func TestErrAfterSuspend(t *testing.T) {
 		t.Fatalf("Fence after the loss deadline = %d, want 0", f)
 	}
 }
+
+// blockingHandler blocks the first warning until released, so that a test
+// can hold a goroutine in the middle of reporting a loss.
+type blockingHandler struct {
+	entered, release chan struct{}
+	once             sync.Once
+}
+
+func (b *blockingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (b *blockingHandler) WithAttrs([]slog.Attr) slog.Handler       { return b }
+func (b *blockingHandler) WithGroup(string) slog.Handler            { return b }
+
+func (b *blockingHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		b.once.Do(func() {
+			close(b.entered)
+			<-b.release
+		})
+	}
+	return nil
+}
+
+// TestErrWhileTimerReports: the loss deadline's timer and Err both find
+// the deadline passed (after a SIGSTOP, say). Err must report the loss even
+// while the timer's goroutine is still in the middle of ending the hold.
+// make test's chaos run found this: a worker resumed from a 2.2s stop
+// acted 0.4ms later because Err returned nil, the timer having marked the
+// hold as ended before recording why.
+func TestErrWhileTimerReports(t *testing.T) {
+	s := mem.Namespace(t.Name())
+	s.Reset()
+	h := &blockingHandler{entered: make(chan struct{}), release: make(chan struct{})}
+	m := NewMutex(s, "lock", WithoutRenewal(), WithLogger(slog.New(h)))
+	defer m.Close()
+	if _, err := m.Lock(context.Background(), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	hd := m.current()
+	hd.leaseMu.Lock()
+	hd.deadline.Stop()
+	hd.sentAt = hd.sentAt.Add(-hd.timing.lossAfter)
+	hd.leaseMu.Unlock()
+	timerDone := make(chan struct{})
+	go func() { hd.expire(); close(timerDone) }() // as the overdue timer would
+	select {
+	case <-h.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the timer's expire never reported the loss")
+	}
+	err := m.Err()
+	close(h.release)
+	<-timerDone
+	if !errors.Is(err, ErrLockLost) {
+		t.Fatalf("Err while the timer reports the loss = %v, want ErrLockLost", err)
+	}
+}
