@@ -22,6 +22,7 @@
 // anew for every acquisition; the fence; the holder's TTL; a sequence
 // number counting the writes made under one holder id; for an
 // acquisition, the holder id and sequence number of the state it replaced;
+// the queue of Locks waiting for it, with a counter of the queue's changes;
 // and, for people only, the holder's value, host name, process id and
 // wall-clock times.
 // Holder id and sequence number make the bytes of every write unique,
@@ -39,10 +40,10 @@
 // from the free state it wrote, which makes an uncontended Lock a single
 // write). If the key is absent it creates the object with fence 1. If the
 // state is free it writes a held state with the fence plus one. If another
-// holder has it, Lock waits, polling with capped, jittered exponential
-// backoff (WithBackoff), and takes over only as described under "Expiry".
-// A write that fails its condition means someone else wrote first: Lock
-// reads again and goes on.
+// holder has it, Lock joins the lock's queue and waits for a release to
+// hand it the lock (see "Waiting in the queue"), and takes over only as
+// described under "Expiry". A write that fails its condition means someone
+// else wrote first: Lock reads again and goes on.
 //
 // Lock returns a hold only if the write that took the lock was answered
 // within half the time from sending it to the loss notice (see "Renewal
@@ -68,6 +69,53 @@
 // cannot be incremented, is refused, and left as it is; so no duration
 // computed from a TTL can overflow.
 //
+// # Waiting in the queue
+//
+// A Lock that finds the lock held by another joins its queue: it writes
+// the held state again, unchanged but for itself added at the end of the
+// queue, conditional on the version it read. Its entry holds what the
+// held state that hands it the lock is made of: its holder id, the
+// sequence number of the write that joined, its TTL and value. A release
+// by a holder whose queue is not empty does not write the free state: it
+// writes the first waiter's held state, with the next fence, the rest of
+// the queue, and, as the state it replaced, the releaser's holder id and
+// the sequence number of the release. The waiter learns of it from its
+// next read, and holds the lock from then on, with no write of its own.
+// Its lease counts from when it sent the write that joined, an instant
+// before the hand-off was written and so before anyone could read it: on
+// its own clock, earlier than any contender starts counting. If too much
+// of that lease has gone by the time it reads the hand-off (it waited
+// long), it writes the state again, as a renewal, before Lock returns.
+//
+// So waiters in different processes take the lock in the order the store
+// accepted their joins, and a contended hand-off costs two writes, the
+// join and the release, as an uncontended Lock and Unlock do. A Lock that
+// gives up (its context ends, or Close) writes itself out of the queue,
+// or releases the lock if it was handed it meanwhile. A waiter that dies
+// in the queue is handed the lock in turn, which then expires: it delays
+// those behind it by its TTL. A takeover clears the queue, since the
+// holder that stopped renewing may have taken its waiters with it; live
+// waiters find themselves gone and join again. The queue holds at most 16
+// waiters; Locks beyond them poll with backoff (WithBackoff), as all did
+// before queues.
+//
+// Waiters poll by reading, which most stores bill. A waiter sleeps until
+// about when it expects its turn, going by how often this process has
+// seen the queue move on (at first, the first waiter polls at a quarter
+// of the minimum backoff and the one at place p from 0 at p times it),
+// then polls at a quarter of that interval, doubling while its place stays
+// the same, up to the maximum backoff. While one hold lasts long, each
+// waiter costs at most one read per maximum backoff: 1s by default, so
+// about 3,600 reads an hour. In a run of short holds, where the queue
+// moves on every few milliseconds, a waiter makes a few reads per hand-off.
+//
+// Joining and leaving change the object's version but not the holder id
+// or sequence number, and extend nobody's lease; the holder's renewals and
+// release that find only the queue changed write again at once over the
+// version they read. Only goroutines in different processes (or on
+// different Store values) queue in the object: those of one process wait
+// for one another locally (see "One process, many goroutines").
+//
 // # Expiry without trusted clocks
 //
 // Only a bound on clock rate drift is assumed, 1%; clocks need not agree
@@ -75,18 +123,23 @@
 // sent its last successful write plus the TTL less a margin of 6% (1% for
 // drift, 5% for the time between checking the lease and acting on it),
 // measured on its own monotonic clock. A contender takes over a held lock
-// only after reads have returned the same version for at least the TTL
-// plus 1%, counted on its own monotonic clock from when the first of those
-// reads returned. Its takeover is a write conditional on that version, so
-// it succeeds only if the version did not change in the meantime.
+// only after reads have returned the same holder id and sequence number
+// for at least the TTL plus 1%, counted on its own monotonic clock from
+// when the first of those reads returned. Waiters joining or leaving the
+// queue change neither, so they cannot keep a dead holder's lock alive.
+// The takeover is a write conditional on the version of the last of those
+// reads, so it succeeds only if nothing was written since.
 //
-// Why this is safe: the version the contender saw was written by a request
-// the holder sent before the contender's read returned. The holder stops
+// Why this is safe: the state the contender saw was written by a request
+// the holder sent before the contender's read returned (or, for a
+// hand-off, by a release written after the request with which the holder
+// joined the queue, from which its lease counts). The holder stops
 // relying on the lock at most 0.94×TTL of its clock after sending, which
 // is at most 0.95×TTL of real time; the contender waits at least 1.01×TTL
-// of its clock, at least 0.99×TTL of real time, from a later instant. A
-// renewal that lands first changes the version and defeats the takeover;
-// one that lands later fails its own condition. The wall-clock times in
+// of its clock, at least 0.99×TTL of real time, from a later instant. Each
+// write of the holder has a new sequence number: a renewal that lands
+// first restarts the count and changes the version, which defeats the
+// takeover; one that lands later fails its own condition. The wall-clock times in
 // the object are never read by the protocol: an object whose times lie by
 // hours changes nothing.
 //
@@ -125,18 +178,23 @@
 // replaced: if it is one of the release's free states, the release landed;
 // if it is the hold's own held state, the hold was lost. If others wrote
 // in between, Unlock (or Break) cannot tell and returns an error wrapping
-// ErrOutcomeUnknown, which is not a loss.
+// ErrOutcomeUnknown, which is not a loss. A hand-off names the release's
+// sequence number as the state it replaced, and the new holder's later
+// writes keep that name, so a releaser whose hand-off landed learns it
+// from any of them.
 //
 // # Releasing
 //
 // Unlock stops the renewals, ends the hold (Done closes before anything is
 // sent, since another process may hold the lock once the release lands),
-// and writes the free state conditional on the version of the hold's last
-// write. If the lock was taken over the write
+// and writes the free state, or the hand-off to the first waiter,
+// conditional on the version of the hold's last write (or of a read that
+// found only the queue changed). If the lock was taken over the write
 // fails its condition, the new holder's lock is untouched, and Unlock
 // returns an error wrapping ErrLockLost. Unlock without a hold returns
-// ErrNotHeld. Break writes the free state over whatever hold it read, with
-// the same condition and the same settling of lost answers.
+// ErrNotHeld. Break writes the free state (or the hand-off) over whatever
+// hold it read, with the same condition and the same settling of lost
+// answers.
 //
 // # Fencing
 //
@@ -172,7 +230,8 @@
 // the goroutine holding the token acquires, holds or polls: other
 // goroutines wait locally without polling the store, and on Unlock the
 // next one tries at once, usually with a single write, while waiters in
-// other processes are still asleep. A hold that ends in any way, lost
+// other processes are still asleep; but waiters of other processes that
+// joined the lock's queue are served first. A hold that ends in any way, lost
 // included, gives the token back; the Mutex that had it waits for its own
 // Unlock before it locks again, as sync.Mutex would. Close stops the Locks
 // in progress on its Mutex: they return ErrClosed and hold nothing.

@@ -212,6 +212,7 @@ func (h *hold) update(ctx context.Context, change func(*lockObject)) error {
 	// Only a write of this call carries its change: an earlier one that
 	// landed late (a Proclaim that gave up) extends the lease, no more.
 	first := h.a.seq + 1
+	conflicts := 0
 	for {
 		deadline, cancel := context.WithDeadline(ctx, h.lossAt())
 		ok, other, err := h.writeOnce(deadline, change, first)
@@ -229,6 +230,11 @@ func (h *hold) update(ctx context.Context, change func(*lockObject)) error {
 			return ctx.Err()
 		case !time.Now().Before(h.lossAt()):
 			return h.lost("could not renew within the lease: %v", err)
+		case errors.Is(err, driver.ErrPrecondition) && conflicts < maxConflicts:
+			// Still ours: waiters joined or left the queue. Write again
+			// at once over the version just read, before more do.
+			conflicts++
+			continue
 		}
 		h.leaseMu.Lock()
 		h.lastErr = err
@@ -239,6 +245,11 @@ func (h *hold) update(ctx context.Context, change func(*lockObject)) error {
 		}
 	}
 }
+
+// maxConflicts is how many times in a row a write under a hold is tried
+// again at once when waiters changed the queue under it, before it backs
+// off as for any failure.
+const maxConflicts = 8
 
 // writeOnce tries one write of the held state and, if its outcome is not
 // plainly a success, one read to settle it. It reports success (a write

@@ -272,9 +272,10 @@ func (m *Mutex) enter(ctx context.Context, wait bool) bool {
 // under it, and when each was sent. When the answer to a write is lost and
 // a later read shows it landed, the send time sets the lease.
 type attempt struct {
-	id   string
-	seq  int64
-	sent map[int64]time.Time
+	id    string
+	seq   int64
+	sent  map[int64]time.Time
+	joins map[int64]bool // the numbers of writes that joined a queue
 }
 
 func newAttempt() *attempt {
@@ -282,7 +283,7 @@ func newAttempt() *attempt {
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(err) // crypto/rand does not fail on supported platforms
 	}
-	return &attempt{id: hex.EncodeToString(b[:]), sent: map[int64]time.Time{}}
+	return &attempt{id: hex.EncodeToString(b[:]), sent: map[int64]time.Time{}, joins: map[int64]bool{}}
 }
 
 // next numbers a write about to be sent at the given instant.
@@ -341,9 +342,13 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 		}
 		return nil
 	}
+	queued := queuePacer{m: m}
 	// Start from this process's last state if it is free: after our own
 	// Unlock that makes an uncontended Lock a single write.
 	cur := m.shared.lastFree()
+	if cur == nil && wait {
+		cur = m.shared.recentHandoff(m.opts.minBackoff)
+	}
 	for {
 		if cur == nil {
 			var err error
@@ -369,13 +374,22 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 		}
 		switch {
 		case a.owns(cur):
-			// Our write landed: the lease counts from when it was sent.
+			// Our write landed, or a release handed us the lock: the lease
+			// counts from when our write (the acquisition, or the one that
+			// joined the queue) was sent.
 			late := time.Since(a.sent[cur.obj.Seq])
+			if a.joins[cur.obj.Seq] {
+				queued.handed()
+			}
 			if late <= timing.fresh {
 				return m.newHold(a, cur, timing), nil
 			}
 			// Too little of the lease is left to hand it to the caller.
 			// Write again, as a renewal would, for a fresh lease.
+			if a.joins[cur.obj.Seq] {
+				m.log.Debug("objsync: handed the lock after a long wait; renewing before holding", "waited", late)
+				break
+			}
 			m.log.Warn("objsync: the store answered too late for the lease; writing again", "after", late, "limit", timing.fresh, "ttl", ttl)
 			if tooMany(fmt.Errorf("objsync: %s: the store answered a write after %v, and a lease of %v needs an answer within %v; a longer ttl would do", m.loc, late, ttl, timing.fresh)) {
 				return giveUp(lastErr)
@@ -398,8 +412,34 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 				if !wait {
 					return giveUp(lastErr)
 				}
-				m.log.Debug("objsync: waiting", "holder", cur.obj.Holder, "fence", cur.obj.Fence, "expires_in", left)
-				if err := b.wait(ctx, left); err != nil {
+				pos := cur.obj.position(a.id)
+				if pos < 0 && len(cur.obj.Queue) < maxQueue {
+					// Join the queue, so that a release hands us the lock
+					// in turn.
+					joined, err := m.join(ctx, a, cur, value, ttl)
+					switch {
+					case err == nil:
+						cur, pos = joined, len(joined.obj.Queue)-1
+					case errors.Is(err, driver.ErrPrecondition):
+						cur = nil // someone wrote first: read and try again
+						continue
+					case ctx.Err() != nil:
+						return giveUp(m.ctxErr(ctx.Err()))
+					case driver.IsRetryable(err):
+						// It may have landed: the next read tells.
+						m.log.Debug("objsync: joining the queue failed, will read back", "err", err)
+					default:
+						return giveUp(fmt.Errorf("objsync: %w", err))
+					}
+				}
+				m.log.Debug("objsync: waiting", "holder", cur.obj.Holder, "fence", cur.obj.Fence, "place", pos, "expires_in", left)
+				var err error
+				if pos < 0 {
+					err = b.wait(ctx, left)
+				} else {
+					err = queued.wait(ctx, queueSpot{cur.obj.Holder, pos}, left)
+				}
+				if err != nil {
 					return giveUp(m.ctxErr(err))
 				}
 				cur = nil
@@ -435,6 +475,84 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 		}
 		cur = nil
 	}
+}
+
+// join writes cur with a at the end of its queue, conditional on cur's
+// version, and returns the state written. An error wrapping
+// driver.ErrPrecondition means someone wrote first; after any other, the
+// write may have landed.
+func (m *Mutex) join(ctx context.Context, a *attempt, cur *snapshot, value string, ttl time.Duration) (*snapshot, error) {
+	seq := a.next(time.Now())
+	a.joins[seq] = true
+	obj := cur.obj.joined(waiter{Holder: a.id, Seq: seq, TTLMillis: ttl.Milliseconds(), Value: value, Host: hostname, PID: os.Getpid()})
+	v, err := m.store.Write(ctx, m.key, obj.encode(), cur.version)
+	if err != nil {
+		return nil, err
+	}
+	return &snapshot{exists: true, version: v, obj: obj}, nil
+}
+
+// queueSpot is a waiter's place in a queue: behind which holder, how far.
+type queueSpot struct {
+	holder string
+	pos    int
+}
+
+// queuePacer paces the polls of a waiter in the queue. Each poll is a
+// read, billed on most stores, so a waiter sleeps until about when it
+// expects the lock to be handed to it, going by how often this process
+// has seen the queue move, and then polls at a quarter of that interval,
+// doubling up to the maximum backoff while its place stays the same.
+// Without an estimate yet, the first waiter starts at a quarter of the
+// minimum backoff and the one at place p (from 0) at p times it. A long
+// hold costs each waiter at most one read per maximum backoff (1s by
+// default).
+type queuePacer struct {
+	m     *Mutex
+	spot  queueSpot // the place last seen
+	since time.Time // when it was first seen
+	b     backoff
+}
+
+func (p *queuePacer) wait(ctx context.Context, spot queueSpot, atMost time.Duration) error {
+	if spot != p.spot {
+		now := time.Now()
+		if moved := p.spot.pos - spot.pos; !p.since.IsZero() && moved > 0 {
+			p.m.shared.queueMoved(now.Sub(p.since) / time.Duration(moved))
+		}
+		p.spot, p.since = spot, now
+		o := p.m.opts
+		every := p.m.shared.handoffEvery()
+		first, start := time.Duration(0), max(o.minBackoff/4, time.Millisecond)
+		switch {
+		case every > 0:
+			// About when the lock comes to us: the current hold has
+			// run for half a hand-off on average.
+			first, start = saturatingMul(every, spot.pos)+every/2, max(every/4, time.Millisecond)
+		case spot.pos > 0:
+			start = saturatingMul(o.minBackoff, spot.pos)
+		}
+		p.b = backoff{min: min(start, o.maxBackoff), max: o.maxBackoff}
+		if first > 0 {
+			return sleep(ctx, min(first, o.maxBackoff, atMost))
+		}
+	}
+	return p.b.wait(ctx, atMost)
+}
+
+// handed records that the lock was handed to this waiter.
+func (p *queuePacer) handed() {
+	if !p.since.IsZero() {
+		p.m.shared.queueMoved(time.Since(p.since) / time.Duration(p.spot.pos+1))
+	}
+}
+
+// saturatingMul returns d×n, or the largest duration if that overflows.
+func saturatingMul(d time.Duration, n int) time.Duration {
+	if n > 0 && d > math.MaxInt64/time.Duration(n) {
+		return math.MaxInt64
+	}
+	return d * time.Duration(n)
 }
 
 // acquiringState is the held state that attempt a writes over cur: the
@@ -511,15 +629,19 @@ func (m *Mutex) release(ctx context.Context, a *attempt, snap *snapshot) error {
 	var unanswered []int64
 	for {
 		now := time.Now()
-		obj := snap.obj
-		obj.State, obj.Holder, obj.Seq, obj.WrittenAt = stateFree, a.id, a.next(now), now.UTC()
+		seq := a.next(now)
+		obj := released(a.id, seq, snap, now)
 		v, err := m.store.Write(ctx, m.key, obj.encode(), snap.version)
 		if err == nil {
-			m.shared.wrote(&snapshot{exists: true, version: v, obj: obj})
+			if written := (&snapshot{exists: true, version: v, obj: obj}); obj.held() {
+				m.shared.handedOff(written)
+			} else {
+				m.shared.wrote(written)
+			}
 			return nil
 		}
 		if !errors.Is(err, driver.ErrPrecondition) {
-			unanswered = append(unanswered, obj.Seq)
+			unanswered = append(unanswered, seq)
 			err = fmt.Errorf("objsync: release %s: %w", m.loc, err)
 		} else {
 			err = nil
@@ -537,9 +659,10 @@ func (m *Mutex) release(ctx context.Context, a *attempt, snap *snapshot) error {
 			return nil // a release whose answer was lost had landed
 		case slices.ContainsFunc(unanswered, func(seq int64) bool { return cur.follows(a.id, seq) }):
 			return nil // it had landed, and someone has taken the lock since
-		case a.owns(cur) || (cur.exists && cur.version == snap.version):
-			// Still the state to free (or a renewal of ours that landed
-			// late): write again, unless the error said not to.
+		case a.owns(cur) || cur.key() == snap.key():
+			// Still the state to free (perhaps with waiters joined, or a
+			// renewal of ours that landed late): write again, unless the
+			// error said not to.
 			snap = cur
 			if err != nil && !driver.IsRetryable(err) {
 				return err
@@ -560,23 +683,69 @@ func (m *Mutex) release(ctx context.Context, a *attempt, snap *snapshot) error {
 	}
 }
 
+// released is the state that a release, signed by holder with seq, writes
+// over snap: the lock handed to the first waiter of snap's queue, with the
+// next fence, or else the free state. A hand-off names the release as the
+// state it replaced, so that a releaser whose answer was lost learns from
+// it that its write landed.
+func released(holder string, seq int64, snap *snapshot, now time.Time) lockObject {
+	obj := snap.obj
+	obj.WrittenAt = now.UTC()
+	if len(obj.Queue) == 0 || obj.Fence == math.MaxInt64 {
+		obj.State, obj.Holder, obj.Seq, obj.Queue = stateFree, holder, seq, nil
+		return obj
+	}
+	w := obj.Queue[0]
+	return lockObject{
+		Format: lockFormat, State: stateHeld, Holder: w.Holder, Fence: obj.Fence + 1, Seq: w.Seq,
+		TTLMillis: w.TTLMillis, Prev: holder, PrevSeq: seq,
+		Queue: slices.Clone(obj.Queue[1:]), QueueSeq: obj.QueueSeq + 1,
+		Value: w.Value, Host: w.Host, PID: w.PID, AcquiredAt: now.UTC(), WrittenAt: now.UTC(),
+	}
+}
+
 // abandonWithin bounds the freeing of an abandoned acquisition.
 const abandonWithin = 2 * time.Second
 
 // abandon frees the lock if a write of an acquisition that is being given
-// up landed after all, so that no hold is left that nobody renews. It does
-// nothing if the acquisition wrote nothing.
+// up landed after all (or a release handed it the lock), so that no hold
+// is left that nobody renews, and takes it out of the queue if it joined
+// one. It does nothing if the acquisition wrote nothing.
 func (m *Mutex) abandon(a *attempt, ttl time.Duration) {
 	if a.seq == 0 {
 		return
 	}
 	// Bounded, so that a Lock, TryLock or Close never waits long past its
-	// context for a store that fails: the lock then expires after its TTL.
+	// context for a store that fails: the lock then expires after its TTL,
+	// and a waiter left in the queue costs those behind it at most that.
 	ctx, cancel := context.WithTimeout(context.Background(), min(leaseValidity(ttl), abandonWithin))
 	defer cancel()
-	if cur, err := m.read(ctx); err == nil && a.owns(cur) {
-		if err := m.release(ctx, a, cur); err != nil {
-			m.log.Warn("objsync: could not free an abandoned acquisition; it expires after its ttl", "err", err)
+	b := m.newBackoff()
+	for {
+		cur, err := m.read(ctx)
+		switch {
+		case err != nil:
+			return
+		case a.owns(cur):
+			if err := m.release(ctx, a, cur); err != nil {
+				m.log.Warn("objsync: could not free an abandoned acquisition; it expires after its ttl", "err", err)
+			}
+			return
+		case !cur.exists || cur.obj.position(a.id) < 0:
+			return
+		}
+		left := cur.obj.without(a.id)
+		_, err = m.store.Write(ctx, m.key, left.encode(), cur.version)
+		switch {
+		case err == nil:
+			return
+		case ctx.Err() != nil:
+			m.log.Warn("objsync: could not leave the queue; a release may hand this attempt the lock, which then expires after its ttl", "err", err)
+			return
+		case !errors.Is(err, driver.ErrPrecondition):
+			if b.wait(ctx, 0) != nil {
+				return
+			}
 		}
 	}
 }
@@ -592,8 +761,9 @@ func describeOther(cur *snapshot) string {
 	}
 }
 
-// Unlock releases the lock with a conditional write of the free state, so
-// that it never frees a lock someone else has taken over. It returns
+// Unlock releases the lock with a conditional write of the free state, or
+// of the hand-off to the first Lock waiting in the lock's queue, so that
+// it never frees a lock someone else has taken over. It returns
 // ErrNotHeld if this Mutex holds no lock, and an error wrapping ErrLockLost
 // if the hold had ended before (see Err) or someone else had replaced it.
 // If a release's answer was lost and others wrote before it could be read
@@ -689,12 +859,13 @@ func (m *Mutex) state(cur *snapshot) State {
 	return State{
 		Exists: true, Held: o.held(), Holder: o.Holder, Value: o.Value, Fence: o.Fence,
 		TTL: o.ttl(), Host: o.Host, PID: o.PID, AcquiredAt: o.AcquiredAt, RenewedAt: o.WrittenAt,
-		Unchanged: m.shared.unchanged(cur),
+		Unchanged: m.shared.unchanged(cur), Waiters: len(o.Queue),
 	}
 }
 
-// Break frees the lock whoever holds it, with a write conditional on the
-// state it read, and returns that state. A lock that is free or absent is
+// Break frees the lock whoever holds it (or hands it to the first waiter
+// in its queue), with a write conditional on the state it read, and
+// returns that state. A lock that is free or absent is
 // left alone and its state returned with ErrNotHeld.
 //
 // Break is for people repairing a stuck lock (objsync unlock --force), not

@@ -3,6 +3,7 @@ package objsync
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/objsync/objsync/driver"
@@ -37,13 +38,55 @@ type lockObject struct {
 	// its holder and sequence number. A releaser whose answer was lost
 	// learns from them that its free state had landed before the next
 	// holder came. Absent in objects of objsync before they were added.
-	Prev       string    `json:"prev,omitempty"`
-	PrevSeq    int64     `json:"prev_seq,omitempty"`
+	Prev    string `json:"prev,omitempty"`
+	PrevSeq int64  `json:"prev_seq,omitempty"`
+	// Queue lists the Locks waiting for a held lock, in the order they
+	// joined; the release hands the lock to the first. QueueSeq counts
+	// the changes to the queue, so that a waiter leaving it never writes
+	// bytes that were written before.
+	Queue      []waiter  `json:"queue,omitempty"`
+	QueueSeq   int64     `json:"queue_seq,omitempty"`
 	Value      string    `json:"value,omitempty"`
 	Host       string    `json:"host,omitempty"`
 	PID        int       `json:"pid,omitempty"`
 	AcquiredAt time.Time `json:"acquired_at"`
 	WrittenAt  time.Time `json:"written_at"`
+}
+
+// waiter is a Lock in a lock's queue: what the held state that hands the
+// lock to it is made of. Holder and Seq are the waiter's attempt and the
+// number of its write that joined the queue; its lease, once the lock is
+// handed to it, counts from when it sent that write.
+type waiter struct {
+	Holder    string `json:"holder"`
+	Seq       int64  `json:"seq"`
+	TTLMillis int64  `json:"ttl_ms"`
+	Value     string `json:"value,omitempty"`
+	Host      string `json:"host,omitempty"`
+	PID       int    `json:"pid,omitempty"`
+}
+
+// maxQueue bounds the queue, and so the size of the lock object. Waiters
+// beyond it poll without joining.
+const maxQueue = 16
+
+// position returns the index of holder in the queue, or -1.
+func (o *lockObject) position(holder string) int {
+	return slices.IndexFunc(o.Queue, func(w waiter) bool { return w.Holder == holder })
+}
+
+// joined returns o with w at the end of its queue.
+func (o lockObject) joined(w waiter) lockObject {
+	o.Queue = append(slices.Clip(o.Queue), w)
+	o.QueueSeq++
+	return o
+}
+
+// without returns o without holder in its queue.
+func (o lockObject) without(holder string) lockObject {
+	o.Queue = slices.DeleteFunc(slices.Clone(o.Queue), func(w waiter) bool { return w.Holder == holder })
+	o.QueueSeq++
+	return o
 }
 
 // ttl is the holder's lease; decodeLock keeps it within MaxTTL.
@@ -89,8 +132,26 @@ func decodeLock(data []byte) (lockObject, error) {
 		return lockObject{}, fmt.Errorf("%w: held with a ttl of %d ms, outside %v to %v", ErrNotLock, o.TTLMillis, MinTTL, MaxTTL)
 	case o.TTLMillis < 0 || o.TTLMillis > MaxTTL.Milliseconds():
 		return lockObject{}, fmt.Errorf("%w: a ttl of %d ms, outside 0 to %v", ErrNotLock, o.TTLMillis, MaxTTL)
+	case len(o.Queue) > maxQueue:
+		return lockObject{}, fmt.Errorf("%w: %d waiters queued, more than %d", ErrNotLock, len(o.Queue), maxQueue)
+	}
+	for _, w := range o.Queue {
+		if w.Holder == "" || w.Seq < 1 || w.TTLMillis < MinTTL.Milliseconds() || w.TTLMillis > MaxTTL.Milliseconds() {
+			return lockObject{}, fmt.Errorf("%w: a waiter without an id, or with a ttl of %d ms, outside %v to %v", ErrNotLock, w.TTLMillis, MinTTL, MaxTTL)
+		}
 	}
 	return o, nil
+}
+
+// stateKey identifies a state written by or for a holder: its holder id
+// and sequence number. A waiter joining or leaving the queue changes the
+// object's version but not its key, and extends nobody's lease, so the
+// takeover rule counts how long the key, not the version, is unchanged:
+// waiters cannot keep a dead holder's lock alive.
+type stateKey struct {
+	exists, held bool
+	holder       string
+	seq          int64
 }
 
 // snapshot is one state of a lock key as last read or written.
@@ -98,6 +159,10 @@ type snapshot struct {
 	exists  bool
 	version driver.Version
 	obj     lockObject
+}
+
+func (s *snapshot) key() stateKey {
+	return stateKey{exists: s.exists, held: s.exists && s.obj.held(), holder: s.obj.Holder, seq: s.obj.Seq}
 }
 
 // fence is the fence of the state, 0 for a key never written.

@@ -172,9 +172,13 @@ type State struct {
 	PID        int
 	AcquiredAt time.Time
 	RenewedAt  time.Time
-	// Unchanged is how long this process has seen the object unchanged,
+	// Unchanged is how long this process has seen the holder's state
+	// unchanged (waiters joining or leaving the queue do not count),
 	// counted on its own monotonic clock from the first read that
-	// returned this state. A held lock unchanged for longer than TTL has
+	// returned it. A held lock unchanged for longer than TTL has
 	// a holder that stopped renewing.
 	Unchanged time.Duration
+	// Waiters is how many Locks wait in the lock's queue, to which its
+	// releases hand the lock in turn.
+	Waiters int
 }

@@ -17,11 +17,16 @@ type sharedLock struct {
 	id    sharedID
 	token chan struct{} // holds a value while a goroutine acquires or holds
 
-	mu     sync.Mutex
-	last   *snapshot      // the latest state this process read or wrote
-	seen   driver.Version // the version whose unchanged time is being counted
-	seenAt time.Time      // when the first read returning seen returned
-	refs   int            // 0 for a sharedLock that is not in the table
+	mu        sync.Mutex
+	last      *snapshot // the latest state this process read or wrote
+	seen      stateKey  // the state whose unchanged time is being counted
+	seenAt    time.Time // when the first read returning seen returned
+	refs      int       // 0 for a sharedLock that is not in the table
+	handoff   *snapshot // the last hand-off this process wrote
+	handoffAt time.Time // when it was answered
+	// every estimates how often the lock's queue moves on by one place,
+	// as this process's waiters have seen it; 0 until one has.
+	every time.Duration
 }
 
 // sharedID is what makes two Mutexes share: the same store and key. The
@@ -114,8 +119,8 @@ func (s *sharedLock) observed(snap *snapshot, returned time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.last = snap
-	if snap.version != s.seen || s.seenAt.IsZero() {
-		s.seen, s.seenAt = snap.version, returned
+	if snap.key() != s.seen || s.seenAt.IsZero() {
+		s.seen, s.seenAt = snap.key(), returned
 	}
 }
 
@@ -124,6 +129,27 @@ func (s *sharedLock) wrote(snap *snapshot) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.last = snap
+}
+
+// handedOff records a state this process wrote to hand the lock to a
+// waiter.
+func (s *sharedLock) handedOff(snap *snapshot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.last, s.handoff, s.handoffAt = snap, snap, time.Now()
+}
+
+// recentHandoff returns the hand-off this process wrote last if nothing
+// newer is known of the lock and it was answered less than d ago: a Lock
+// right after an Unlock that handed the lock on can join the queue from
+// it, with no read, and is usually right.
+func (s *sharedLock) recentHandoff(d time.Duration) *snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last == nil || s.last != s.handoff || time.Since(s.handoffAt) >= d {
+		return nil
+	}
+	return s.last
 }
 
 // lastFree returns the latest known state if it is free or absent: the
@@ -138,11 +164,32 @@ func (s *sharedLock) lastFree() *snapshot {
 	return s.last
 }
 
-// unchanged returns how long reads have returned snap's version.
+// queueMoved records that a waiter saw the queue move on by one place in
+// about d.
+func (s *sharedLock) queueMoved(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.every == 0 {
+		s.every = d
+	} else {
+		s.every += (d - s.every) / 4
+	}
+}
+
+// handoffEvery returns how often the queue moves on by one place, as far
+// as this process knows, or 0.
+func (s *sharedLock) handoffEvery() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.every
+}
+
+// unchanged returns how long reads have returned snap's state, by its
+// key: changes to the queue alone do not count.
 func (s *sharedLock) unchanged(snap *snapshot) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if snap.version != s.seen {
+	if snap.key() != s.seen {
 		return 0
 	}
 	return time.Since(s.seenAt)

@@ -65,6 +65,11 @@ func Run(t *testing.T, h Harness) {
 		{"ProclaimLateWrite", testProclaimLateWrite},
 		{"GiveUpBounded", testGiveUpBounded},
 		{"OutageRiddenOut", testOutageRiddenOut},
+		{"QueueOrder", testQueueOrder},
+		{"QueueWaiterGivesUp", testQueueWaiterGivesUp},
+		{"QueueDeadWaiter", testQueueDeadWaiter},
+		{"QueueChurn", testQueueChurn},
+		{"HandOffAnswerLost", testHandOffAnswerLost},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, key := h(t)
@@ -256,8 +261,9 @@ func testRaceForNewKey(t *testing.T, s driver.Store, key string) {
 }
 
 // testLocalWaiters has 16 goroutines of one process wait on a lock held by
-// another process: only one of them polls the store, and when the lock is
-// freed they hand it on locally, one write to take and one to free.
+// another process: only one of them joins the lock's queue and polls the
+// store, the other process's release hands it the lock, and then they hand
+// it on locally, one write to take and one to free.
 func testLocalWaiters(t *testing.T, s driver.Store, key string) {
 	const waiters = 16
 	other := open(t, newClient(s, "other"), key)
@@ -283,7 +289,7 @@ func testLocalWaiters(t *testing.T, s driver.Store, key string) {
 		})
 	}
 	time.Sleep(200 * time.Millisecond)
-	if local.writes.Load() != 0 || local.reads.Load() == 0 {
+	if local.writes.Load() != 1 || local.reads.Load() == 0 { // the write joined the queue
 		t.Fatalf("while held elsewhere: %d writes, %d reads", local.writes.Load(), local.reads.Load())
 	}
 	unlockOrFatal(t, other)

@@ -1,0 +1,244 @@
+package locktest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/objsync/objsync"
+	"github.com/objsync/objsync/driver"
+)
+
+// The tests in this file check the queue: Locks waiting on a held lock
+// join a queue in the lock object, and a release hands the lock to the
+// first of them.
+
+// waitWaiters waits until the lock's queue has n waiters.
+func waitWaiters(t *testing.T, m *objsync.Mutex, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := inspect(t, m)
+		if st.Waiters == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the queue has %d waiters after 10s, want %d", st.Waiters, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// testQueueOrder: waiters in different processes get the lock in the
+// order they joined the queue, each handed it by the release before, with
+// consecutive fences, for one write to join and one to release.
+func testQueueOrder(t *testing.T, s driver.Store, key string) {
+	const waiters = 4
+	holder := open(t, newClient(s, "holder"), key)
+	first := lockOrFatal(t, holder, time.Minute)
+
+	var mu sync.Mutex
+	var order []int
+	var fences []int64
+	errs := make(chan error, waiters)
+	clients := make([]*client, waiters)
+	var wg sync.WaitGroup
+	for i := range waiters {
+		clients[i] = newClient(s, fmt.Sprint("w", i))
+		m := open(t, clients[i], key)
+		wg.Go(func() {
+			fence, err := m.Lock(context.Background(), time.Minute)
+			if err != nil {
+				errs <- err
+				return
+			}
+			mu.Lock()
+			order, fences = append(order, i), append(fences, fence)
+			mu.Unlock()
+			time.Sleep(10 * time.Millisecond)
+			if err := m.Unlock(context.Background()); err != nil {
+				errs <- err
+			}
+		})
+		waitWaiters(t, holder, i+1)
+	}
+	unlockOrFatal(t, holder)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for i := range waiters {
+		if order[i] != i || fences[i] != first+1+int64(i) {
+			t.Fatalf("waiters got the lock in the order %v with fences %v; want 0 to %d with fences from %d", order, fences, waiters-1, first+1)
+		}
+		if w := clients[i].writes.Load(); w != 2 {
+			t.Errorf("waiter %d made %d writes, want 2: one to join the queue, one to release", i, w)
+		}
+	}
+	if st := inspect(t, holder); st.Held || st.Waiters != 0 {
+		t.Fatalf("after the last release: %+v, want free with no waiters", st)
+	}
+}
+
+// testQueueWaiterGivesUp: a waiter whose context ends leaves the queue,
+// so that the release hands the lock to the one behind it at once.
+func testQueueWaiterGivesUp(t *testing.T, s driver.Store, key string) {
+	holder := open(t, newClient(s, "holder"), key)
+	first := lockOrFatal(t, holder, time.Minute)
+
+	quitter := open(t, newClient(s, "quitter"), key)
+	ctx, cancel := context.WithCancel(context.Background())
+	quit := make(chan error, 1)
+	go func() { _, err := quitter.Lock(ctx, time.Minute); quit <- err }()
+	waitWaiters(t, holder, 1)
+	next := open(t, newClient(s, "next"), key)
+	got := make(chan error, 1)
+	go func() { _, err := next.Lock(context.Background(), time.Minute); got <- err }()
+	waitWaiters(t, holder, 2)
+
+	cancel()
+	if err := <-quit; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Lock whose context was cancelled = %v", err)
+	}
+	if st := inspect(t, holder); st.Waiters != 1 {
+		t.Fatalf("%d waiters after one gave up, want 1", st.Waiters)
+	}
+	start := time.Now()
+	unlockOrFatal(t, holder)
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	// Handed over at once: far sooner than the quitter's TTL of a minute.
+	if waited := time.Since(start); waited > 10*time.Second || next.Fence() != first+1 {
+		t.Fatalf("the waiter behind one that gave up got fence %d after %v; want fence %d at once", next.Fence(), waited, first+1)
+	}
+	unlockOrFatal(t, next)
+}
+
+// testQueueDeadWaiter: a waiter that dies in the queue (here, cut off from
+// the store, so that it cannot leave) is handed the lock, which then
+// expires: it delays the waiter behind it by its own TTL, no more.
+func testQueueDeadWaiter(t *testing.T, s driver.Store, key string) {
+	const deadTTL = 300 * time.Millisecond
+	holder := open(t, newClient(s, "holder"), key)
+	first := lockOrFatal(t, holder, time.Minute)
+
+	deadClient := newClient(s, "dead")
+	dead := open(t, deadClient, key)
+	ctx, cancel := context.WithCancel(context.Background())
+	gone := make(chan error, 1)
+	go func() { _, err := dead.Lock(ctx, deadTTL); gone <- err }()
+	waitWaiters(t, holder, 1)
+	next := open(t, newClient(s, "next"), key, objsync.WithBackoff(time.Millisecond, 50*time.Millisecond))
+	got := make(chan error, 1)
+	go func() { _, err := next.Lock(context.Background(), time.Minute); got <- err }()
+	waitWaiters(t, holder, 2)
+	deadClient.set(faultCut)
+	cancel()
+	<-gone
+
+	start := time.Now()
+	unlockOrFatal(t, holder)
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	waited := time.Since(start)
+	if next.Fence() != first+2 {
+		t.Fatalf("fence %d, want %d: handed to the dead waiter, then taken over", next.Fence(), first+2)
+	}
+	if waited < deadTTL || waited > deadTTL+5*time.Second {
+		t.Fatalf("the waiter behind a dead one got the lock after %v; want its TTL of %v and little more", waited, deadTTL)
+	}
+	unlockOrFatal(t, next)
+}
+
+// testQueueChurn: waiters that join and leave the queue again and again
+// change the lock object's version, but neither keep a dead holder's lock
+// from expiring nor end a live holder's hold.
+func testQueueChurn(t *testing.T, s driver.Store, key string) {
+	const ttl = 300 * time.Millisecond
+	churn := func(stop <-chan struct{}) *sync.WaitGroup {
+		var wg sync.WaitGroup
+		for i := range 2 {
+			m := open(t, newClient(s, fmt.Sprint("churn", i)), key, objsync.WithBackoff(time.Millisecond, 5*time.Millisecond))
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+					if _, err := m.Lock(ctx, time.Minute); err == nil {
+						m.Unlock(context.Background())
+					}
+					cancel()
+				}
+			})
+		}
+		return &wg
+	}
+
+	writeDeadHolder(t, s, key, ttl, 0)
+	stop := make(chan struct{})
+	wg := churn(stop)
+	watcher := open(t, newClient(s, "watcher"), key)
+	start := time.Now()
+	for st := inspect(t, watcher); st.Holder == "dead"; st = inspect(t, watcher) {
+		if time.Since(start) > 10*ttl {
+			t.Fatalf("the dead holder's lock was not taken over in %v with waiters joining and leaving its queue", 10*ttl)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if waited := time.Since(start); waited < ttl+ttl/100 {
+		t.Fatalf("taken over after %v, want at least %v", waited, ttl+ttl/100)
+	}
+	m := open(t, newClient(s, "holder"), key)
+	lockOrFatal(t, m, time.Second)
+	// Held, with the churn going on, for several TTLs of renewals.
+	time.Sleep(3 * time.Second)
+	if err := m.Err(); err != nil {
+		t.Fatalf("a live holder lost its lock to waiters joining and leaving: %v", err)
+	}
+	unlockOrFatal(t, m)
+	close(stop)
+	wg.Wait()
+}
+
+// testHandOffAnswerLost: a release that hands the lock on and whose answer
+// is lost is settled by the hand-off, even after the new holder has
+// released in turn: Unlock returns nil.
+func testHandOffAnswerLost(t *testing.T, s driver.Store, key string) {
+	c := newClient(s, "holder")
+	holder := open(t, c, key)
+	first := lockOrFatal(t, holder, time.Minute)
+	next := open(t, newClient(s, "next"), key, objsync.WithBackoff(time.Millisecond, 20*time.Millisecond))
+	got := make(chan int64, 1)
+	go func() {
+		fence, err := next.Lock(context.Background(), time.Minute)
+		if err == nil {
+			err = next.Unlock(context.Background())
+		}
+		if err != nil {
+			t.Error(err)
+		}
+		got <- fence
+	}()
+	waitWaiters(t, holder, 1)
+	var fence int64
+	hook := func() { fence = <-got }
+	c.onLostAnswer.Store(&hook)
+	c.set(faultAmbiguous)
+	err := holder.Unlock(context.Background())
+	c.set(faultNone)
+	if err != nil {
+		t.Fatalf("Unlock whose hand-off landed but whose answer was lost: %v", err)
+	}
+	if fence != first+1 {
+		t.Fatalf("the waiter got fence %d, want %d", fence, first+1)
+	}
+}
