@@ -93,7 +93,9 @@
 // gives up (its context ends, or Close) writes itself out of the queue,
 // or releases the lock if it was handed it meanwhile. A waiter that dies
 // in the queue is handed the lock in turn, which then expires: it delays
-// those behind it by its TTL. A takeover clears the queue, since the
+// those behind it by its own TTL, as a holder that dies does. A waiter
+// polls at least every quarter of its TTL, so that a hand-off to it is
+// not taken over before it notices. A takeover clears the queue, since the
 // holder that stopped renewing may have taken its waiters with it; live
 // waiters find themselves gone and join again. The queue holds at most 16
 // waiters; Locks beyond them poll with backoff (WithBackoff), as all did
@@ -112,7 +114,14 @@
 // Joining and leaving change the object's version but not the holder id
 // or sequence number, and extend nobody's lease; the holder's renewals and
 // release that find only the queue changed write again at once over the
-// version they read. Only goroutines in different processes (or on
+// version they read. A waiter joins only within an eighth of the holder's
+// TTL after it first saw the holder's state, before the holder renews
+// (which comes at 0.147×TTL at the earliest), so that waiters coming and
+// going cannot crowd out a renewal; one that comes later polls until the
+// renewal and joins then. A hand-off is marked as written by the
+// release, until the new holder writes: an election's Watch and Leader do
+// not take it for a sign that the new leader is alive, and Campaign writes
+// at once after one. Only goroutines in different processes (or on
 // different Store values) queue in the object: those of one process wait
 // for one another locally (see "One process, many goroutines").
 //
@@ -179,9 +188,10 @@
 // if it is the hold's own held state, the hold was lost. If others wrote
 // in between, Unlock (or Break) cannot tell and returns an error wrapping
 // ErrOutcomeUnknown, which is not a loss. A hand-off names the release's
-// sequence number as the state it replaced, and the new holder's later
-// writes keep that name, so a releaser whose hand-off landed learns it
-// from any of them.
+// sequence number as the state it replaced, and the new holder's renewals
+// and the joins of other waiters keep that name, so a releaser whose
+// hand-off landed learns it from any of them, whatever its write was
+// answered; once the lock has changed hands again, it cannot tell.
 //
 // # Releasing
 //
@@ -255,6 +265,7 @@
 // the headers and ignore them (Wasabi) or refuse them (Backblaze B2);
 // objsync cannot run safely there. GCS and R2 accept about one write per
 // second to one object: locks there suit leader election and jobs that run
-// for seconds or more, not fine-grained locking. The README has the
+// for seconds or more, not fine-grained locking; the joins of waiters use
+// the same budget as the holder's writes. The README has the
 // compatibility table.
 package objsync

@@ -71,15 +71,23 @@ type Leader struct {
 	// tell. Reading again can: an Unchanged shorter than the time since an
 	// earlier read returned means the leader wrote the lock in between,
 	// so was alive then; a state unchanged for the TTL plus 1% makes
-	// Leader return ErrNoLeader.
+	// Leader return ErrNoLeader. Not so while Handed is true.
 	Unchanged time.Duration
+	// Handed reports that the term was begun by the release of the
+	// leader before (see "Waiting in the queue" in the package
+	// documentation) and that its leader has not written the lock since:
+	// it has not been seen alive. Campaign writes at once after a hand-off,
+	// so for a live leader this lasts about one round trip to the store.
+	Handed bool
 }
 
 // Campaign blocks until this candidate leads, or ctx ends, and returns the
 // term's fencing token. While it leads, its lease renews itself; Done and
-// Err of the Mutex say when and why leadership ended.
+// Err of the Mutex say when and why leadership ended. A candidate handed
+// leadership by the release of the leader before writes the lock once
+// before Campaign returns, so that observers see it alive at once.
 func (e *Election) Campaign(ctx context.Context, value string) (int64, error) {
-	h, err := e.mu.lock(ctx, e.ttl, value, true)
+	h, err := e.mu.lock(ctx, e.ttl, value, true, true)
 	if err != nil {
 		return 0, err
 	}
@@ -131,7 +139,7 @@ func (e *Election) leaderOf(cur *snapshot) (Leader, error) {
 	}
 	return Leader{
 		Value: o.Value, Fence: o.Fence, Since: o.AcquiredAt, Holder: o.Holder, Host: o.Host, PID: o.PID,
-		TTL: o.ttl(), Unchanged: unchanged,
+		TTL: o.ttl(), Unchanged: unchanged, Handed: o.Handed,
 	}, nil
 }
 
@@ -173,6 +181,9 @@ func (e *Election) observe(ctx context.Context, withNone bool) <-chan Leader {
 				switch {
 				case lerr != nil:
 					news = withNone && (!sent || last.Fence != 0)
+				case l.Handed && sent:
+					// Not yet seen alive: wait for its first write, which
+					// Campaign makes at once.
 				case l.Fence > top:
 					news = true
 				case l.Fence == top:

@@ -259,7 +259,7 @@ const maxConflicts = 8
 func (h *hold) writeOnce(ctx context.Context, change func(*lockObject), first int64) (ok bool, other *snapshot, err error) {
 	now := time.Now()
 	obj := h.snap.obj
-	obj.Seq, obj.WrittenAt = h.a.next(now), now.UTC()
+	obj.Seq, obj.WrittenAt, obj.Handed = h.a.next(now), now.UTC(), false
 	if change != nil {
 		change(&obj)
 	}

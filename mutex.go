@@ -178,7 +178,7 @@ func (m *Mutex) newBackoff() backoff {
 // seen on the lock, its own ttl included: an outage shorter than that is
 // ridden out.
 func (m *Mutex) Lock(ctx context.Context, ttl time.Duration) (fence int64, err error) {
-	h, err := m.lock(ctx, ttl, m.opts.value, true)
+	h, err := m.lock(ctx, ttl, m.opts.value, true, false)
 	if err != nil {
 		return 0, err
 	}
@@ -190,14 +190,17 @@ func (m *Mutex) Lock(ctx context.Context, ttl time.Duration) (fence int64, err e
 // once with ok false otherwise. It makes a few tries at most when the
 // store fails or answers late, and then returns the error.
 func (m *Mutex) TryLock(ctx context.Context, ttl time.Duration) (ok bool, fence int64, err error) {
-	h, err := m.lock(ctx, ttl, m.opts.value, false)
+	h, err := m.lock(ctx, ttl, m.opts.value, false, false)
 	if err != nil || h == nil {
 		return false, 0, err
 	}
 	return true, h.fence, nil
 }
 
-func (m *Mutex) lock(ctx context.Context, ttl time.Duration, value string, wait bool) (*hold, error) {
+// lock acquires the lock; with confirm, a hold handed over by another's
+// release is written once before it is returned, so that the holder has
+// been seen writing (Campaign: a leader is seen alive).
+func (m *Mutex) lock(ctx context.Context, ttl time.Duration, value string, wait, confirm bool) (*hold, error) {
 	if err := m.checkLease(ttl); err != nil {
 		return nil, err
 	}
@@ -228,6 +231,16 @@ func (m *Mutex) lock(ctx context.Context, ttl time.Duration, value string, wait 
 			return nil, ErrClosed
 		}
 		return nil, err
+	}
+	if confirm && h.snap.obj.Handed {
+		// Before the renewals start, which would race with it. A failure
+		// is the renewals' to retry, unless it ended the hold.
+		if err := h.update(ctx, nil); err != nil && h.Err() != nil {
+			m.abandon(h.a, ttl)
+			h.leave()
+			<-m.own
+			return nil, h.Err()
+		}
 	}
 	m.mu.Lock()
 	if m.closed {
@@ -413,7 +426,7 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 					return giveUp(lastErr)
 				}
 				pos := cur.obj.position(a.id)
-				if pos < 0 && len(cur.obj.Queue) < maxQueue {
+				if pos < 0 && len(cur.obj.Queue) < maxQueue && m.shared.unchanged(cur) < joinWithin(cur.obj.ttl()) {
 					// Join the queue, so that a release hands us the lock
 					// in turn.
 					joined, err := m.join(ctx, a, cur, value, ttl)
@@ -437,7 +450,9 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 				if pos < 0 {
 					err = b.wait(ctx, left)
 				} else {
-					err = queued.wait(ctx, queueSpot{cur.obj.Holder, pos}, left)
+					// At least every quarter of our own TTL: a hand-off to
+					// us is taken over after it, unless we notice it.
+					err = queued.wait(ctx, queueSpot{cur.obj.Holder, pos}, min(left, takeoverAfter(ttl)/4))
 				}
 				if err != nil {
 					return giveUp(m.ctxErr(err))
@@ -476,6 +491,14 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 		cur = nil
 	}
 }
+
+// joinWithin is how long after it first saw a holder's state a waiter may
+// join the queue: an eighth of the holder's TTL, before the holder renews
+// (a third of the time to the loss notice, at least 0.147×TTL). Joins and
+// departures cannot then crowd out a renewal, however many waiters come
+// and go; a waiter that comes later polls until it sees the renewal and
+// joins then.
+func joinWithin(ttl time.Duration) time.Duration { return ttl / 8 }
 
 // join writes cur with a at the end of its queue, conditional on cur's
 // version, and returns the state written. An error wrapping
@@ -561,7 +584,7 @@ func (m *Mutex) acquiringState(a *attempt, cur *snapshot, value string, ttl time
 	now := time.Now()
 	if a.owns(cur) {
 		obj := cur.obj
-		obj.Seq, obj.WrittenAt = a.next(now), now.UTC()
+		obj.Seq, obj.WrittenAt, obj.Handed = a.next(now), now.UTC(), false
 		return obj, nil
 	}
 	if cur.fence() == math.MaxInt64 {
@@ -627,9 +650,11 @@ func (m *Mutex) release(ctx context.Context, a *attempt, snap *snapshot) error {
 	// The sequence numbers of free states sent whose answer was lost: an
 	// acquisition over one of them names it as the state it replaced.
 	var unanswered []int64
+	var sent []int64 // every release sent: a state that names one follows it
 	for {
 		now := time.Now()
 		seq := a.next(now)
+		sent = append(sent, seq)
 		obj := released(a.id, seq, snap, now)
 		v, err := m.store.Write(ctx, m.key, obj.encode(), snap.version)
 		if err == nil {
@@ -657,7 +682,7 @@ func (m *Mutex) release(ctx context.Context, a *attempt, snap *snapshot) error {
 			}
 		case cur.exists && cur.obj.Holder == a.id && !cur.obj.held():
 			return nil // a release whose answer was lost had landed
-		case slices.ContainsFunc(unanswered, func(seq int64) bool { return cur.follows(a.id, seq) }):
+		case slices.ContainsFunc(sent, func(seq int64) bool { return cur.follows(a.id, seq) }):
 			return nil // it had landed, and someone has taken the lock since
 		case a.owns(cur) || cur.key() == snap.key():
 			// Still the state to free (perhaps with waiters joined, or a
@@ -698,7 +723,7 @@ func released(holder string, seq int64, snap *snapshot, now time.Time) lockObjec
 	w := obj.Queue[0]
 	return lockObject{
 		Format: lockFormat, State: stateHeld, Holder: w.Holder, Fence: obj.Fence + 1, Seq: w.Seq,
-		TTLMillis: w.TTLMillis, Prev: holder, PrevSeq: seq,
+		TTLMillis: w.TTLMillis, Prev: holder, PrevSeq: seq, Handed: true,
 		Queue: slices.Clone(obj.Queue[1:]), QueueSeq: obj.QueueSeq + 1,
 		Value: w.Value, Host: w.Host, PID: w.PID, AcquiredAt: now.UTC(), WrittenAt: now.UTC(),
 	}

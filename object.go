@@ -44,8 +44,12 @@ type lockObject struct {
 	// joined; the release hands the lock to the first. QueueSeq counts
 	// the changes to the queue, so that a waiter leaving it never writes
 	// bytes that were written before.
-	Queue      []waiter  `json:"queue,omitempty"`
-	QueueSeq   int64     `json:"queue_seq,omitempty"`
+	Queue    []waiter `json:"queue,omitempty"`
+	QueueSeq int64    `json:"queue_seq,omitempty"`
+	// Handed marks a held state written by the release that handed the
+	// lock over, not by its holder; the holder's own writes clear it. A
+	// leader has been seen alive only once it wrote.
+	Handed     bool      `json:"handed,omitempty"`
 	Value      string    `json:"value,omitempty"`
 	Host       string    `json:"host,omitempty"`
 	PID        int       `json:"pid,omitempty"`
@@ -66,8 +70,9 @@ type waiter struct {
 	PID       int    `json:"pid,omitempty"`
 }
 
-// maxQueue bounds the queue, and so the size of the lock object. Waiters
-// beyond it poll without joining.
+// maxQueue bounds the queue, and so the size of the lock object: waiters
+// beyond it poll without joining. A longer queue read from the store (a
+// later version may allow one) is served all the same.
 const maxQueue = 16
 
 // position returns the index of holder in the queue, or -1.
@@ -132,8 +137,6 @@ func decodeLock(data []byte) (lockObject, error) {
 		return lockObject{}, fmt.Errorf("%w: held with a ttl of %d ms, outside %v to %v", ErrNotLock, o.TTLMillis, MinTTL, MaxTTL)
 	case o.TTLMillis < 0 || o.TTLMillis > MaxTTL.Milliseconds():
 		return lockObject{}, fmt.Errorf("%w: a ttl of %d ms, outside 0 to %v", ErrNotLock, o.TTLMillis, MaxTTL)
-	case len(o.Queue) > maxQueue:
-		return lockObject{}, fmt.Errorf("%w: %d waiters queued, more than %d", ErrNotLock, len(o.Queue), maxQueue)
 	}
 	for _, w := range o.Queue {
 		if w.Holder == "" || w.Seq < 1 || w.TTLMillis < MinTTL.Milliseconds() || w.TTLMillis > MaxTTL.Milliseconds() {

@@ -129,8 +129,9 @@
 //
 // objsync status shows the lock as stored: held or free, the holder's
 // value, host, pid and id, the fence, the ttl, and when the hold began and
-// was last renewed, by the holder's clock. "Unchanged" is how long this
-// process has seen the lock object stay the same: 0 for the single read
+// was last renewed, by the holder's clock, and how many waiters are in its
+// queue. "Unchanged" is how long this process has seen the holder's state
+// stay the same (waiters joining or leaving do not count): 0 for the single read
 // status makes, unless --for DURATION has it watch the lock for that long.
 // A held lock unchanged for longer than its ttl has a holder that stopped
 // renewing it. status exits 0 whether the lock is held or not.
@@ -150,6 +151,7 @@
 //	renewed_at    string  when the holder last wrote the lock (for a free lock, released it); null likewise
 //	unchanged_ms  number  how long this process saw the lock unchanged
 //	watched_ms    number  how long it watched (--for)
+//	waiters       number  how many waiters are in the lock's queue
 //
 // # unlock
 //

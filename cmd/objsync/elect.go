@@ -178,7 +178,7 @@ func confirmLeader(ctx context.Context, m *objsync.Mutex, e *objsync.Election, s
 			return noLeader(m)
 		case err != nil:
 			return err
-		case l.Unchanged < watched:
+		case l.Unchanged < watched && !l.Handed:
 			return show(l, true) // it wrote the lock since the first read
 		}
 		seen = l

@@ -16,9 +16,10 @@ const statusHelp = `Usage: objsync status [--json] [--for DURATION] DSN
 
 Show the lock as stored: whether it is held; the holder's value, host, pid
 and id; the fence; the ttl; when the hold began and was last renewed, by the
-holder's clock, which may differ from this one. It exits 0, held or not.
+holder's clock, which may differ from this one; and how many waiters are
+in the lock's queue. It exits 0, held or not.
 
-"unchanged" is how long this objsync saw the lock object stay the same: 0
+"unchanged" is how long this objsync saw the holder's state stay the same: 0
 after the single read status makes, unless --for has it watch the lock for
 a while. A held lock unchanged for longer than its ttl has a holder that
 stopped renewing it; a waiting 'objsync lock' would take it over.
@@ -36,6 +37,7 @@ With --json it prints one JSON object with these fields:
   renewed_at    when the holder last wrote the lock, RFC 3339, holder's clock (null too)
   unchanged_ms  how long this objsync saw the lock unchanged
   watched_ms    how long it watched (--for)
+  waiters       how many waiters are in the lock's queue
 
 Example:
   objsync status --for 40s --json gs://ops-locks/nightly
@@ -57,6 +59,7 @@ type statusJSON struct {
 	RenewedAt       *time.Time `json:"renewed_at"`
 	UnchangedMillis int64      `json:"unchanged_ms"`
 	WatchedMillis   int64      `json:"watched_ms"`
+	Waiters         int        `json:"waiters"`
 }
 
 func runStatus(args []string) error {
@@ -131,6 +134,9 @@ func printStatus(m *objsync.Mutex, st objsync.State, watched time.Duration) {
 	row("holder", "%s", st.Holder)
 	row("acquired", "%s (holder's clock)", wallTime(st.AcquiredAt))
 	row("renewed", "%s (holder's clock)", wallTime(st.RenewedAt))
+	if st.Held {
+		row("waiters", "%d in the queue (a release hands the lock to the first)", st.Waiters)
+	}
 	if watched == 0 {
 		row("unchanged", "%s (a single read; --for watches the lock)", short(st.Unchanged))
 	} else {
@@ -145,7 +151,7 @@ func printJSON(m *objsync.Mutex, st objsync.State, watched time.Duration) error 
 	j := statusJSON{
 		Lock: m.String(), Exists: st.Exists, Held: st.Held, Value: st.Value, Holder: st.Holder,
 		Host: st.Host, PID: st.PID, Fence: st.Fence, TTLMillis: st.TTL.Milliseconds(),
-		UnchangedMillis: st.Unchanged.Milliseconds(), WatchedMillis: watched.Milliseconds(),
+		UnchangedMillis: st.Unchanged.Milliseconds(), WatchedMillis: watched.Milliseconds(), Waiters: st.Waiters,
 	}
 	if st.Exists {
 		acquired, renewed := st.AcquiredAt.UTC(), st.RenewedAt.UTC()

@@ -35,10 +35,21 @@ func TestStatusJSON(t *testing.T) {
 		t.Errorf("acquired_at %v, renewed_at %v: not during this test", st.AcquiredAt, st.RenewedAt)
 	}
 
+	// A waiting objsync lock joins the lock's queue; the release hands it
+	// the lock.
+	w := startCLI(t, dir, "lock", "--value", "waiter", "lock", "--", "true")
+	for deadline := time.Now().Add(10 * time.Second); status(t, dir).Waiters != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no waiter in the queue after 10s: %+v", status(t, dir))
+		}
+	}
 	h.cmd.Process.Signal(syscall.SIGTERM)
 	h.wait(t)
-	if st := status(t, dir); !st.Exists || st.Held || st.Fence != 1 || st.Value != "json holder" {
-		t.Errorf("a released lock: %+v; want free, with the last holder's fence and value", st)
+	if r := w.wait(t); r.code != 0 {
+		t.Fatalf("the waiter: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if st := status(t, dir); !st.Exists || st.Held || st.Fence != 2 || st.Value != "waiter" || st.Waiters != 0 {
+		t.Errorf("a lock handed on and released: %+v; want free, with the waiter's fence and value", st)
 	}
 }
 

@@ -30,6 +30,7 @@ func RunElection(t *testing.T, h Harness) {
 		{"LeaderStopsRenewing", testLeaderStopsRenewing},
 		{"RunEndsWithLeadership", testRunEndsWithLeadership},
 		{"OneLeaderAmongFive", testOneLeaderAmongFive},
+		{"WatchWaitsForHandedLeader", testWatchWaitsForHandedLeader},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, key := h(t)
@@ -428,5 +429,60 @@ func testOneLeaderAmongFive(t *testing.T, s driver.Store, key string) {
 	}
 	if len(x.fences) < terms {
 		t.Fatalf("%d terms, want at least %d", len(x.fences), terms)
+	}
+}
+
+// testWatchWaitsForHandedLeader: a candidate handed leadership by the
+// leader's resignation has been seen alive only once it writes the lock.
+// Frozen in the queue, it is not sent by Watch, and Leader says Handed;
+// thawed, its Campaign writes at once and Watch sends it.
+func testWatchWaitsForHandedLeader(t *testing.T, s driver.Store, key string) {
+	const ttl, frozen = 3 * time.Second, time.Second
+	withTTL := func(name string) candidate {
+		c := newCandidate(t, s, key, name)
+		c.Election = objsync.NewElection(c.m, objsync.WithLeaderTTL(ttl))
+		return c
+	}
+	leader := withTTL("leader")
+	first := campaignOrFatal(t, leader, "L")
+	cand := withTTL("candidate")
+	campaigned := make(chan error, 1)
+	go func() { _, err := cand.Campaign(context.Background(), "C"); campaigned <- err }()
+	waitWaiters(t, leader.m, 1)
+	// Its requests from now on wait out the freeze before they go.
+	thawAt := time.Now().Add(frozen)
+	cand.c.hang.Store(int64(frozen))
+	time.AfterFunc(frozen, func() { cand.c.hang.Store(0) })
+
+	observer := withTTL("observer")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	watch := observer.Watch(ctx)
+	if l := <-watch; l.Fence != first {
+		t.Fatalf("Watch's first leader: %+v, want fence %d", l, first)
+	}
+	if err := leader.Resign(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	l, err := observer.Leader(context.Background())
+	if err != nil || l.Fence != first+1 || !l.Handed {
+		t.Fatalf("Leader after the hand-off = %+v, %v; want fence %d, Handed", l, err, first+1)
+	}
+	select {
+	case l := <-watch:
+		if time.Now().Before(thawAt) {
+			t.Fatalf("Watch sent %+v, handed leadership by a release, while it was frozen", l)
+		}
+		if l.Value != "C" || l.Handed {
+			t.Fatalf("Watch sent %+v, want the candidate, seen writing", l)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Watch sent no leader")
+	}
+	if err := <-campaigned; err != nil {
+		t.Fatal(err)
+	}
+	if err := cand.Resign(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }

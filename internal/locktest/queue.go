@@ -160,10 +160,10 @@ func testQueueDeadWaiter(t *testing.T, s driver.Store, key string) {
 // change the lock object's version, but neither keep a dead holder's lock
 // from expiring nor end a live holder's hold.
 func testQueueChurn(t *testing.T, s driver.Store, key string) {
-	const ttl = 300 * time.Millisecond
+	const ttl, churners = 300 * time.Millisecond, 6
 	churn := func(stop <-chan struct{}) *sync.WaitGroup {
 		var wg sync.WaitGroup
-		for i := range 2 {
+		for i := range churners {
 			m := open(t, newClient(s, fmt.Sprint("churn", i)), key, objsync.WithBackoff(time.Millisecond, 5*time.Millisecond))
 			wg.Go(func() {
 				for {
@@ -172,7 +172,7 @@ func testQueueChurn(t *testing.T, s driver.Store, key string) {
 						return
 					default:
 					}
-					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 					if _, err := m.Lock(ctx, time.Minute); err == nil {
 						m.Unlock(context.Background())
 					}
@@ -197,16 +197,26 @@ func testQueueChurn(t *testing.T, s driver.Store, key string) {
 	if waited := time.Since(start); waited < ttl+ttl/100 {
 		t.Fatalf("taken over after %v, want at least %v", waited, ttl+ttl/100)
 	}
-	m := open(t, newClient(s, "holder"), key)
+	close(stop)
+	wg.Wait()
+
+	// A holder slower than the waiters: between its read and its write,
+	// several of them come or go. Held, with the churn going on, for
+	// several TTLs of renewals.
+	slow := newClient(s, "holder")
+	slow.latency = 10 * time.Millisecond
+	m := open(t, slow, key)
 	lockOrFatal(t, m, time.Second)
-	// Held, with the churn going on, for several TTLs of renewals.
+	stop = make(chan struct{})
+	wg = churn(stop)
 	time.Sleep(3 * time.Second)
-	if err := m.Err(); err != nil {
+	err := m.Err()
+	close(stop)
+	wg.Wait()
+	if err != nil {
 		t.Fatalf("a live holder lost its lock to waiters joining and leaving: %v", err)
 	}
 	unlockOrFatal(t, m)
-	close(stop)
-	wg.Wait()
 }
 
 // testHandOffAnswerLost: a release that hands the lock on and whose answer

@@ -45,8 +45,10 @@ const (
 // that lose a race with 500 instead of 412. If the object holds exactly the
 // bytes written, the write landed; if it holds another state than the one
 // the condition named, another write won and the result is
-// driver.ErrPrecondition; if it is unchanged, the original error is
-// returned. Every other error is returned as put gave it, for the driver to
+// driver.ErrPrecondition (or, rarely, ours landed and a writer that read it
+// wrote over it at once: the lock protocol settles every write by the ids
+// in the object, never by this error alone); if it is unchanged, the
+// original error is returned. Every other error is returned as put gave it, for the driver to
 // map.
 func Write(ctx context.Context, data []byte, ifVersion driver.Version,
 	put func(context.Context) (driver.Version, error),

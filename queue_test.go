@@ -1,0 +1,173 @@
+package objsync_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/objsync/objsync"
+	"github.com/objsync/objsync/driver"
+	"github.com/objsync/objsync/internal/s3compat"
+	"github.com/objsync/objsync/mem"
+)
+
+// waitForWaiters waits until the lock m is on has n waiters queued.
+func waitForWaiters(t *testing.T, m *objsync.Mutex, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		st, err := m.Inspect(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Waiters == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d waiters after 10s, want %d", st.Waiters, n)
+		}
+	}
+}
+
+// TestHandOffSettledAsPrecondition: the s3 and minio drivers settle a 5xx
+// answer to a write by reading the object back, and answer
+// ErrPrecondition when another state is in place, which after a hand-off
+// may be a waiter that joined the handed state at once. Unlock must learn
+// from the hand-off that its release landed, whatever the error said (it
+// returned ErrLockLost).
+func TestHandOffSettledAsPrecondition(t *testing.T) {
+	base := mem.Namespace(t.Name())
+	base.Reset()
+	defer base.Reset()
+
+	var hook atomic.Pointer[func()]
+	serverErr := errors.New("500 InternalError")
+	holderStore := writeVia{Store: base, name: "holder", write: func(ctx context.Context, key string, data []byte, v driver.Version) (driver.Version, error) {
+		put := func(ctx context.Context) (driver.Version, error) {
+			nv, err := base.Write(ctx, key, data, v)
+			if err != nil {
+				return "", err
+			}
+			if h := hook.Swap(nil); h != nil {
+				(*h)() // the write has landed; its answer is a 5xx
+				return "", serverErr
+			}
+			return nv, nil
+		}
+		answer := func(err error) s3compat.Answer {
+			if errors.Is(err, serverErr) {
+				return s3compat.ServerError
+			}
+			return s3compat.Other
+		}
+		read := func(ctx context.Context) ([]byte, driver.Version, error) { return base.Read(ctx, key) }
+		nv, err := s3compat.Write(ctx, data, v, put, answer, read)
+		if err != nil && !errors.Is(err, driver.ErrPrecondition) {
+			err = driver.Retryable(err)
+		}
+		return nv, err
+	}}
+	holder := objsync.NewMutex(holderStore, "lock")
+	defer holder.Close()
+	first, err := holder.Lock(context.Background(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast := objsync.WithBackoff(time.Millisecond, 10*time.Millisecond)
+	next := objsync.NewMutex(view{base, "next"}, "lock", fast)
+	defer next.Close()
+	got := make(chan error, 1)
+	go func() { _, err := next.Lock(context.Background(), time.Minute); got <- err }()
+	waitForWaiters(t, holder, 1)
+
+	third := objsync.NewMutex(view{base, "third"}, "lock", fast)
+	defer third.Close()
+	thirdDone := make(chan error, 1)
+	joinAfterHandOff := func() {
+		go func() { _, err := third.Lock(context.Background(), time.Minute); thirdDone <- err }()
+		waitForWaiters(t, next, 1)
+	}
+	hook.Store(&joinAfterHandOff)
+	err = holder.Unlock(context.Background())
+	if e := <-got; e != nil {
+		t.Fatal(e)
+	}
+	if err != nil || next.Fence() != first+1 {
+		t.Fatalf("Unlock = %v, and the waiter holds fence %d; want nil, and fence %d handed to the waiter", err, next.Fence(), first+1)
+	}
+	if err := next.Unlock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-thirdDone; err != nil {
+		t.Fatal(err)
+	}
+	third.Unlock(context.Background())
+}
+
+// writeVia is a process's view of a store whose writes go through write.
+type writeVia struct {
+	driver.Store
+	name  string
+	write func(ctx context.Context, key string, data []byte, v driver.Version) (driver.Version, error)
+}
+
+func (w writeVia) Location(key string) string { return w.Store.Location(key) + "#" + w.name }
+
+func (w writeVia) Write(ctx context.Context, key string, data []byte, v driver.Version) (driver.Version, error) {
+	return w.write(ctx, key, data, v)
+}
+
+// TestShortTTLWaiterKeepsItsTurn: a waiter polls at least every quarter of
+// its own TTL, so that the lock handed to it is not taken over by the one
+// behind before it notices. With a TTL of 300ms and the default backoff
+// (1s at most), after a long hold, the waiter behind took the lock over
+// in 3 to 6 runs of 20.
+func TestShortTTLWaiterKeepsItsTurn(t *testing.T) {
+	for run := range 20 {
+		synctest.Test(t, func(t *testing.T) {
+			base := mem.Namespace(fmt.Sprintf("%s-%d", t.Name(), run))
+			base.Reset()
+			defer base.Reset()
+			holder := objsync.NewMutex(view{base, "holder"}, "lock")
+			defer holder.Close()
+			first, err := holder.Lock(context.Background(), 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			var order []string
+			var fences []int64
+			var wg sync.WaitGroup
+			for i, name := range []string{"A", "B"} {
+				m := objsync.NewMutex(view{base, name}, "lock")
+				defer m.Close()
+				wg.Go(func() {
+					fence, err := m.Lock(context.Background(), 300*time.Millisecond)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					order, fences = append(order, name), append(fences, fence)
+					mu.Unlock()
+					m.Unlock(context.Background())
+				})
+				for st := (objsync.State{}); st.Waiters != i+1; st, _ = holder.Inspect(context.Background()) {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			time.Sleep(5 * time.Second) // a long hold: the waiters poll slowly
+			if err := holder.Unlock(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			wg.Wait()
+			if len(order) != 2 || order[0] != "A" || fences[0] != first+1 {
+				t.Fatalf("run %d: the lock went to %v with fences %v; want A first, handed fence %d", run, order, fences, first+1)
+			}
+		})
+	}
+}
