@@ -91,7 +91,11 @@
 // accepted their joins, and a contended hand-off costs two writes, the
 // join and the release, as an uncontended Lock and Unlock do. A Lock that
 // gives up (its context ends, or Close) writes itself out of the queue,
-// or releases the lock if it was handed it meanwhile. A waiter that dies
+// or releases the lock if it was handed it meanwhile. A join whose write
+// lands only after its Lock gave up (a store may apply a request after
+// the client stopped waiting) leaves a waiter that is gone, as a Lock
+// killed in the queue does; so a Lock whose context ends within a second
+// does not join, and polls as before queues. A waiter that dies
 // in the queue is handed the lock in turn, which then expires: it delays
 // those behind it by its own TTL, as a holder that dies does. A waiter
 // polls at least every quarter of its TTL, so that a hand-off to it is
@@ -101,15 +105,19 @@
 // waiters; Locks beyond them poll with backoff (WithBackoff), as all did
 // before queues.
 //
-// Waiters poll by reading, which most stores bill. A waiter sleeps until
-// about when it expects its turn, going by how often this process has
-// seen the queue move on (at first, the first waiter polls at a quarter
-// of the minimum backoff and the one at place p from 0 at p times it),
-// then polls at a quarter of that interval, doubling while its place stays
-// the same, up to the maximum backoff. While one hold lasts long, each
-// waiter costs at most one read per maximum backoff: 1s by default, so
-// about 3,600 reads an hour. In a run of short holds, where the queue
-// moves on every few milliseconds, a waiter makes a few reads per hand-off.
+// Waiters poll by reading, which most stores bill. A waiter sleeps for
+// its place in the queue times the fastest the queue has lately moved on
+// by one place, as this process has seen it; then it polls at half that
+// interval, but at least every quarter of the minimum backoff (5ms by
+// default), eight times, and then ever less often, doubling while its
+// place stays the same, up to the maximum backoff. (Until this process has
+// seen the queue move, the first waiter polls at a quarter of the minimum
+// backoff and the one at place p from 0 at p times it.) While one hold
+// lasts long, each waiter costs at most one read per maximum backoff, and
+// at least one per quarter of its TTL: with the defaults, one read a
+// second, about 3,600 an hour. In a run of short holds the first waiter
+// polls every few milliseconds: objsync bench measured 3 to 5 reads per
+// hand-off with 8 processes holding for 5ms.
 //
 // Joining and leaving change the object's version but not the holder id
 // or sequence number, and extend nobody's lease; the holder's renewals and

@@ -426,7 +426,7 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 					return giveUp(lastErr)
 				}
 				pos := cur.obj.position(a.id)
-				if pos < 0 && len(cur.obj.Queue) < maxQueue && m.shared.unchanged(cur) < joinWithin(cur.obj.ttl()) {
+				if pos < 0 && len(cur.obj.Queue) < maxQueue && m.shared.unchanged(cur) < joinWithin(cur.obj.ttl()) && !deadlineWithin(ctx, joinDeadline) {
 					// Join the queue, so that a release hands us the lock
 					// in turn.
 					joined, err := m.join(ctx, a, cur, value, ttl)
@@ -500,6 +500,19 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 // joins then.
 func joinWithin(ttl time.Duration) time.Duration { return ttl / 8 }
 
+// joinDeadline: a Lock whose context ends sooner than this does not join
+// the queue. A join still on its way when the Lock gives up may land after
+// the Lock has left (a store that applies a request after the client has
+// stopped waiting for it): the lock is then handed to a waiter that is
+// gone, and waits out its TTL.
+const joinDeadline = time.Second
+
+// deadlineWithin reports whether ctx ends within d.
+func deadlineWithin(ctx context.Context, d time.Duration) bool {
+	deadline, ok := ctx.Deadline()
+	return ok && time.Until(deadline) < d
+}
+
 // join writes cur with a at the end of its queue, conditional on cur's
 // version, and returns the state written. An error wrapping
 // driver.ErrPrecondition means someone wrote first; after any other, the
@@ -522,20 +535,28 @@ type queueSpot struct {
 }
 
 // queuePacer paces the polls of a waiter in the queue. Each poll is a
-// read, billed on most stores, so a waiter sleeps until about when it
-// expects the lock to be handed to it, going by how often this process
-// has seen the queue move, and then polls at a quarter of that interval,
-// doubling up to the maximum backoff while its place stays the same.
-// Without an estimate yet, the first waiter starts at a quarter of the
-// minimum backoff and the one at place p (from 0) at p times it. A long
-// hold costs each waiter at most one read per maximum backoff (1s by
-// default).
+// read, billed on most stores. A waiter sleeps for its place times the
+// fastest the queue has lately moved on by one place, as this process has
+// seen it, and then polls at half that pace, eight times, and then ever
+// less often, doubling up to the maximum backoff while its place stays the
+// same: a long hold costs each waiter at most one read per maximum backoff
+// (1s by default). The fastest, not the average: a waiter's own polls make
+// the queue seem to move slower than it does, and an average fed by them
+// would slow the queue down to match it. Until this process has seen the
+// queue move, the first waiter polls at a quarter of the minimum backoff,
+// and the one at place p (from 0) at p times the minimum backoff.
 type queuePacer struct {
-	m     *Mutex
-	spot  queueSpot // the place last seen
-	since time.Time // when it was first seen
-	b     backoff
+	m      *Mutex
+	spot   queueSpot // the place last seen
+	since  time.Time // when it was first seen
+	steady int       // polls left at step before backing off
+	step   time.Duration
+	b      backoff
 }
+
+// steadyPolls is how many polls a waiter makes at its pace before it
+// backs off.
+const steadyPolls = 8
 
 func (p *queuePacer) wait(ctx context.Context, spot queueSpot, atMost time.Duration) error {
 	if spot != p.spot {
@@ -545,20 +566,22 @@ func (p *queuePacer) wait(ctx context.Context, spot queueSpot, atMost time.Durat
 		}
 		p.spot, p.since = spot, now
 		o := p.m.opts
-		every := p.m.shared.handoffEvery()
-		first, start := time.Duration(0), max(o.minBackoff/4, time.Millisecond)
-		switch {
+		step, first := max(o.minBackoff/4, time.Millisecond), time.Duration(0)
+		switch every := p.m.shared.handoffEvery(); {
 		case every > 0:
-			// About when the lock comes to us: the current hold has
-			// run for half a hand-off on average.
-			first, start = saturatingMul(every, spot.pos)+every/2, max(every/4, time.Millisecond)
+			first, step = saturatingMul(every, spot.pos), max(min(step, every/2), time.Millisecond)
 		case spot.pos > 0:
-			start = saturatingMul(o.minBackoff, spot.pos)
+			step = saturatingMul(o.minBackoff, spot.pos)
 		}
-		p.b = backoff{min: min(start, o.maxBackoff), max: o.maxBackoff}
+		p.steady, p.step = steadyPolls, min(step, o.maxBackoff)
+		p.b = backoff{min: p.step, max: o.maxBackoff}
 		if first > 0 {
 			return sleep(ctx, min(first, o.maxBackoff, atMost))
 		}
+	}
+	if p.steady > 0 {
+		p.steady--
+		return sleep(ctx, min(p.step, atMost))
 	}
 	return p.b.wait(ctx, atMost)
 }

@@ -24,7 +24,7 @@ type sharedLock struct {
 	refs      int       // 0 for a sharedLock that is not in the table
 	handoff   *snapshot // the last hand-off this process wrote
 	handoffAt time.Time // when it was answered
-	// every estimates how often the lock's queue moves on by one place,
+	// every estimates how fast the lock's queue moves on by one place,
 	// as this process's waiters have seen it; 0 until one has.
 	every time.Duration
 }
@@ -165,14 +165,16 @@ func (s *sharedLock) lastFree() *snapshot {
 }
 
 // queueMoved records that a waiter saw the queue move on by one place in
-// about d.
+// about d. The estimate follows the fastest: it drops to a faster sample
+// at once, and rises by a tenth per sample, so that it can follow a lock
+// that became slower, but is not carried up by waiters that poll late.
 func (s *sharedLock) queueMoved(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.every == 0 {
+	if s.every == 0 || d < s.every {
 		s.every = d
 	} else {
-		s.every += (d - s.every) / 4
+		s.every += min(d-s.every, s.every/10)
 	}
 }
 

@@ -34,12 +34,20 @@ type benchFigures struct {
 // figures of both (the table of issue 12). It checks what must hold
 // whatever the machine's speed: every hold done, no two holders, an
 // uncontended cycle of two requests, the scratch object removed.
+//
+// OBJSYNC_BENCH_BASELINE, the path of another objsync binary (built from
+// an older commit, say), has each case run with it too, in turn with this
+// one, so that the two are compared in one run on one server.
 func TestBenchOnMinIO(t *testing.T) {
 	srv := StartMinIO(t)
 	env := append(os.Environ(),
 		"AWS_ACCESS_KEY_ID="+srv.AccessKey,
 		"AWS_SECRET_ACCESS_KEY="+srv.SecretKey,
 		"AWS_EC2_METADATA_DISABLED=true")
+	bins := []struct{ name, path string }{{"this", objsyncBin}}
+	if base := os.Getenv("OBJSYNC_BENCH_BASELINE"); base != "" {
+		bins = append([]struct{ name, path string }{{"baseline", base}}, bins...)
+	}
 	for _, tc := range []struct {
 		name              string
 		procs, goroutines int
@@ -48,37 +56,48 @@ func TestBenchOnMinIO(t *testing.T) {
 		{"8 goroutines of one process", 1, 8},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dsn := fmt.Sprintf("s3://%s/bench/%d-%d?endpoint=%s&region=%s", srv.Bucket, tc.procs, tc.goroutines, url.QueryEscape(srv.Endpoint), srv.Region)
-			cmd := exec.Command(objsyncBin, "bench", "--json", "--procs", fmt.Sprint(tc.procs), "--goroutines", fmt.Sprint(tc.goroutines),
-				"--holds", "10", "--hold", "5ms", dsn)
-			cmd.Env = env
-			out, err := cmd.Output()
-			if err != nil {
-				var stderr []byte
-				if e, ok := err.(*exec.ExitError); ok {
-					stderr = e.Stderr
+			for _, bin := range bins {
+				dsn := fmt.Sprintf("s3://%s/bench/%s-%d-%d?endpoint=%s&region=%s", srv.Bucket, bin.name, tc.procs, tc.goroutines, url.QueryEscape(srv.Endpoint), srv.Region)
+				f := runBench(t, bin.path, env, dsn, tc.procs, tc.goroutines)
+				t.Logf("%s: | %s | %.1f | %.2f (%.2f read, %.2f write, %.2f failed precondition) | %.0f ms | %.0f ms | %.0f ms | gap p99 %.0f ms | max run %d |",
+					bin.name, tc.name, f.HoldsPerSecond, f.RequestsPerHold.Total, f.RequestsPerHold.Read, f.RequestsPerHold.Write, f.RequestsPerHold.PreconditionFailed,
+					f.WaitMS.P50, f.WaitMS.P99, f.WaitMS.Max, f.GapMS.P99, f.MaxRun)
+				t.Logf("%s: uncontended: cycle p50 %.1f ms, %v requests, write %.1f ms", bin.name, f.Uncontended.CycleMS.P50, f.Uncontended.RequestsPerCycle.Total, f.Uncontended.WriteMS)
+				if want := tc.procs * tc.goroutines * 10; f.Holds != want {
+					t.Errorf("%s: holds = %d, want %d", bin.name, f.Holds, want)
 				}
-				t.Fatalf("objsync bench: %v\n%s", err, stderr)
-			}
-			var f benchFigures
-			if err := json.Unmarshal(out, &f); err != nil {
-				t.Fatalf("bench --json: %v\n%s", err, out)
-			}
-			t.Logf("| %s | %.1f | %.2f | %.0f ms | %.0f ms | %.0f ms | gap p99 %.0f ms | max run %d |",
-				tc.name, f.HoldsPerSecond, f.RequestsPerHold.Total, f.WaitMS.P50, f.WaitMS.P99, f.WaitMS.Max, f.GapMS.P99, f.MaxRun)
-			t.Logf("uncontended: cycle p50 %.1f ms, %v requests, write %.1f ms", f.Uncontended.CycleMS.P50, f.Uncontended.RequestsPerCycle.Total, f.Uncontended.WriteMS)
-			if want := tc.procs * tc.goroutines * 10; f.Holds != want {
-				t.Errorf("holds = %d, want %d", f.Holds, want)
-			}
-			if f.Violations != 0 {
-				t.Errorf("bench saw %d violations", f.Violations)
-			}
-			if f.Uncontended.RequestsPerCycle.Total != 2 {
-				t.Errorf("an uncontended Lock+Unlock took %v requests, want 2", f.Uncontended.RequestsPerCycle.Total)
-			}
-			if !f.ScratchRemoved {
-				t.Error("the scratch object was not removed")
+				if f.Violations != 0 {
+					t.Errorf("%s: bench saw %d violations", bin.name, f.Violations)
+				}
+				if f.Uncontended.RequestsPerCycle.Total != 2 {
+					t.Errorf("%s: an uncontended Lock+Unlock took %v requests, want 2", bin.name, f.Uncontended.RequestsPerCycle.Total)
+				}
+				if !f.ScratchRemoved {
+					t.Errorf("%s: the scratch object was not removed", bin.name)
+				}
 			}
 		})
 	}
+}
+
+// runBench runs bin's objsync bench with --json on dsn, 10 holds of 5ms
+// per contender, and returns its figures.
+func runBench(t *testing.T, bin string, env []string, dsn string, procs, goroutines int) benchFigures {
+	t.Helper()
+	cmd := exec.Command(bin, "bench", "--json", "--procs", fmt.Sprint(procs), "--goroutines", fmt.Sprint(goroutines),
+		"--holds", "10", "--hold", "5ms", dsn)
+	cmd.Env = env
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if e, ok := err.(*exec.ExitError); ok {
+			stderr = e.Stderr
+		}
+		t.Fatalf("objsync bench: %v\n%s", err, stderr)
+	}
+	var f benchFigures
+	if err := json.Unmarshal(out, &f); err != nil {
+		t.Fatalf("bench --json: %v\n%s", err, out)
+	}
+	return f
 }

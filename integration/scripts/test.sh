@@ -47,7 +47,7 @@ phase() {
 
 run_tests() (
 	cd "$module"
-	go test -count=1 "$@" ./...
+	go test -count=1 -timeout 30m "$@" ./...
 )
 
 trap remove_leftovers EXIT

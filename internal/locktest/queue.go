@@ -172,8 +172,13 @@ func testQueueChurn(t *testing.T, s driver.Store, key string) {
 						return
 					default:
 					}
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
-					if _, err := m.Lock(ctx, time.Minute); err == nil {
+					// Cancelled rather than timed out: Lock does not join
+					// the queue when its deadline is near. A join that
+					// lands after its Lock gave up leaves a waiter that is
+					// gone, which costs its TTL: a short one.
+					ctx, cancel := context.WithCancel(context.Background())
+					time.AfterFunc(10*time.Millisecond, cancel)
+					if _, err := m.Lock(ctx, time.Second); err == nil {
 						m.Unlock(context.Background())
 					}
 					cancel()
