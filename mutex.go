@@ -232,13 +232,17 @@ func (m *Mutex) lock(ctx context.Context, ttl time.Duration, value string, wait,
 		}
 		return nil, err
 	}
+	// drop gives up a hold that will not be returned after all.
+	drop := func() {
+		m.abandon(h.a, ttl)
+		h.leave()
+		<-m.own
+	}
 	if confirm && h.snap.obj.Handed {
 		// Before the renewals start, which would race with it. A failure
 		// is the renewals' to retry, unless it ended the hold.
 		if err := h.update(ctx, nil); err != nil && h.Err() != nil {
-			m.abandon(h.a, ttl)
-			h.leave()
-			<-m.own
+			drop()
 			return nil, h.Err()
 		}
 	}
@@ -246,9 +250,7 @@ func (m *Mutex) lock(ctx context.Context, ttl time.Duration, value string, wait,
 	if m.closed {
 		m.mu.Unlock()
 		h.end(ErrClosed)
-		m.abandon(h.a, ttl)
-		h.leave()
-		<-m.own
+		drop()
 		return nil, ErrClosed
 	}
 	m.hold = h
@@ -390,8 +392,8 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 			// Our write landed, or a release handed us the lock: the lease
 			// counts from when our write (the acquisition, or the one that
 			// joined the queue) was sent.
-			late := time.Since(a.sent[cur.obj.Seq])
-			if a.joins[cur.obj.Seq] {
+			late, handed := time.Since(a.sent[cur.obj.Seq]), a.joins[cur.obj.Seq]
+			if handed {
 				queued.handed()
 			}
 			if late <= timing.fresh {
@@ -399,7 +401,7 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 			}
 			// Too little of the lease is left to hand it to the caller.
 			// Write again, as a renewal would, for a fresh lease.
-			if a.joins[cur.obj.Seq] {
+			if handed {
 				m.log.Debug("objsync: handed the lock after a long wait; renewing before holding", "waited", late)
 				break
 			}
@@ -420,13 +422,14 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 				continue
 			}
 		case cur.exists && cur.obj.held():
-			left := takeoverAfter(cur.obj.ttl()) - m.shared.unchanged(cur)
+			seen := m.shared.unchanged(cur)
+			left := takeoverAfter(cur.obj.ttl()) - seen
 			if left > 0 {
 				if !wait {
 					return giveUp(lastErr)
 				}
 				pos := cur.obj.position(a.id)
-				if pos < 0 && len(cur.obj.Queue) < maxQueue && m.shared.unchanged(cur) < joinWithin(cur.obj.ttl()) && !deadlineWithin(ctx, joinDeadline) {
+				if pos < 0 && len(cur.obj.Queue) < maxQueue && seen < joinWithin(cur.obj.ttl()) && !deadlineWithin(ctx, joinDeadline) {
 					// Join the queue, so that a release hands us the lock
 					// in turn.
 					joined, err := m.join(ctx, a, cur, value, ttl)
