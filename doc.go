@@ -75,17 +75,27 @@
 // the held state again, unchanged but for itself added at the end of the
 // queue, conditional on the version it read. Its entry holds what the
 // held state that hands it the lock is made of: its holder id, the
-// sequence number of the write that joined, its TTL and value. A release
-// by a holder whose queue is not empty does not write the free state: it
-// writes the first waiter's held state, with the next fence, the rest of
-// the queue, and, as the state it replaced, the releaser's holder id and
-// the sequence number of the release. The waiter learns of it from its
-// next read, and holds the lock from then on, with no write of its own.
-// Its lease counts from when it sent the write that joined, an instant
-// before the hand-off was written and so before anyone could read it: on
-// its own clock, earlier than any contender starts counting. If too much
-// of that lease has gone by the time it reads the hand-off (it waited
-// long), it writes the state again, as a renewal, before Lock returns.
+// sequence number of the write that joined, its value, and the hand-off
+// lease it asks for (below). A release by a holder whose queue is not
+// empty does not write the free state: it writes the first waiter's held
+// state, with the next fence, the rest of the queue, and, as the state it
+// replaced, the releaser's holder id and the sequence number of the
+// release. The waiter learns of it from its next read, and holds the lock
+// from then on, with no write of its own. Its lease is the hand-off lease,
+// counted from when it sent the last request whose answer did not show
+// the hand-off yet (its last poll, or the write that joined): that request
+// was served before the hand-off was written, so before anyone could read
+// it; on its own clock, earlier than any contender starts counting. If
+// too much of that lease has gone by the time it reads the hand-off, it
+// writes the state again, as a renewal, before Lock returns; so it does
+// too without renewals (WithoutRenewal), which would not lengthen it.
+//
+// The hand-off lease is short, so that a waiter that died in the queue
+// holds up those behind it briefly: four of its longest polls (below), at
+// least MinTTL and twice the loss notice, at most its TTL: 4s with the
+// default backoff and a TTL of 8s or more, half the TTL below that. The
+// waiter's first renewal writes its own TTL, and the hold then renews at
+// that TTL's pace.
 //
 // So waiters in different processes take the lock in the order the store
 // accepted their joins, and a contended hand-off costs two writes, the
@@ -97,9 +107,9 @@
 // killed in the queue does; so a Lock whose context ends within a second
 // does not join, and polls as before queues. A waiter that dies
 // in the queue is handed the lock in turn, which then expires: it delays
-// those behind it by its own TTL, as a holder that dies does. A waiter
-// polls at least every quarter of its TTL, so that a hand-off to it is
-// not taken over before it notices. A takeover clears the queue, since the
+// those behind it by the hand-off lease. A waiter polls at least every
+// eighth of its TTL and every maximum backoff, so that it notices a
+// hand-off well within that lease. A takeover clears the queue, since the
 // holder that stopped renewing may have taken its waiters with it; live
 // waiters find themselves gone and join again. The queue holds at most 16
 // waiters; Locks beyond them poll with backoff (WithBackoff), as all did
@@ -114,7 +124,7 @@
 // seen the queue move, the first waiter polls at a quarter of the minimum
 // backoff and the one at place p from 0 at p times it.) While one hold
 // lasts long, each waiter costs at most one read per maximum backoff, and
-// at least one per quarter of its TTL: with the defaults, one read a
+// at least one per eighth of its TTL: with the defaults, one read a
 // second, about 3,600 an hour. In a run of short holds the first waiter
 // polls every few milliseconds: objsync bench measured 3 to 5 reads per
 // hand-off with 8 processes holding for 5ms.
@@ -149,8 +159,8 @@
 //
 // Why this is safe: the state the contender saw was written by a request
 // the holder sent before the contender's read returned (or, for a
-// hand-off, by a release written after the request with which the holder
-// joined the queue, from which its lease counts). The holder stops
+// hand-off, by a release written after a request of the holder's was
+// served, from whose sending its hand-off lease counts). The holder stops
 // relying on the lock at most 0.94×TTL of its clock after sending, which
 // is at most 0.95×TTL of real time; the contender waits at least 1.01×TTL
 // of its clock, at least 0.99×TTL of real time, from a later instant. Each

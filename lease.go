@@ -13,10 +13,10 @@ import (
 // hold is one acquisition of the lock, from the write that took it to
 // Unlock or loss.
 type hold struct {
-	m      *Mutex
-	a      *attempt
-	fence  int64
-	timing leaseTiming // its ttl is the hold's lease
+	m     *Mutex
+	a     *attempt
+	fence int64
+	full  leaseTiming // of the caller's TTL, which every write under the hold carries
 
 	// writeMu is held by whoever writes under this hold: the renewals,
 	// Proclaim and Unlock, across their store calls. It guards a and
@@ -24,11 +24,12 @@ type hold struct {
 	writeMu sync.Mutex
 	snap    *snapshot // the state last written under this hold
 
-	// leaseMu guards sentAt, lastErr and ended. It is never held across a
-	// store call, so that the loss deadline fires on time whatever a store
-	// call is doing.
+	// leaseMu guards sentAt, timing, lastErr and ended. It is never held
+	// across a store call, so that the loss deadline fires on time
+	// whatever a store call is doing.
 	leaseMu  sync.Mutex
 	sentAt   time.Time   // when the last successful write was sent
+	timing   leaseTiming // of the lease that write gave: full, or a hand-off's
 	lastErr  error       // why the last renewal failed, if it did
 	deadline *time.Timer // ends the hold at sentAt + timing.lossAfter
 	ended    bool        // the deadline is stopped for good
@@ -48,18 +49,19 @@ type hold struct {
 	stopped chan struct{} // closed when the renewal goroutine has exited
 }
 
-// newHold makes a hold of snap, a state that a wrote, and starts its loss
-// deadline.
-func (m *Mutex) newHold(a *attempt, snap *snapshot, timing leaseTiming) *hold {
+// newHold makes a hold of snap, a state that a wrote or was handed, whose
+// lease of the given timing counts from since, and starts its loss
+// deadline. full is the timing of the caller's TTL.
+func (m *Mutex) newHold(a *attempt, snap *snapshot, since time.Time, lease, full leaseTiming) *hold {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &hold{
-		m: m, a: a, fence: snap.obj.Fence, timing: timing,
-		snap: snap, sentAt: a.sent[snap.obj.Seq],
+		m: m, a: a, fence: snap.obj.Fence, full: full, timing: lease,
+		snap: snap, sentAt: since,
 		done: make(chan struct{}), ctx: ctx, cancel: cancel, stopped: make(chan struct{}),
 		released: make(chan struct{}),
 	}
 	h.leaseMu.Lock()
-	h.deadline = time.AfterFunc(time.Until(h.sentAt.Add(timing.lossAfter)), h.expire)
+	h.deadline = time.AfterFunc(time.Until(h.sentAt.Add(lease.lossAfter)), h.expire)
 	h.leaseMu.Unlock()
 	return h
 }
@@ -73,12 +75,21 @@ func (h *hold) lossAt() time.Time {
 	return h.sentAt.Add(h.timing.lossAfter)
 }
 
-// extend records a successful write sent at the given instant.
+// lease returns when the last successful write was sent and the timing
+// of the lease it gave.
+func (h *hold) lease() (time.Time, leaseTiming) {
+	h.leaseMu.Lock()
+	defer h.leaseMu.Unlock()
+	return h.sentAt, h.timing
+}
+
+// extend records a successful write sent at the given instant, which
+// carried the caller's TTL.
 func (h *hold) extend(sent time.Time) {
 	h.leaseMu.Lock()
 	defer h.leaseMu.Unlock()
 	if sent.After(h.sentAt) {
-		h.sentAt = sent
+		h.sentAt, h.timing = sent, h.full
 	}
 }
 
@@ -96,11 +107,11 @@ func (h *hold) expire() {
 		h.leaseMu.Unlock()
 		return
 	}
-	why := h.lastErr
+	why, ttl := h.lastErr, h.timing.ttl
 	h.leaseMu.Unlock()
 	switch {
 	case !h.m.opts.renew:
-		h.lost("the lease of %v ran out (renewal is off)", h.timing.ttl)
+		h.lost("the lease of %v ran out (renewal is off)", ttl)
 	case why != nil:
 		h.lost("could not renew within the lease: %v", why)
 	default:
@@ -181,10 +192,8 @@ func (h *hold) run() {
 		return
 	}
 	for {
-		h.leaseMu.Lock()
-		next := h.sentAt.Add(h.timing.renewEvery)
-		h.leaseMu.Unlock()
-		if sleepUntil(h.ctx, next) != nil {
+		sent, timing := h.lease()
+		if sleepUntil(h.ctx, sent.Add(timing.renewEvery)) != nil {
 			return
 		}
 		if h.update(h.ctx, nil) != nil {
@@ -208,7 +217,8 @@ func (h *hold) update(ctx context.Context, change func(*lockObject)) error {
 	if err := h.Err(); err != nil {
 		return err
 	}
-	b := backoff{min: max(h.timing.ttl/50, time.Millisecond), max: h.timing.ttl / 10}
+	_, timing := h.lease()
+	b := backoff{min: max(timing.ttl/50, time.Millisecond), max: timing.ttl / 10}
 	// Only a write of this call carries its change: an earlier one that
 	// landed late (a Proclaim that gave up) extends the lease, no more.
 	first := h.a.seq + 1
@@ -259,7 +269,7 @@ const maxConflicts = 8
 func (h *hold) writeOnce(ctx context.Context, change func(*lockObject), first int64) (ok bool, other *snapshot, err error) {
 	now := time.Now()
 	obj := h.snap.obj
-	obj.Seq, obj.WrittenAt, obj.Handed = h.a.next(now), now.UTC(), false
+	obj.Seq, obj.TTLMillis, obj.WrittenAt, obj.Handed = h.a.next(now), h.full.ttl.Milliseconds(), now.UTC(), false
 	if change != nil {
 		change(&obj)
 	}
@@ -291,8 +301,10 @@ func (h *hold) writeOnce(ctx context.Context, change func(*lockObject), first in
 }
 
 // adopt makes snap, a state written under this hold, the current one.
+// The hand-off a hold began with is not a write of its own: the lease it
+// gave counts from before it, and is not extended by it.
 func (h *hold) adopt(snap *snapshot) {
-	if sent, ok := h.a.sent[snap.obj.Seq]; ok {
+	if sent, ok := h.a.sent[snap.obj.Seq]; ok && !h.a.joins[snap.obj.Seq] {
 		h.extend(sent)
 	}
 	h.snap = snap

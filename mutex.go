@@ -291,6 +291,9 @@ type attempt struct {
 	seq   int64
 	sent  map[int64]time.Time
 	joins map[int64]bool // the numbers of writes that joined a queue
+	// notYet is when the last request was sent whose answer showed the
+	// lock not yet handed to this attempt: a hand-off landed after it.
+	notYet time.Time
 }
 
 func newAttempt() *attempt {
@@ -367,6 +370,7 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 	for {
 		if cur == nil {
 			var err error
+			sent := time.Now()
 			if cur, err = m.read(ctx); err != nil {
 				if ctx.Err() != nil {
 					return giveUp(m.ctxErr(ctx.Err()))
@@ -386,18 +390,25 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 			if cur.exists {
 				patience = max(patience, cur.obj.ttl())
 			}
+			if !a.owns(cur) {
+				a.notYet = sent
+			}
 		}
 		switch {
 		case a.owns(cur):
-			// Our write landed, or a release handed us the lock: the lease
-			// counts from when our write (the acquisition, or the one that
-			// joined the queue) was sent.
-			late, handed := time.Since(a.sent[cur.obj.Seq]), a.joins[cur.obj.Seq]
+			// Our write landed: the lease counts from when it was sent.
+			// Or a release handed us the lock: the hand-off lease it wrote
+			// counts from our last request that did not see it yet.
+			since, lease, handed := a.sent[cur.obj.Seq], timing, a.joins[cur.obj.Seq]
 			if handed {
 				queued.handed()
+				since, lease = a.notYet, m.opts.timing(min(cur.obj.ttl(), ttl))
 			}
-			if late <= timing.fresh {
-				return m.newHold(a, cur, timing), nil
+			late := time.Since(since)
+			// Without renewals nothing would lengthen a short hand-off
+			// lease to the caller's TTL: write it first.
+			if late <= lease.fresh && (lease.ttl == ttl || m.opts.renew) {
+				return m.newHold(a, cur, since, lease, timing), nil
 			}
 			// Too little of the lease is left to hand it to the caller.
 			// Write again, as a renewal would, for a fresh lease.
@@ -453,9 +464,9 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 				if pos < 0 {
 					err = b.wait(ctx, left)
 				} else {
-					// At least every quarter of our own TTL: a hand-off to
-					// us is taken over after it, unless we notice it.
-					err = queued.wait(ctx, queueSpot{cur.obj.Holder, pos}, min(left, takeoverAfter(ttl)/4))
+					// Often enough to take a hand-off well within its
+					// short lease.
+					err = queued.wait(ctx, queueSpot{cur.obj.Holder, pos}, min(left, m.opts.handoffPoll(ttl)))
 				}
 				if err != nil {
 					return giveUp(m.ctxErr(err))
@@ -495,6 +506,20 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 	}
 }
 
+// handoffPoll is the longest a waiter in a lock's queue sleeps between
+// polls: an eighth of its TTL, and at most the maximum backoff.
+func (o *options) handoffPoll(ttl time.Duration) time.Duration { return min(o.maxBackoff, ttl/8) }
+
+// handoffTTL is the lease that a waiter asks a release to hand it, shorter
+// than its TTL so that a waiter that died in the queue holds up the others
+// for that long only: four of its polls, so that it sees a hand-off well
+// within the lease (and holds without a write), and at least MinTTL, and
+// room for the loss notice. Its first renewal writes the full TTL.
+func (o *options) handoffTTL(ttl time.Duration) time.Duration {
+	h := max(4*o.handoffPoll(ttl), MinTTL, 2*o.notice)
+	return min(h.Truncate(time.Millisecond), ttl)
+}
+
 // joinWithin is how long after it first saw a holder's state a waiter may
 // join the queue: an eighth of the holder's TTL, before the holder renews
 // (a third of the time to the loss notice, at least 0.147×TTL). Joins and
@@ -523,11 +548,12 @@ func deadlineWithin(ctx context.Context, d time.Duration) bool {
 func (m *Mutex) join(ctx context.Context, a *attempt, cur *snapshot, value string, ttl time.Duration) (*snapshot, error) {
 	seq := a.next(time.Now())
 	a.joins[seq] = true
-	obj := cur.obj.joined(waiter{Holder: a.id, Seq: seq, TTLMillis: ttl.Milliseconds(), Value: value, Host: hostname, PID: os.Getpid()})
+	obj := cur.obj.joined(waiter{Holder: a.id, Seq: seq, TTLMillis: m.opts.handoffTTL(ttl).Milliseconds(), Value: value, Host: hostname, PID: os.Getpid()})
 	v, err := m.store.Write(ctx, m.key, obj.encode(), cur.version)
 	if err != nil {
 		return nil, err
 	}
+	a.notYet = a.sent[seq]
 	return &snapshot{exists: true, version: v, obj: obj}, nil
 }
 
@@ -609,8 +635,9 @@ func saturatingMul(d time.Duration, n int) time.Duration {
 func (m *Mutex) acquiringState(a *attempt, cur *snapshot, value string, ttl time.Duration) (lockObject, error) {
 	now := time.Now()
 	if a.owns(cur) {
+		// With the caller's TTL: a hand-off wrote a shorter one.
 		obj := cur.obj
-		obj.Seq, obj.WrittenAt, obj.Handed = a.next(now), now.UTC(), false
+		obj.Seq, obj.TTLMillis, obj.WrittenAt, obj.Handed = a.next(now), ttl.Milliseconds(), now.UTC(), false
 		return obj, nil
 	}
 	if cur.fence() == math.MaxInt64 {
@@ -960,7 +987,7 @@ func (m *Mutex) Close() error {
 	m.locking.Wait()
 	var err error
 	if h := m.current(); h != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), leaseValidity(h.timing.ttl))
+		ctx, cancel := context.WithTimeout(context.Background(), leaseValidity(h.full.ttl))
 		err = m.Unlock(ctx)
 		cancel()
 		<-h.released // also an Unlock of another goroutine under way

@@ -12,6 +12,7 @@ import (
 
 	"github.com/objsync/objsync"
 	"github.com/objsync/objsync/driver"
+	"github.com/objsync/objsync/internal/countstore"
 	"github.com/objsync/objsync/internal/s3compat"
 	"github.com/objsync/objsync/mem"
 )
@@ -121,7 +122,7 @@ func (w writeVia) Write(ctx context.Context, key string, data []byte, v driver.V
 	return w.write(ctx, key, data, v)
 }
 
-// TestShortTTLWaiterKeepsItsTurn: a waiter polls at least every quarter of
+// TestShortTTLWaiterKeepsItsTurn: a waiter polls at least every eighth of
 // its own TTL, so that the lock handed to it is not taken over by the one
 // behind before it notices. With a TTL of 300ms and the default backoff
 // (1s at most), after a long hold, the waiter behind took the lock over
@@ -170,4 +171,81 @@ func TestShortTTLWaiterKeepsItsTurn(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHandOffAfterLongHold: a waiter handed the lock after a long hold
+// holds on the hand-off's short lease, counted from its last poll before
+// it, without writing first (it wrote twice before); its first renewal
+// writes its own TTL, and from then on it renews at that TTL's pace. A
+// contender behind it never takes the lock over.
+func TestHandOffAfterLongHold(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = 10 * time.Second
+		base := mem.Namespace(t.Name())
+		base.Reset()
+		defer base.Reset()
+		holder := objsync.NewMutex(view{base, "holder"}, "lock")
+		defer holder.Close()
+		first, err := holder.Lock(context.Background(), ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counted := countstore.New(view{base, "waiter"})
+		waiter := objsync.NewMutex(counted, "lock")
+		defer waiter.Close()
+		handed := make(chan error, 1)
+		go func() { _, err := waiter.Lock(context.Background(), ttl); handed <- err }()
+		waitForWaiters(t, holder, 1)
+		behind := objsync.NewMutex(view{base, "behind"}, "lock")
+		defer behind.Close()
+		behindCtx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		behindDone := make(chan error, 1)
+		go func() { _, err := behind.Lock(behindCtx, ttl); behindDone <- err }()
+		waitForWaiters(t, holder, 2)
+
+		time.Sleep(time.Minute) // a long hold: the waiters poll slowly
+		before := counted.Counts()
+		if err := holder.Unlock(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-handed; err != nil {
+			t.Fatal(err)
+		}
+		if w := counted.Counts().Sub(before).WriteRequests(); w != 0 || waiter.Fence() != first+1 {
+			t.Fatalf("handed the lock, the waiter wrote %d times and holds fence %d; want no write, fence %d", w, waiter.Fence(), first+1)
+		}
+		st, err := waiter.Inspect(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.TTL >= ttl {
+			t.Fatalf("the hand-off's lease is %v; want one shorter than the TTL of %v", st.TTL, ttl)
+		}
+
+		before = counted.Counts()
+		time.Sleep(10 * ttl)
+		if err := waiter.Err(); err != nil {
+			t.Fatalf("the hold ended: %v", err)
+		}
+		if st, err = waiter.Inspect(context.Background()); err != nil || st.TTL != ttl || st.Fence != first+1 {
+			t.Fatalf("state after renewals: %+v, %v; want fence %d with a TTL of %v", st, err, first+1, ttl)
+		}
+		// A renewal every 2.97s at the full TTL: 34 in 100s (84 at the
+		// hand-off's 4s).
+		if w := counted.Counts().Sub(before).WriteRequests(); w > 35 {
+			t.Errorf("%d renewals in %v: the hold renews at the pace of the hand-off's short lease", w, 10*ttl)
+		}
+		select {
+		case err := <-behindDone:
+			t.Fatalf("the contender behind returned %v while the waiter held the lock", err)
+		default:
+		}
+		if err := waiter.Unlock(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-behindDone; err != nil || behind.Fence() != first+2 {
+			t.Fatalf("the contender behind: %v, fence %d; want fence %d", err, behind.Fence(), first+2)
+		}
+	})
 }

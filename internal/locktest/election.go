@@ -435,7 +435,9 @@ func testOneLeaderAmongFive(t *testing.T, s driver.Store, key string) {
 // testWatchWaitsForHandedLeader: a candidate handed leadership by the
 // leader's resignation has been seen alive only once it writes the lock.
 // Frozen in the queue, it is not sent by Watch, and Leader says Handed;
-// thawed, its Campaign writes at once and Watch sends it.
+// frozen past the hand-off's short lease, Watch says there is no leader.
+// Thawed, its Campaign writes at once (nobody else took the lock) and
+// Watch sends it.
 func testWatchWaitsForHandedLeader(t *testing.T, s driver.Store, key string) {
 	const ttl, frozen = 3 * time.Second, time.Second
 	withTTL := func(name string) candidate {
@@ -468,16 +470,27 @@ func testWatchWaitsForHandedLeader(t *testing.T, s driver.Store, key string) {
 	if err != nil || l.Fence != first+1 || !l.Handed {
 		t.Fatalf("Leader after the hand-off = %+v, %v; want fence %d, Handed", l, err, first+1)
 	}
-	select {
-	case l := <-watch:
-		if time.Now().Before(thawAt) {
-			t.Fatalf("Watch sent %+v, handed leadership by a release, while it was frozen", l)
+	noLeader := false
+	for timeout := time.After(10 * time.Second); ; {
+		select {
+		case l := <-watch:
+			if l.Fence == 0 {
+				noLeader = true // the hand-off's lease ran out in the freeze
+				continue
+			}
+			if time.Now().Before(thawAt) {
+				t.Fatalf("Watch sent %+v, handed leadership by a release, while it was frozen", l)
+			}
+			if l.Value != "C" || l.Handed || l.Fence != first+1 {
+				t.Fatalf("Watch sent %+v, want the candidate (fence %d), seen writing", l, first+1)
+			}
+		case <-timeout:
+			t.Fatal("Watch sent no leader")
 		}
-		if l.Value != "C" || l.Handed {
-			t.Fatalf("Watch sent %+v, want the candidate, seen writing", l)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Watch sent no leader")
+		break
+	}
+	if !noLeader {
+		t.Error("Watch did not say there was no leader while the candidate was frozen past its hand-off lease")
 	}
 	if err := <-campaigned; err != nil {
 		t.Fatal(err)

@@ -121,21 +121,25 @@ func testQueueWaiterGivesUp(t *testing.T, s driver.Store, key string) {
 
 // testQueueDeadWaiter: a waiter that dies in the queue (here, cut off from
 // the store, so that it cannot leave) is handed the lock, which then
-// expires: it delays the waiter behind it by its own TTL, no more.
+// expires: it delays the waiter behind it by the short lease a hand-off
+// gives, four of the dead waiter's polls at most (200ms here), not by its
+// TTL of a minute.
 func testQueueDeadWaiter(t *testing.T, s driver.Store, key string) {
-	const deadTTL = 300 * time.Millisecond
+	const deadTTL, pollAtMost = time.Minute, 50 * time.Millisecond
 	holder := open(t, newClient(s, "holder"), key)
 	first := lockOrFatal(t, holder, time.Minute)
 
 	deadClient := newClient(s, "dead")
-	dead := open(t, deadClient, key)
+	dead := open(t, deadClient, key, objsync.WithBackoff(time.Millisecond, pollAtMost))
 	ctx, cancel := context.WithCancel(context.Background())
 	gone := make(chan error, 1)
 	go func() { _, err := dead.Lock(ctx, deadTTL); gone <- err }()
 	waitWaiters(t, holder, 1)
 	next := open(t, newClient(s, "next"), key, objsync.WithBackoff(time.Millisecond, 50*time.Millisecond))
+	lockCtx, lockCancel := context.WithTimeout(context.Background(), deadTTL/2)
+	defer lockCancel()
 	got := make(chan error, 1)
-	go func() { _, err := next.Lock(context.Background(), time.Minute); got <- err }()
+	go func() { _, err := next.Lock(lockCtx, time.Minute); got <- err }()
 	waitWaiters(t, holder, 2)
 	deadClient.set(faultCut)
 	cancel()
@@ -143,15 +147,20 @@ func testQueueDeadWaiter(t *testing.T, s driver.Store, key string) {
 
 	start := time.Now()
 	unlockOrFatal(t, holder)
-	if err := <-got; err != nil {
+	if st, err := next.Inspect(context.Background()); err != nil {
 		t.Fatal(err)
+	} else if st.Fence == first+1 && st.TTL >= deadTTL {
+		t.Errorf("the hand-off to the dead waiter gave it a lease of %v, its whole TTL", st.TTL)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("the waiter behind a dead one: %v after %v", err, time.Since(start))
 	}
 	waited := time.Since(start)
 	if next.Fence() != first+2 {
 		t.Fatalf("fence %d, want %d: handed to the dead waiter, then taken over", next.Fence(), first+2)
 	}
-	if waited < deadTTL || waited > deadTTL+5*time.Second {
-		t.Fatalf("the waiter behind a dead one got the lock after %v; want its TTL of %v and little more", waited, deadTTL)
+	if waited > 4*pollAtMost+5*time.Second {
+		t.Fatalf("the waiter behind a dead one got the lock after %v; want the hand-off lease of %v and little more", waited, 4*pollAtMost)
 	}
 	unlockOrFatal(t, next)
 }
