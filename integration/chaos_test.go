@@ -556,13 +556,51 @@ func (r *chaosRun) freeze(p *chaosProc, d time.Duration) {
 	if syscall.Kill(pid, syscall.SIGSTOP) != nil {
 		return
 	}
-	stopped := monotonicNow() // after: the process may still run until now
+	// kill returns before every thread has stopped: a process seen
+	// running a few milliseconds later, Err still nil, was once judged
+	// frozen.
+	if !waitStopped(pid) {
+		syscall.Kill(pid, syscall.SIGCONT)
+		return
+	}
+	stopped := monotonicNow() // after: the process may have run until now
 	time.Sleep(d)
 	resumed := monotonicNow() // before: it may run only after this
 	syscall.Kill(pid, syscall.SIGCONT)
 	r.mu.Lock()
 	r.freezes = append(r.freezes, frozenProc{journal: journal, stopped: stopped, resumed: resumed, d: d})
 	r.mu.Unlock()
+}
+
+// waitStopped waits, up to a second, until every thread of process pid
+// is stopped, as /proc shows it.
+func waitStopped(pid int) bool {
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if allStopped(pid) {
+			return true
+		}
+	}
+	return false
+}
+
+func allStopped(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, task := range tasks {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			return false
+		}
+		// The state follows the command name, which is in parentheses
+		// and may contain anything.
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 || i+2 >= len(stat) || (stat[i+2] != 'T' && stat[i+2] != 't') {
+			return false
+		}
+	}
+	return true
 }
 
 // stopAll kills every process for good.
