@@ -264,6 +264,73 @@
 // Unlock before it locks again, as sync.Mutex would. Close stops the Locks
 // in progress on its Mutex: they return ErrClosed and hold nothing.
 //
+// # Queue locks
+//
+// WithQueue opens the second kind of lock, for stores that allow about
+// one write per second to an object (GCS, R2), where a plain lock changes
+// hands at most every two seconds or so. It has the same methods and
+// guarantees, and serves waiters in the order their tickets were taken.
+// A name holds one kind for good: the lock's key holds a marker,
+// {"state":"queue","slots":64}, written create-only, and a plain Mutex
+// that finds it (or a queue Mutex that finds a plain lock object) fails
+// with ErrNotLock naming the kind; whichever kind comes second fails.
+//
+// Beside the key are 64 ticket slots, K.queue/t00 to t63, and 64 done
+// slots, d00 to d63: ticket n lives in slot n mod 64, and its settling in
+// done slot n mod 64. No other objects are ever written, so there is
+// nothing to remove. A ticket is a lock object in state held (or
+// abandoned), with the Lock's holder id, sequence number, TTL and value;
+// its number is the fence.
+//
+// Taking a ticket: read slot n-1 and see ticket n-1 there, then write
+// ticket n into slot n mod 64, conditional on the version read, which must
+// be absent or hold ticket n-64 with it and every ticket before it
+// settled (below). So numbers are taken in order, each once, and never go
+// down. The last ticket is found without a hot object or LIST: from this
+// process's last view, or by a binary search of the slots, which hold
+// tickets in order from slot 0 (about seven reads), and then by walking
+// on while the next slot is taken.
+//
+// A ticket settles when its done slot records it (done: released; left:
+// given up before or after its turn), when it is abandoned (below), or
+// when its slot holds a later ticket. Ticket n's turn comes when every
+// ticket before it has settled: walking back from n-1 over tickets that
+// left, it finds one released or abandoned (whose turn had come, so all
+// before it had settled), a slot taken over (done only over a ticket with
+// all before it settled), or the start. The holder of ticket n holds the
+// lock from the read that shows its turn, with no write: its lease counts
+// from when it sent its last write of the ticket (the one that took it),
+// which was before anyone could see its turn come. If that is longer ago
+// than the freshness limit of "Acquiring", it writes the ticket again
+// first, conditional on its version. Renewals rewrite the ticket; Unlock
+// writes the done slot.
+//
+// A holder that dies: the waiter whose turn comes after it (all tickets
+// between them left) watches its ticket once its turn has come, and when
+// it has seen the ticket unchanged (holder id and sequence number) for
+// its TTL plus 1%, counted from the first read that showed its turn come,
+// writes it abandoned, conditional on the version read. That is the very
+// object the holder renews: a renewal that lands first makes the write
+// fail, one that comes later fails itself and the hold ends, as with the
+// takeover of a plain lock, and the same argument makes it safe. A ticket
+// whose holder froze and wakes after its turn was ended finds it so at
+// its next write, and Err reports the loss from its own clock before. A
+// waiting ticket is not renewed and never abandoned before its turn; a
+// dead waiter delays those behind it by its TTL once its turn comes, and
+// one that gives up writes its done slot (left) and delays nobody.
+//
+// Writes per object: the marker once; a ticket at its taking, at most
+// every 0.297×TTL while it holds, and once if abandoned after a TTL; a
+// done slot once per ticket. A slot is not written again within a second
+// of its last write, by the wall-clock time stored in it, which paces
+// writes and decides nothing else. With a TTL of 4s or more every object
+// is written at most once a second, and the lock can change hands up to
+// about 60 times a second (64 slots a second, less the waiters in the
+// queue). Fences increase strictly but skip the tickets of Locks that
+// gave up. Break ends the turn of the ticket whose turn it is. TryLock
+// takes a ticket only when every ticket taken has settled. Elections need
+// a plain lock.
+//
 // # Leader election
 //
 // Election elects one leader among candidates on one lock: the leader is

@@ -17,6 +17,10 @@ type hold struct {
 	a     *attempt
 	fence int64
 	full  leaseTiming // of the caller's TTL, which every write under the hold carries
+	// key is the object the hold writes: the lock's, or a queue lock's
+	// ticket; read reads it back.
+	key  string
+	read func(context.Context) (*snapshot, error)
 
 	// writeMu is held by whoever writes under this hold: the renewals,
 	// Proclaim and Unlock, across their store calls. It guards a and
@@ -49,13 +53,18 @@ type hold struct {
 	stopped chan struct{} // closed when the renewal goroutine has exited
 }
 
-// newHold makes a hold of snap, a state that a wrote or was handed, whose
-// lease of the given timing counts from since, and starts its loss
-// deadline. full is the timing of the caller's TTL.
+// newHold makes a hold of snap, a state of the lock object that a wrote or
+// was handed, whose lease of the given timing counts from since, and starts
+// its loss deadline. full is the timing of the caller's TTL.
 func (m *Mutex) newHold(a *attempt, snap *snapshot, since time.Time, lease, full leaseTiming) *hold {
+	return m.holdOn(m.key, m.read, a, snap, since, lease, full)
+}
+
+// holdOn is newHold for a hold that writes key, read back with read.
+func (m *Mutex) holdOn(key string, read func(context.Context) (*snapshot, error), a *attempt, snap *snapshot, since time.Time, lease, full leaseTiming) *hold {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &hold{
-		m: m, a: a, fence: snap.obj.Fence, full: full, timing: lease,
+		m: m, a: a, fence: snap.obj.Fence, full: full, timing: lease, key: key, read: read,
 		snap: snap, sentAt: since,
 		done: make(chan struct{}), ctx: ctx, cancel: cancel, stopped: make(chan struct{}),
 		released: make(chan struct{}),
@@ -273,10 +282,12 @@ func (h *hold) writeOnce(ctx context.Context, change func(*lockObject), first in
 	if change != nil {
 		change(&obj)
 	}
-	v, err := h.m.store.Write(ctx, h.m.key, obj.encode(), h.snap.version)
+	v, err := h.m.store.Write(ctx, h.key, obj.encode(), h.snap.version)
 	if err == nil {
 		h.adopt(&snapshot{exists: true, version: v, obj: obj})
-		h.m.shared.wrote(h.snap)
+		if h.key == h.m.key {
+			h.m.shared.wrote(h.snap)
+		}
 		return true, nil, nil
 	}
 	if ctx.Err() != nil {
@@ -285,7 +296,7 @@ func (h *hold) writeOnce(ctx context.Context, change func(*lockObject), first in
 	if !errors.Is(err, driver.ErrPrecondition) && !driver.IsRetryable(err) {
 		return false, nil, err
 	}
-	cur, rerr := h.m.read(ctx)
+	cur, rerr := h.read(ctx)
 	switch {
 	case rerr != nil:
 		return false, nil, errors.Join(err, rerr)

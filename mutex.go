@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/objsync/objsync/driver"
@@ -42,6 +43,8 @@ type Mutex struct {
 	mu     sync.Mutex
 	hold   *hold // the current hold, or the last one
 	closed bool
+
+	queueReady atomic.Bool // a queue lock's marker was seen
 }
 
 // NewMutex returns a Mutex for key in store. It is what Open does after
@@ -204,6 +207,9 @@ func (m *Mutex) lock(ctx context.Context, ttl time.Duration, value string, wait,
 	if err := m.checkLease(ttl); err != nil {
 		return nil, err
 	}
+	if confirm && m.opts.queue {
+		return nil, fmt.Errorf("objsync: %s: elections need a plain lock, not one opened WithQueue", m.loc)
+	}
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -223,7 +229,11 @@ func (m *Mutex) lock(ctx context.Context, ttl time.Duration, value string, wait,
 		}
 		return nil, m.ctxErr(ctx.Err())
 	}
-	h, err := m.acquire(ctx, ttl, value, wait)
+	acquire := m.acquire
+	if m.opts.queue {
+		acquire = m.acquireQueue
+	}
+	h, err := acquire(ctx, ttl, value, wait)
 	if h == nil {
 		m.shared.leave()
 		<-m.own
@@ -234,7 +244,11 @@ func (m *Mutex) lock(ctx context.Context, ttl time.Duration, value string, wait,
 	}
 	// drop gives up a hold that will not be returned after all.
 	drop := func() {
-		m.abandon(h.a, ttl)
+		if m.opts.queue {
+			m.leaveQueue(h.a)
+		} else {
+			m.abandon(h.a, ttl)
+		}
 		h.leave()
 		<-m.own
 	}
@@ -291,6 +305,11 @@ type attempt struct {
 	seq   int64
 	sent  map[int64]time.Time
 	joins map[int64]bool // the numbers of writes that joined a queue
+	// ticket is the queue lock ticket this attempt last tried to take;
+	// seenTTL the longest lease of the tickets it read, which it rides out
+	// an outage for.
+	ticket  int64
+	seenTTL time.Duration
 	// notYet is when the last request was sent whose answer showed the
 	// lock not yet handed to this attempt: a hand-off landed after it.
 	notYet time.Time
@@ -339,27 +358,7 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 		rounds++
 		return !wait && rounds >= tryLockRounds
 	}
-	// Lock rides out a store that stops answering for the longest lease
-	// it has seen, so that an outage no longer than a TTL does not end a
-	// wait; a store that never answered gets readTries tries, so that a
-	// wrong endpoint is reported at once.
-	var answered, failingSince time.Time
-	patience, unanswered := ttl, 0
-	storeGone := func(err error) error {
-		if failingSince.IsZero() {
-			failingSince = time.Now()
-		}
-		if answered.IsZero() {
-			if unanswered++; unanswered < readTries {
-				return nil
-			}
-			return fmt.Errorf("%w; the store did not answer %d reads", err, unanswered*readTries)
-		}
-		if gone := time.Since(failingSince); gone > patience {
-			return fmt.Errorf("%w; the store has failed for %v, longer than a lease of %v", err, gone.Round(time.Millisecond), patience)
-		}
-		return nil
-	}
+	out := outage{patience: ttl}
 	queued := queuePacer{m: m}
 	// Start from this process's last state if it is free: after our own
 	// Unlock that makes an uncontended Lock a single write.
@@ -378,7 +377,7 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 				if !driver.IsRetryable(err) || tooMany(err) {
 					return giveUp(err)
 				}
-				if gone := storeGone(err); gone != nil {
+				if gone := out.failed(err); gone != nil {
 					return giveUp(gone)
 				}
 				if err := b.wait(ctx, 0); err != nil {
@@ -386,9 +385,9 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 				}
 				continue
 			}
-			answered, failingSince = time.Now(), time.Time{}
+			out.answered()
 			if cur.exists {
-				patience = max(patience, cur.obj.ttl())
+				out.patience = max(out.patience, cur.obj.ttl())
 			}
 			if !a.owns(cur) {
 				a.notYet = sent
@@ -518,6 +517,38 @@ func (o *options) handoffPoll(ttl time.Duration) time.Duration { return min(o.ma
 func (o *options) handoffTTL(ttl time.Duration) time.Duration {
 	h := max(4*o.handoffPoll(ttl), MinTTL, 2*o.notice)
 	return min(h.Truncate(time.Millisecond), ttl)
+}
+
+// outage tracks a store that fails while Lock waits. Lock rides out a
+// store that stops answering for the longest lease it has seen
+// (patience), so that an outage no longer than a TTL does not end a wait;
+// a store that never answered gets readTries tries, so that a wrong
+// endpoint is reported at once.
+type outage struct {
+	patience          time.Duration
+	since, lastAnswer time.Time
+	unanswered        int
+}
+
+// answered records a request the store answered.
+func (o *outage) answered() { o.lastAnswer, o.since = time.Now(), time.Time{} }
+
+// failed records a transient failure, and returns the error to give up
+// with, or nil to ride it out.
+func (o *outage) failed(err error) error {
+	if o.since.IsZero() {
+		o.since = time.Now()
+	}
+	if o.lastAnswer.IsZero() {
+		if o.unanswered++; o.unanswered < readTries {
+			return nil
+		}
+		return fmt.Errorf("%w; the store did not answer %d reads", err, o.unanswered*readTries)
+	}
+	if gone := time.Since(o.since); gone > o.patience {
+		return fmt.Errorf("%w; the store has failed for %v, longer than a lease of %v", err, gone.Round(time.Millisecond), o.patience)
+	}
+	return nil
 }
 
 // joinWithin is how long after it first saw a holder's state a waiter may
@@ -666,30 +697,38 @@ func (m *Mutex) ctxErr(err error) error {
 // read returns the lock's current state, trying a transient failure a few
 // times, and records it in this process's view.
 func (m *Mutex) read(ctx context.Context) (*snapshot, error) {
+	snap, returned, err := m.readKey(ctx, m.key, decodeLock)
+	if err != nil {
+		return nil, err
+	}
+	m.shared.observed(snap, returned)
+	return snap, nil
+}
+
+// readKey reads the object at key, decoded by decode, trying a transient
+// failure a few times, and returns it with when its read returned.
+func (m *Mutex) readKey(ctx context.Context, key string, decode func([]byte) (lockObject, error)) (*snapshot, time.Time, error) {
 	b := m.newBackoff()
 	for try := 1; ; try++ {
-		data, v, err := m.store.Read(ctx, m.key)
+		data, v, err := m.store.Read(ctx, key)
 		returned := time.Now()
-		var snap *snapshot
 		switch {
 		case err == nil:
-			obj, derr := decodeLock(data)
+			obj, derr := decode(data)
 			if derr != nil {
-				return nil, fmt.Errorf("objsync: %s: %w", m.loc, derr)
+				return nil, returned, fmt.Errorf("objsync: %s: %w", m.store.Location(key), derr)
 			}
-			snap = &snapshot{exists: true, version: v, obj: obj}
+			return &snapshot{exists: true, version: v, obj: obj}, returned, nil
 		case errors.Is(err, driver.ErrNotExist):
-			snap = &snapshot{}
+			return &snapshot{}, returned, nil
 		case driver.IsRetryable(err) && try < readTries && ctx.Err() == nil:
 			if b.wait(ctx, 0) == nil {
 				continue
 			}
 			fallthrough
 		default:
-			return nil, fmt.Errorf("objsync: %w", err)
+			return nil, returned, fmt.Errorf("objsync: %w", err)
 		}
-		m.shared.observed(snap, returned)
-		return snap, nil
 	}
 }
 
@@ -834,6 +873,8 @@ func describeOther(cur *snapshot) string {
 		return "the lock object is gone"
 	case cur.obj.held():
 		return fmt.Sprintf("held by %s (fence %d, value %q, host %s, pid %d)", cur.obj.Holder, cur.obj.Fence, cur.obj.Value, cur.obj.Host, cur.obj.PID)
+	case cur.obj.State == stateAbandoned:
+		return fmt.Sprintf("the turn of queue ticket %d was ended by another (its holder stopped renewing, or Break)", cur.obj.Fence)
 	default:
 		return fmt.Sprintf("freed by %s", cur.obj.Holder)
 	}
@@ -865,7 +906,15 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	// Done closes before the release is sent: once it lands, another
 	// process may hold the lock.
 	h.end(fmt.Errorf("%w: released by Unlock", ErrNotHeld))
-	err := m.release(ctx, h.a, h.snap)
+	var err error
+	switch {
+	case !m.opts.queue:
+		err = m.release(ctx, h.a, h.snap)
+	case lost == nil:
+		err = m.releaseQueueHold(ctx, h)
+	default:
+		m.leaveQueue(h.a) // if its turn was not ended by another
+	}
 	h.writeMu.Unlock()
 	h.leave()
 	<-m.own
@@ -922,6 +971,9 @@ func (m *Mutex) Fence() int64 {
 
 // Inspect reads the lock object and returns what it says.
 func (m *Mutex) Inspect(ctx context.Context) (State, error) {
+	if m.opts.queue {
+		return m.inspectQueue(ctx)
+	}
 	cur, err := m.read(ctx)
 	if err != nil {
 		return State{}, err
@@ -951,6 +1003,9 @@ func (m *Mutex) state(cur *snapshot) State {
 // work may still be running until then. Fencing tokens are what protect
 // the resource from that holder.
 func (m *Mutex) Break(ctx context.Context) (State, error) {
+	if m.opts.queue {
+		return m.breakQueue(ctx)
+	}
 	cur, err := m.read(ctx)
 	if err != nil {
 		return State{}, err

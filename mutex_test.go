@@ -34,6 +34,15 @@ func TestFile(t *testing.T) {
 	})
 }
 
+func TestQueueMem(t *testing.T) { locktest.RunQueue(t, freshMem) }
+
+func TestQueueFile(t *testing.T) {
+	dir := t.TempDir()
+	locktest.RunQueue(t, func(t *testing.T) (driver.Store, string) {
+		return file.NewStore(dir), strings.ReplaceAll(t.Name(), "/", "_")
+	})
+}
+
 func TestElectionMem(t *testing.T) { locktest.RunElection(t, freshMem) }
 
 func TestElectionFile(t *testing.T) {

@@ -16,6 +16,13 @@ const lockFormat = 1
 const (
 	stateHeld = "held"
 	stateFree = "free"
+	// The states of a queue lock's objects (see queuelock.go): its marker
+	// at the lock's key, a ticket whose holder's turn was ended by
+	// another, and a ticket's done slot after its release or departure.
+	stateQueue     = "queue"
+	stateAbandoned = "abandoned"
+	stateDone      = "done"
+	stateLeft      = "left"
 )
 
 // lockObject is what is stored at a lock's key, as JSON. Only Holder, Seq,
@@ -49,7 +56,9 @@ type lockObject struct {
 	// Handed marks a held state written by the release that handed the
 	// lock over, not by its holder; the holder's own writes clear it. A
 	// leader has been seen alive only once it wrote.
-	Handed     bool      `json:"handed,omitempty"`
+	Handed bool `json:"handed,omitempty"`
+	// Slots is the number of ticket slots of a queue lock, in its marker.
+	Slots      int       `json:"slots,omitempty"`
 	Value      string    `json:"value,omitempty"`
 	Host       string    `json:"host,omitempty"`
 	PID        int       `json:"pid,omitempty"`
@@ -108,8 +117,29 @@ func (o *lockObject) encode() []byte {
 }
 
 // decodeLock parses a stored lock object. Anything that is not a lock of a
-// format this code knows is ErrNotLock, with the reason.
+// format this code knows is ErrNotLock, with the reason; so is the marker
+// of a queue lock, which a plain Mutex must not touch.
 func decodeLock(data []byte) (lockObject, error) {
+	o, err := decodeObject(data)
+	switch {
+	case err != nil:
+		return o, err
+	case o.State == stateQueue:
+		return lockObject{}, fmt.Errorf("%w: a queue lock: open it with WithQueue (objsync lock --queue)", ErrNotLock)
+	case o.State != stateHeld && o.State != stateFree:
+		return lockObject{}, fmt.Errorf("%w: unknown state %q", ErrNotLock, o.State)
+	}
+	for _, w := range o.Queue {
+		if w.Holder == "" || w.Seq < 1 || w.TTLMillis < MinTTL.Milliseconds() || w.TTLMillis > MaxTTL.Milliseconds() {
+			return lockObject{}, fmt.Errorf("%w: a waiter without an id, or with a ttl of %d ms, outside %v to %v", ErrNotLock, w.TTLMillis, MinTTL, MaxTTL)
+		}
+	}
+	return o, nil
+}
+
+// decodeObject parses any object of the lock protocol, of either kind,
+// and checks what all of them share.
+func decodeObject(data []byte) (lockObject, error) {
 	var probe struct {
 		Format *int `json:"objsync_lock"`
 	}
@@ -129,19 +159,14 @@ func decodeLock(data []byte) (lockObject, error) {
 		return lockObject{}, fmt.Errorf("%w: %v", ErrNotLock, err)
 	}
 	switch {
-	case o.State != stateHeld && o.State != stateFree:
-		return lockObject{}, fmt.Errorf("%w: unknown state %q", ErrNotLock, o.State)
+	case o.State == stateQueue:
+		return o, nil // a marker: nothing else in it counts
 	case o.Holder == "" || o.Fence < 1:
 		return lockObject{}, fmt.Errorf("%w: no holder or fence", ErrNotLock)
 	case o.held() && (o.TTLMillis < MinTTL.Milliseconds() || o.TTLMillis > MaxTTL.Milliseconds()):
 		return lockObject{}, fmt.Errorf("%w: held with a ttl of %d ms, outside %v to %v", ErrNotLock, o.TTLMillis, MinTTL, MaxTTL)
 	case o.TTLMillis < 0 || o.TTLMillis > MaxTTL.Milliseconds():
 		return lockObject{}, fmt.Errorf("%w: a ttl of %d ms, outside 0 to %v", ErrNotLock, o.TTLMillis, MaxTTL)
-	}
-	for _, w := range o.Queue {
-		if w.Holder == "" || w.Seq < 1 || w.TTLMillis < MinTTL.Milliseconds() || w.TTLMillis > MaxTTL.Milliseconds() {
-			return lockObject{}, fmt.Errorf("%w: a waiter without an id, or with a ttl of %d ms, outside %v to %v", ErrNotLock, w.TTLMillis, MinTTL, MaxTTL)
-		}
 	}
 	return o, nil
 }

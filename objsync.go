@@ -81,7 +81,8 @@ type options struct {
 	minBackoff time.Duration
 	maxBackoff time.Duration
 	notice     time.Duration // negative: the default, 5% of the TTL
-	err        error         // the first option that was refused
+	queue      bool
+	err        error // the first option that was refused
 }
 
 func defaultOptions() options {
@@ -104,6 +105,16 @@ func (o *options) refuse(format string, args ...any) {
 // WithoutRenewal turns off the background renewal of leases: a hold ends
 // when its TTL runs out (less the safety margin), as in objsync v0.2.
 func WithoutRenewal() Option { return func(o *options) { o.renew = false } }
+
+// WithQueue opens a queue lock, a second kind of lock with the same
+// methods and guarantees, which serves waiters in the order they joined
+// and spreads its writes over objects beside the lock's key, so that it
+// can change hands many times a second on stores that allow one write per
+// second to an object (GCS, R2). A name holds one kind of lock for good:
+// opening it as the other kind fails with ErrNotLock, naming the kind it
+// is. Elections need a plain lock. See "Queue locks" in the package
+// documentation.
+func WithQueue() Option { return func(o *options) { o.queue = true } }
 
 // WithValue sets the holder value stored in the lock object while this
 // Mutex holds it: who holds the lock, in the caller's terms (an address, a

@@ -27,6 +27,9 @@ type sharedLock struct {
 	// every estimates how fast the lock's queue moves on by one place,
 	// as this process's waiters have seen it; 0 until one has.
 	every time.Duration
+	// tail is the last ticket of a queue lock this process has seen
+	// taken; 0 until it has.
+	tail int64
 }
 
 // sharedID is what makes two Mutexes share: the same store and key. The
@@ -176,6 +179,20 @@ func (s *sharedLock) queueMoved(d time.Duration) {
 	} else {
 		s.every += min(d-s.every, s.every/10)
 	}
+}
+
+// sawTicket records that ticket n of a queue lock was taken.
+func (s *sharedLock) sawTicket(n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tail = max(s.tail, n)
+}
+
+// queueTail returns the last ticket this process has seen taken, or 0.
+func (s *sharedLock) queueTail() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tail
 }
 
 // handoffEvery returns how often the queue moves on by one place, as far

@@ -96,6 +96,11 @@ func simulate(seed uint64) (simStats, string) {
 		base.SetWriteInterval(time.Duration(rng.IntN(100)) * time.Millisecond) // GCS, R2
 	}
 	ttls := []time.Duration{objsync.MinTTL, 200 * time.Millisecond, 500 * time.Millisecond, time.Second, 3 * time.Second}
+	// Every third schedule runs queue locks (WithQueue).
+	var kind []objsync.Option
+	if seed%3 == 0 {
+		kind = append(kind, objsync.WithQueue())
+	}
 	const contenders, runFor = 16, 10 * time.Second
 	const maxBackoff = 200 * time.Millisecond
 	start := time.Now()
@@ -124,7 +129,7 @@ func simulate(seed uint64) (simStats, string) {
 		wg.Go(func() {
 			upTo := func(d time.Duration) time.Duration { return time.Duration(crng.Int64N(int64(d) + 1)) }
 			newMutex := func() *objsync.Mutex {
-				opts := []objsync.Option{objsync.WithBackoff(time.Millisecond+upTo(20*time.Millisecond), maxBackoff)}
+				opts := append([]objsync.Option{objsync.WithBackoff(time.Millisecond+upTo(20*time.Millisecond), maxBackoff)}, kind...)
 				if crng.IntN(5) == 0 {
 					opts = append(opts, objsync.WithoutRenewal())
 				}
@@ -195,9 +200,14 @@ func simulate(seed uint64) (simStats, string) {
 	// With the faults over and every contender gone, the lock is free, or
 	// held by nobody alive and taken over after its TTL.
 	base.SetWriteInterval(0)
-	m := objsync.NewMutex(base, "lock")
+	m := objsync.NewMutex(base, "lock", kind...)
 	defer m.Close()
 	limit := ttls[len(ttls)-1]*101/100 + time.Second
+	if len(kind) > 0 {
+		// Each contender may have left a ticket behind, whose turn
+		// ends after its TTL.
+		limit *= contenders + 1
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	if _, err := m.Lock(ctx, time.Minute); err != nil {

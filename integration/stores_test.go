@@ -162,6 +162,11 @@ func testStore(t *testing.T, st storeUnderTest) {
 			return open(t, t.Name()), t.Name()
 		})
 	})
+	t.Run("QueueLock", func(t *testing.T) {
+		locktest.RunQueue(t, func(t *testing.T) (driver.Store, string) {
+			return open(t, t.Name()), t.Name()
+		})
+	})
 	t.Run("Election", func(t *testing.T) {
 		locktest.RunElection(t, func(t *testing.T) (driver.Store, string) {
 			return open(t, t.Name()), t.Name()

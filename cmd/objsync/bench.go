@@ -112,7 +112,7 @@ const (
 type benchOptions struct {
 	procs, goroutines, holds int
 	duration, hold, ttl      time.Duration
-	json                     bool
+	json, queue              bool
 	dsn, driver              string
 }
 
@@ -129,6 +129,7 @@ func runBench(args []string) error {
 	fs.DurationVar(&o.hold, "hold", 5*time.Millisecond, "how long each hold lasts")
 	fs.DurationVar(&o.ttl, "ttl", 10*time.Second, "the lease of every hold, which sets the renewal cost")
 	fs.BoolVar(&o.json, "json", false, "print a JSON object (see above)")
+	fs.BoolVar(&o.queue, "queue", false, "measure a queue lock (objsync lock --queue) rather than a plain one")
 	driverName := driverFlag(fs)
 	pos, _, err := parseArgs(fs, benchHelp, args, false)
 	if err != nil {
@@ -158,7 +159,7 @@ func runBench(args []string) error {
 		return err
 	}
 	b := &bench{o: o, store: store, key: key, counted: countstore.New(store), origin: clockMonotonic()}
-	b.m = objsync.NewMutex(b.counted, key)
+	b.m = objsync.NewMutex(b.counted, key, queueKind{&o.queue}.options()...)
 	defer b.m.Close()
 	return b.run()
 }
@@ -415,7 +416,7 @@ func (b *bench) contended(ctx context.Context) ([]*workerProc, error) {
 	}()
 	for n := range b.o.procs {
 		spec := workerSpec{DSN: b.o.dsn, Driver: b.o.driver, Proc: n, Goroutines: b.o.goroutines,
-			Holds: b.o.holds, Duration: b.o.duration, Hold: b.o.hold, TTL: b.o.ttl}
+			Holds: b.o.holds, Duration: b.o.duration, Hold: b.o.hold, TTL: b.o.ttl, Queue: b.o.queue}
 		w, err := startWorker(exe, spec, &held)
 		if err != nil {
 			return workers, err

@@ -34,6 +34,7 @@ type workerSpec struct {
 	Duration   time.Duration `json:"duration"` // 0 with Holds
 	Hold       time.Duration `json:"hold"`
 	TTL        time.Duration `json:"ttl"`
+	Queue      bool          `json:"queue,omitempty"` // a queue lock
 }
 
 // workerLine is one line a worker prints on its standard output: ready,
@@ -73,7 +74,7 @@ func runBenchWorker(specJSON string) error {
 	counted := countstore.New(store) // one for all goroutines, so that they share
 	mutexes := make([]*objsync.Mutex, spec.Goroutines)
 	for g := range mutexes {
-		mutexes[g] = objsync.NewMutex(counted, key)
+		mutexes[g] = objsync.NewMutex(counted, key, queueKind{&spec.Queue}.options()...)
 		defer mutexes[g].Close()
 	}
 	var emitMu sync.Mutex

@@ -68,6 +68,10 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 	value := fs.String("value", "", "`text` saying who holds the lock, shown by status: a job, a host (no secrets)")
 	fs.DurationVar(&o.grace, "grace", defaultGrace, "if the lock is lost, how long the command has between SIGTERM and SIGKILL; at most half the ttl, which is the default when it is less than 10s")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not say who holds the lock while waiting")
+	queue := queueKind{new(bool)}
+	if name == "lock" {
+		fs.BoolVar(queue.on, "queue", false, "a queue lock: waiters served in turn, many hand-offs a second on stores that allow one write per second to an object; a lock name is of one kind for good")
+	}
 	driverName := driverFlag(fs)
 	pos, argv, err := parseArgs(fs, help, args, true)
 	if err != nil {
@@ -100,7 +104,7 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 	}
 	// A hold that cannot be renewed ends --grace before its lease does:
 	// SIGTERM then, SIGKILL when the lease ends (see supervise).
-	m := objsync.NewMutex(store, key, objsync.WithValue(*value), objsync.WithLossNotice(o.grace))
+	m := objsync.NewMutex(store, key, append(queue.options(), objsync.WithValue(*value), objsync.WithLossNotice(o.grace))...)
 	defer m.Close() // releases the lock on the paths that do not Unlock
 
 	// Until the command runs these signals end the wait; then they are

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"time"
 
@@ -65,6 +66,7 @@ type statusJSON struct {
 func runStatus(args []string) error {
 	fs := newFlagSet("status")
 	asJSON := fs.Bool("json", false, "print a JSON object (see above)")
+	queue := queueFlag(fs)
 	watch := fs.Duration("for", 0, "watch the lock this long before reporting")
 	driverName := driverFlag(fs)
 	pos, _, err := parseArgs(fs, statusHelp, args, false)
@@ -78,7 +80,7 @@ func runStatus(args []string) error {
 	if err != nil {
 		return err
 	}
-	m := objsync.NewMutex(store, key)
+	m := objsync.NewMutex(store, key, queue.options()...)
 	defer m.Close()
 	st, watched, err := observe(m, *watch)
 	if err != nil {
@@ -179,9 +181,25 @@ Example:
   objsync unlock --force s3://ops/locks/deploy
 `
 
+// queueKind is the --queue flag of the commands that open a lock.
+type queueKind struct{ on *bool }
+
+func queueFlag(fs *flag.FlagSet) queueKind {
+	return queueKind{fs.Bool("queue", false, "the lock is a queue lock (objsync lock --queue)")}
+}
+
+// options returns the options that open the lock's kind.
+func (q queueKind) options() []objsync.Option {
+	if *q.on {
+		return []objsync.Option{objsync.WithQueue()}
+	}
+	return nil
+}
+
 func runUnlock(args []string) error {
 	fs := newFlagSet("unlock")
 	force := fs.Bool("force", false, "break the lock whoever holds it (required)")
+	queue := queueFlag(fs)
 	driverName := driverFlag(fs)
 	pos, _, err := parseArgs(fs, unlockHelp, args, false)
 	if err != nil {
@@ -194,7 +212,7 @@ func runUnlock(args []string) error {
 	if err != nil {
 		return err
 	}
-	m := objsync.NewMutex(store, key)
+	m := objsync.NewMutex(store, key, queue.options()...)
 	defer m.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()

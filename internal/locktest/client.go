@@ -42,7 +42,8 @@ const (
 // faults, and it counts requests and the most it had in flight at once.
 type client struct {
 	driver.Store
-	name string
+	name  string
+	queue bool // locks on it are opened WithQueue
 
 	latency time.Duration // added to every request; set before use
 	fault   atomic.Int32
@@ -66,7 +67,15 @@ type client struct {
 	maxIn        int64
 }
 
-func newClient(s driver.Store, name string) *client { return &client{Store: s, name: name} }
+// queueKind is a store whose locks the suite opens WithQueue (RunQueue).
+type queueKind struct{ driver.Store }
+
+func newClient(s driver.Store, name string) *client {
+	if q, ok := s.(queueKind); ok {
+		return &client{Store: q.Store, name: name, queue: true}
+	}
+	return &client{Store: s, name: name}
+}
 
 func (c *client) Location(key string) string { return c.Store.Location(key) + "#" + c.name }
 

@@ -101,7 +101,7 @@ func testLostHoldFreesLocalWaiters(t *testing.T, s driver.Store, key string) {
 func testCloseStopsLock(t *testing.T, s driver.Store, key string) {
 	holder := open(t, newClient(s, "holder"), key)
 	lockOrFatal(t, holder, time.Minute)
-	m := objsync.NewMutex(newClient(s, "closing"), key, objsync.WithBackoff(time.Millisecond, 20*time.Millisecond))
+	m := newMutex(newClient(s, "closing"), key, objsync.WithBackoff(time.Millisecond, 20*time.Millisecond))
 	results := make(chan error, 2)
 	for range 2 {
 		go func() { _, err := m.Lock(context.Background(), time.Minute); results <- err }()
@@ -320,7 +320,7 @@ func testOutageRiddenOut(t *testing.T, s driver.Store, key string) {
 	defer cancel()
 	result := make(chan error, 1)
 	go func() { _, err := waiter.Lock(ctx, objsync.MinTTL); result <- err }()
-	time.Sleep(100 * time.Millisecond) // it has read the lock
+	waitWaiters(t, holder, 1) // it has read the lock, and joined its queue
 	c.set(faultCut)
 	cut := time.Now()
 	err := <-result

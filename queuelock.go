@@ -1,0 +1,713 @@
+package objsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/objsync/objsync/driver"
+)
+
+// A queue lock (WithQueue) spreads its writes over objects beside the
+// lock's key, so that no object is written more than about once a second
+// however often the lock changes hands; see "Queue locks" in the package
+// documentation for the protocol and why it is safe.
+
+// queueSlots is how many ticket slots, and done slots, a queue lock has:
+// ticket n lives in slot n mod queueSlots, over ticket n-queueSlots.
+const queueSlots = 64
+
+// slotInterval is the least time between two writes of one slot, for
+// stores that allow one write per second to an object (GCS, R2). It is
+// kept by the wall-clock time stored in the slot, which paces writes and
+// never decides who holds the lock: a clock that is off costs only a
+// 429, which is retried.
+const slotInterval = time.Second
+
+// paceSlot waits until slotInterval has passed since prev, the content of
+// a slot about to be written over, was written; at most slotInterval.
+func paceSlot(ctx context.Context, prev *snapshot) error {
+	if !prev.exists {
+		return nil
+	}
+	return sleep(ctx, min(slotInterval, time.Until(prev.obj.WrittenAt.Add(slotInterval))))
+}
+
+// ticketKey and doneKey name the slots of ticket n.
+func (m *Mutex) ticketKey(n int64) string {
+	return fmt.Sprintf("%s.queue/t%02d", m.key, n%queueSlots)
+}
+
+func (m *Mutex) doneKey(n int64) string {
+	return fmt.Sprintf("%s.queue/d%02d", m.key, n%queueSlots)
+}
+
+// decodeMarker accepts only a queue lock's marker, and names the kind of
+// lock it found otherwise.
+func decodeMarker(data []byte) (lockObject, error) {
+	o, err := decodeObject(data)
+	switch {
+	case err != nil:
+		return o, err
+	case o.State == stateHeld || o.State == stateFree:
+		return lockObject{}, fmt.Errorf("%w: a plain lock: open it without WithQueue (objsync lock without --queue)", ErrNotLock)
+	case o.State != stateQueue:
+		return lockObject{}, fmt.Errorf("%w: unknown state %q", ErrNotLock, o.State)
+	case o.Slots != queueSlots:
+		return lockObject{}, fmt.Errorf("%w: a queue lock of %d slots; this objsync knows only %d", ErrNotLock, o.Slots, queueSlots)
+	}
+	return o, nil
+}
+
+// decodeTicket accepts a ticket: held (joined, holding once its turn
+// comes) or abandoned.
+func decodeTicket(data []byte) (lockObject, error) {
+	o, err := decodeObject(data)
+	if err == nil && o.State != stateHeld && o.State != stateAbandoned {
+		return lockObject{}, fmt.Errorf("%w: a queue ticket in state %q", ErrNotLock, o.State)
+	}
+	return o, err
+}
+
+// decodeDone accepts a done slot: a ticket released, or left.
+func decodeDone(data []byte) (lockObject, error) {
+	o, err := decodeObject(data)
+	if err == nil && o.State != stateDone && o.State != stateLeft {
+		return lockObject{}, fmt.Errorf("%w: a queue done slot in state %q", ErrNotLock, o.State)
+	}
+	return o, err
+}
+
+func (m *Mutex) readTicket(ctx context.Context, n int64) (*snapshot, time.Time, error) {
+	return m.readKey(ctx, m.ticketKey(n), decodeTicket)
+}
+
+func (m *Mutex) readDone(ctx context.Context, n int64) (*snapshot, error) {
+	snap, _, err := m.readKey(ctx, m.doneKey(n), decodeDone)
+	return snap, err
+}
+
+// saw records the lease of a ticket that a read, so that it rides out an
+// outage of the store for as long as the holder it waits for may hold.
+// A nil attempt records nothing.
+func (a *attempt) saw(ticket *snapshot) {
+	if a != nil && ticket.exists {
+		a.seenTTL = max(a.seenTTL, ticket.obj.ttl())
+	}
+}
+
+// has reports whether snap, read from ticket n's slot, holds ticket n.
+func has(snap *snapshot, n int64) bool { return snap.exists && snap.obj.Fence == n }
+
+// ensureQueue makes sure the lock's key holds a queue lock's marker,
+// writing it if the key is empty. A plain lock there is ErrNotLock.
+func (m *Mutex) ensureQueue(ctx context.Context) error {
+	if m.queueReady.Load() {
+		return nil
+	}
+	for {
+		snap, _, err := m.readKey(ctx, m.key, decodeMarker)
+		if err != nil {
+			return err
+		}
+		if snap.exists {
+			m.queueReady.Store(true)
+			return nil
+		}
+		now := time.Now().UTC()
+		marker := lockObject{Format: lockFormat, State: stateQueue, Slots: queueSlots, AcquiredAt: now, WrittenAt: now}
+		// Create-only: whichever kind comes first, the other then finds it.
+		_, err = m.store.Write(ctx, m.key, marker.encode(), "")
+		if err != nil && !errors.Is(err, driver.ErrPrecondition) {
+			// It may have landed: the caller reads again after a pause.
+			return fmt.Errorf("objsync: %w", err)
+		}
+		// Read what is there now, ours or another's.
+	}
+}
+
+// clearBelow walks back from ticket k over tickets that left the queue
+// and reports whether every ticket up to k has settled: it reaches a
+// ticket released (its turn had come, so every one before it had
+// settled), one whose turn was ended by another (done only once its turn
+// had come), a slot taken over by a later ticket (done only over a ticket
+// with every one before it settled), or the start. Otherwise it returns
+// the unsettled ticket that blocks, as read, and when the read returned.
+func (m *Mutex) clearBelow(ctx context.Context, k int64) (clear bool, blocker *snapshot, returned time.Time, err error) {
+	for ; k >= 1; k-- {
+		done, err := m.readDone(ctx, k)
+		if err != nil {
+			return false, nil, time.Time{}, err
+		}
+		if done.exists && done.obj.Fence > k || done.exists && done.obj.Fence == k && done.obj.State == stateDone {
+			return true, nil, time.Time{}, nil
+		}
+		if done.exists && done.obj.Fence == k {
+			continue // left
+		}
+		t, at, err := m.readTicket(ctx, k)
+		switch {
+		case err != nil:
+			return false, nil, time.Time{}, err
+		case t.exists && (t.obj.Fence > k || t.obj.Fence == k && t.obj.State == stateAbandoned):
+			return true, nil, time.Time{}, nil
+		case has(t, k):
+			return false, t, at, nil
+		default:
+			return false, nil, time.Time{}, nil // not taken yet: not ours to judge
+		}
+	}
+	return true, nil, time.Time{}, nil
+}
+
+// findTail returns the number of the last ticket taken, 0 if none: from
+// this process's view if it has one, else by a binary search of the
+// slots, which hold tickets base..base+63 in order from slot 0, base being
+// the ticket in slot 0 (or 0), with those past the last taken still
+// holding older ones. It may be behind by the time it returns; takeTicket
+// walks on from it.
+func (m *Mutex) findTail(ctx context.Context, useView bool, a *attempt) (int64, error) {
+	if n := m.shared.queueTail(); n > 0 && useView {
+		return n, nil
+	}
+	first, _, err := m.readTicket(ctx, 0)
+	if err != nil {
+		return 0, err
+	}
+	a.saw(first)
+	base := int64(0)
+	if first.exists {
+		base = first.obj.Fence
+	}
+	lo, hi := int64(0), int64(queueSlots) // slot lo holds base+lo; slot hi does not
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		t, _, err := m.readTicket(ctx, base+mid)
+		if err != nil {
+			return 0, err
+		}
+		a.saw(t)
+		if t.exists && t.obj.Fence >= base+mid {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return base + lo, nil
+}
+
+// errQueueFull is takeTicket's answer when the slot of the next ticket still
+// holds an unsettled one: queueSlots tickets are waiting.
+var errQueueFull = errors.New("objsync: the queue is full")
+
+// takeTicket takes the next ticket for a, with one write to its slot,
+// conditional on the slot holding the settled ticket queueSlots before it
+// (or nothing), and after a read showed that the ticket before it exists:
+// ticket numbers are taken in order, each once. It returns the ticket as
+// written. With onlyIfFree, it takes one only if the last ticket taken has
+// settled, and returns nil otherwise.
+func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, value string, onlyIfFree bool) (*snapshot, error) {
+	tail, err := m.findTail(ctx, true, a)
+	if err != nil {
+		return nil, err
+	}
+	n := tail + 1
+	for {
+		if ctx.Err() != nil {
+			return nil, m.ctxErr(ctx.Err())
+		}
+		if n > 1 {
+			prev, _, err := m.readTicket(ctx, n-1)
+			if err == nil {
+				a.saw(prev)
+			}
+			switch {
+			case err != nil:
+				return nil, err
+			case !prev.exists || prev.obj.Fence < n-1:
+				n-- // a view ahead of the store: cannot be, but walk back
+				continue
+			case prev.obj.Fence > n-1:
+				// Behind by a lap or more: search the slots.
+				if tail, err = m.findTail(ctx, false, a); err != nil {
+					return nil, err
+				}
+				n = max(tail, prev.obj.Fence) + 1
+				continue
+			}
+		}
+		cur, _, err := m.readTicket(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		if cur.exists && cur.obj.Fence >= n {
+			n = cur.obj.Fence + 1 // taken by another
+			continue
+		}
+		if onlyIfFree {
+			if free, _, _, err := m.clearBelow(ctx, n-1); err != nil || !free {
+				return nil, err
+			}
+		}
+		if cur.exists {
+			// Over a ticket only once it and every one before it have
+			// settled: a slot taken over then says so for them all.
+			free, _, _, err := m.clearBelow(ctx, cur.obj.Fence)
+			if err != nil {
+				return nil, err
+			}
+			if !free {
+				return nil, errQueueFull
+			}
+		}
+		if err := paceSlot(ctx, cur); err != nil {
+			return nil, m.ctxErr(err)
+		}
+		now := time.Now()
+		seq := a.next(now)
+		a.ticket = n
+		obj := lockObject{
+			Format: lockFormat, State: stateHeld, Holder: a.id, Fence: n, Seq: seq,
+			TTLMillis: ttl.Milliseconds(), Value: value, Host: hostname, PID: os.Getpid(),
+			AcquiredAt: now.UTC(), WrittenAt: now.UTC(),
+		}
+		v, err := m.store.Write(ctx, m.ticketKey(n), obj.encode(), cur.version)
+		switch {
+		case err == nil:
+			m.shared.sawTicket(n)
+			return &snapshot{exists: true, version: v, obj: obj}, nil
+		case errors.Is(err, driver.ErrPrecondition):
+			continue // someone wrote the slot first: read it again
+		case ctx.Err() != nil:
+			return nil, m.ctxErr(ctx.Err())
+		case !driver.IsRetryable(err):
+			return nil, fmt.Errorf("objsync: %w", err)
+		}
+		// The write may have landed: read the slot back.
+		back, _, rerr := m.readTicket(ctx, n)
+		if rerr != nil {
+			return nil, errors.Join(err, rerr)
+		}
+		if has(back, n) && back.obj.Holder == a.id {
+			m.shared.sawTicket(n)
+			return back, nil
+		}
+		if !has(back, n) {
+			return nil, fmt.Errorf("objsync: %w", err) // not taken: try again later
+		}
+	}
+}
+
+// acquireQueue is acquire for a queue lock: take a ticket and hold the
+// lock once the ticket before it has settled. The lease counts from the
+// last write to the ticket, which is the join unless the wait was long.
+func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value string, wait bool) (*hold, error) {
+	a := newAttempt()
+	giveUp := func(err error) (*hold, error) {
+		m.leaveQueue(a)
+		return nil, err
+	}
+	timing := m.opts.timing(ttl)
+	b := m.newBackoff()
+	out, rounds := outage{patience: ttl}, 0
+	// retry judges a failed step: nil to wait a little and go on, or the
+	// error to give up with. TryLock gives up after a few.
+	retry := func(err error) error {
+		switch {
+		case ctx.Err() != nil:
+			return m.ctxErr(ctx.Err())
+		case !driver.IsRetryable(err):
+			return err
+		case !wait:
+			if rounds++; rounds >= tryLockRounds {
+				return err
+			}
+		}
+		out.patience = max(out.patience, a.seenTTL)
+		if gone := out.failed(err); gone != nil {
+			return gone
+		}
+		if err := b.wait(ctx, 0); err != nil {
+			return m.ctxErr(err)
+		}
+		return nil
+	}
+	var mine *snapshot // our ticket, as last written or read
+	watch := newWatch(&m.opts)
+	for {
+		if !m.queueReady.Load() {
+			if err := m.ensureQueue(ctx); err != nil {
+				if err := retry(err); err != nil {
+					return giveUp(err)
+				}
+				continue
+			}
+			out.answered()
+		}
+		if mine == nil {
+			var err error
+			mine, err = m.takeTicket(ctx, a, ttl, value, !wait)
+			switch {
+			case err == nil && mine == nil:
+				return giveUp(nil) // TryLock: taken
+			case errors.Is(err, errQueueFull):
+				if !wait {
+					return giveUp(nil)
+				}
+				out.answered()
+				// Watch the ticket whose turn it is, as the waiter behind
+				// it would: tickets left by Locks that died may fill the
+				// queue, and nobody else may be there to end their turns.
+				head, _, _, at, err := m.queueHead(ctx)
+				if err == nil {
+					err = m.watchPredecessor(ctx, &watch, head, at)
+				}
+				if err != nil {
+					if err := retry(err); err != nil {
+						return giveUp(err)
+					}
+					continue
+				}
+				if err := watch.wait(ctx, &m.opts); err != nil {
+					return giveUp(m.ctxErr(err))
+				}
+				continue
+			case err != nil:
+				if err := retry(err); err != nil {
+					return giveUp(err)
+				}
+				continue
+			}
+			out.answered()
+			watch = newWatch(&m.opts)
+		}
+		n := mine.obj.Fence
+		turn, blocker, returned, err := m.clearBelow(ctx, n-1)
+		if err != nil {
+			if err := retry(err); err != nil {
+				return giveUp(err)
+			}
+			continue
+		}
+		out.answered()
+		if blocker != nil {
+			a.saw(blocker)
+		}
+		if turn {
+			since := a.sent[mine.obj.Seq]
+			if time.Since(since) <= timing.fresh {
+				return m.holdOn(m.ticketKey(n), func(ctx context.Context) (*snapshot, error) {
+					snap, _, err := m.readTicket(ctx, n)
+					return snap, err
+				}, a, mine, since, timing, timing), nil
+			}
+			// Our turn came long after we joined: write the ticket again
+			// for a fresh lease, as a renewal, unless it was abandoned.
+			renewed, err := m.rewriteTicket(ctx, a, mine)
+			switch {
+			case err != nil:
+				if err := retry(err); err != nil {
+					return giveUp(err)
+				}
+			case renewed == nil:
+				mine = nil // its turn was ended while we were away: a new ticket
+			default:
+				mine = renewed
+			}
+			continue
+		}
+		if !wait {
+			// A ticket before ours was taken just before we joined.
+			return giveUp(nil)
+		}
+		if err := m.watchPredecessor(ctx, &watch, blocker, returned); err != nil {
+			if err := retry(err); err != nil {
+				return giveUp(err)
+			}
+			continue
+		}
+		if err := watch.wait(ctx, &m.opts); err != nil {
+			return giveUp(m.ctxErr(err))
+		}
+	}
+}
+
+// rewriteTicket writes our ticket again, conditional on its version, and
+// returns it as written; nil if it was abandoned meanwhile. After an
+// answer that was lost, it reads the ticket back to settle it.
+func (m *Mutex) rewriteTicket(ctx context.Context, a *attempt, mine *snapshot) (*snapshot, error) {
+	n := mine.obj.Fence
+	for {
+		now := time.Now()
+		obj := mine.obj
+		obj.Seq, obj.WrittenAt = a.next(now), now.UTC()
+		v, err := m.store.Write(ctx, m.ticketKey(n), obj.encode(), mine.version)
+		if err == nil {
+			return &snapshot{exists: true, version: v, obj: obj}, nil
+		}
+		if !errors.Is(err, driver.ErrPrecondition) && (ctx.Err() != nil || !driver.IsRetryable(err)) {
+			return nil, fmt.Errorf("objsync: %w", err)
+		}
+		cur, _, rerr := m.readTicket(ctx, n)
+		if rerr != nil {
+			return nil, errors.Join(err, rerr)
+		}
+		if !has(cur, n) || cur.obj.Holder != a.id || cur.obj.State != stateHeld {
+			return nil, nil
+		}
+		if _, ok := a.sent[cur.obj.Seq]; ok && cur.obj.Seq > mine.obj.Seq {
+			return cur, nil // a write of ours landed
+		}
+		mine = cur
+	}
+}
+
+// predecessorWatch is what a waiter knows of the ticket that blocks its
+// own: the nearest unsettled one before it.
+type predecessorWatch struct {
+	n      int64     // the ticket watched
+	ahead  int64     // the nearest unsettled ticket before it, last seen
+	seen   stateKey  // its state when first seen with its turn come
+	seenAt time.Time // when that read returned; zero until its turn came
+	next   time.Duration
+	// A waiter further back polls steadily at the minimum backoff, a few
+	// times after it last saw the queue move, and then less and less
+	// often; once the ticket before it holds, from a quarter of the
+	// minimum backoff.
+	steady int
+	pace   backoff
+}
+
+// wait sleeps until the next poll.
+func (w *predecessorWatch) wait(ctx context.Context, o *options) error {
+	atMost := min(w.next, o.maxBackoff)
+	if w.steady > 0 {
+		w.steady--
+		return sleep(ctx, min(o.minBackoff, atMost))
+	}
+	return w.pace.wait(ctx, atMost)
+}
+
+func newWatch(o *options) predecessorWatch {
+	return predecessorWatch{steady: steadyPolls, pace: backoff{min: o.minBackoff, max: o.maxBackoff}}
+}
+
+// watchPredecessor watches t, the ticket that blocks a waiter's own (nil if
+// none could be read), as read at the given instant, and ends its turn if
+// it has held it unchanged for longer than its TTL: its holder is dead,
+// frozen or cut off, and its lease has run out. Only a ticket whose turn
+// has come is ended so: waiting tickets are not renewed.
+func (m *Mutex) watchPredecessor(ctx context.Context, w *predecessorWatch, t *snapshot, returned time.Time) error {
+	if t == nil {
+		w.next = m.opts.minBackoff
+		return nil
+	}
+	p := t.obj.Fence
+	if w.n != p {
+		*w = newWatch(&m.opts)
+		w.n = p
+	}
+	w.next = m.opts.maxBackoff
+	if w.seenAt.IsZero() {
+		turn, ahead, _, err := m.clearBelow(ctx, p-1)
+		if err != nil || !turn {
+			if ahead != nil && ahead.obj.Fence != w.ahead {
+				// The queue moved: keep polling at the steady pace.
+				w.ahead, w.steady = ahead.obj.Fence, steadyPolls
+				w.pace = backoff{min: w.pace.min, max: w.pace.max}
+			}
+			return err // further back in the queue
+		}
+	}
+	if w.seenAt.IsZero() {
+		// Next in line: poll fast, for the release.
+		w.steady, w.pace = 0, backoff{min: max(m.opts.minBackoff/4, time.Millisecond), max: m.opts.maxBackoff}
+	}
+	if k := t.key(); k != w.seen || w.seenAt.IsZero() {
+		w.seen, w.seenAt = k, returned
+	}
+	left := takeoverAfter(t.obj.ttl()) - time.Since(w.seenAt)
+	if left > 0 {
+		w.next = left
+		return nil
+	}
+	m.log.Info("objsync: ending the turn of a queue ticket unchanged for longer than its ttl", "ticket", p, "holder", t.obj.Holder, "unchanged", time.Since(w.seenAt))
+	obj := t.obj
+	obj.State, obj.Prev, obj.WrittenAt = stateAbandoned, "", time.Now().UTC()
+	// The same object its holder renews, conditional on the version read:
+	// a renewal that lands first makes this fail, and one that comes
+	// later fails itself.
+	if _, err := m.store.Write(ctx, m.ticketKey(p), obj.encode(), t.version); err != nil && !errors.Is(err, driver.ErrPrecondition) {
+		return fmt.Errorf("objsync: %w", err)
+	}
+	w.next = 0
+	return nil
+}
+
+// releaseTicket settles ticket n of a with its done slot: state done, or
+// left for a ticket given up before its turn. Only a's ticket n writes
+// that slot between tickets n-queueSlots and n+queueSlots, so a failed
+// condition means a write of ours landed or the slot moved on.
+func (m *Mutex) releaseTicket(ctx context.Context, a *attempt, n int64, state string) error {
+	b := m.newBackoff()
+	var werr error // the last write's error
+	for {
+		cur, err := m.readDone(ctx, n)
+		switch {
+		case err != nil:
+			return errors.Join(werr, err)
+		case cur.exists && cur.obj.Fence >= n:
+			return nil // ours landed, whatever its answer said
+		case werr != nil && !errors.Is(werr, driver.ErrPrecondition) && (ctx.Err() != nil || !driver.IsRetryable(werr)):
+			return werr
+		case werr != nil && !errors.Is(werr, driver.ErrPrecondition):
+			if err := b.wait(ctx, 0); err != nil {
+				return fmt.Errorf("objsync: release %s: %w", m.loc, err)
+			}
+		}
+		if err := paceSlot(ctx, cur); err != nil {
+			return fmt.Errorf("objsync: release %s: %w", m.loc, err)
+		}
+		now := time.Now()
+		obj := lockObject{Format: lockFormat, State: state, Holder: a.id, Fence: n, Seq: a.next(now), AcquiredAt: now.UTC(), WrittenAt: now.UTC()}
+		if _, werr = m.store.Write(ctx, m.doneKey(n), obj.encode(), cur.version); werr == nil {
+			return nil
+		}
+		// Settle by reading: even an error that is not transient may
+		// follow a write that landed.
+		werr = fmt.Errorf("objsync: release %s: %w", m.loc, werr)
+	}
+}
+
+// releaseQueueHold is Unlock's release for a queue lock: it settles the
+// hold's ticket as done, unless Break ended its turn (ErrLockLost).
+func (m *Mutex) releaseQueueHold(ctx context.Context, h *hold) error {
+	t, err := h.read(ctx)
+	if err != nil {
+		return err
+	}
+	if !h.a.owns(t) || t.obj.Fence != h.fence {
+		return fmt.Errorf("%w: %s: the turn of ticket %d was ended by another (Break)", ErrLockLost, m.loc, h.fence)
+	}
+	return m.releaseTicket(ctx, h.a, h.fence, stateDone)
+}
+
+// leaveQueue settles the ticket of an acquisition that is being given up,
+// if one of its joins landed, so that those behind it need not wait for
+// it to be ended after its TTL. Bounded as abandon is.
+func (m *Mutex) leaveQueue(a *attempt) {
+	if a.ticket == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), abandonWithin)
+	defer cancel()
+	t, _, err := m.readTicket(ctx, a.ticket)
+	if err != nil || !has(t, a.ticket) || t.obj.Holder != a.id || t.obj.State != stateHeld {
+		return
+	}
+	if err := m.releaseTicket(ctx, a, a.ticket, stateLeft); err != nil {
+		m.log.Warn("objsync: could not leave the queue; the ticket's turn ends after its ttl", "ticket", a.ticket, "err", err)
+	}
+}
+
+// queueHead finds the ticket whose turn it is, as read, with the number
+// of tickets waiting behind it, and the last ticket taken; head is nil if
+// every ticket has settled.
+func (m *Mutex) queueHead(ctx context.Context) (head *snapshot, waiting int, tail int64, read time.Time, err error) {
+	tail, err = m.findTail(ctx, false, nil)
+	if err != nil {
+		return nil, 0, 0, read, err
+	}
+	for k := tail; ; {
+		clear, blocker, at, err := m.clearBelow(ctx, k)
+		if err != nil {
+			return nil, 0, tail, read, err
+		}
+		if clear || blocker == nil {
+			if head != nil {
+				waiting--
+			}
+			return head, waiting, tail, read, nil
+		}
+		head, waiting, read, k = blocker, waiting+1, at, blocker.obj.Fence-1
+	}
+}
+
+// inspectQueue is Inspect for a queue lock: the ticket whose turn it is,
+// as its holder, and how many wait behind it.
+func (m *Mutex) inspectQueue(ctx context.Context) (State, error) {
+	marker, _, err := m.readKey(ctx, m.key, decodeMarker)
+	if err != nil || !marker.exists {
+		return State{}, err
+	}
+	head, waiting, tail, _, err := m.queueHead(ctx)
+	if err != nil || head == nil {
+		return State{Exists: true, Fence: tail}, err
+	}
+	o := head.obj
+	return State{
+		Exists: true, Held: true, Holder: o.Holder, Value: o.Value, Fence: o.Fence,
+		TTL: o.ttl(), Host: o.Host, PID: o.PID, AcquiredAt: o.AcquiredAt, RenewedAt: o.WrittenAt,
+		Waiters: waiting,
+	}, nil
+}
+
+// breakQueue is Break for a queue lock: it ends the turn of the ticket
+// whose turn it is, as a waiter does with one unchanged for its TTL, with
+// a write conditional on the version it read.
+func (m *Mutex) breakQueue(ctx context.Context) (State, error) {
+	st, err := m.inspectQueue(ctx)
+	if err != nil {
+		return State{}, err
+	}
+	if !st.Held {
+		return st, fmt.Errorf("objsync: break %s: %w", m.loc, ErrNotHeld)
+	}
+	t, _, err := m.readTicket(ctx, st.Fence)
+	if err != nil {
+		return st, err
+	}
+	if !has(t, st.Fence) || t.obj.State != stateHeld || t.obj.Holder != st.Holder {
+		return st, fmt.Errorf("objsync: break %s: the lock changed while breaking it; nothing was written: %w", m.loc, ErrLockLost)
+	}
+	breaker := newAttempt().id
+	b, conflicts := m.newBackoff(), 0
+	for {
+		obj := t.obj
+		obj.State, obj.Prev, obj.WrittenAt = stateAbandoned, breaker, time.Now().UTC()
+		_, err := m.store.Write(ctx, m.ticketKey(st.Fence), obj.encode(), t.version)
+		if err == nil {
+			break
+		}
+		// Settle by reading: the write may have landed, or land later.
+		back, _, rerr := m.readTicket(ctx, st.Fence)
+		if rerr != nil {
+			return st, fmt.Errorf("objsync: break %s: %w", m.loc, errors.Join(err, rerr))
+		}
+		if has(back, st.Fence) && back.obj.State == stateAbandoned && back.obj.Prev == breaker {
+			break // ours landed
+		}
+		if !has(back, st.Fence) || back.obj.Holder != st.Holder || back.obj.State != stateHeld {
+			return st, fmt.Errorf("objsync: break %s: the lock changed while breaking it: %w", m.loc, ErrLockLost)
+		}
+		// The same holder: it renewed since (write again at once, a few
+		// times), or the write failed (write again after a pause).
+		t = back
+		switch {
+		case errors.Is(err, driver.ErrPrecondition):
+			if conflicts++; conflicts > maxConflicts {
+				return st, fmt.Errorf("objsync: break %s: the holder renewed before each of %d writes: %w", m.loc, conflicts, ErrLockLost)
+			}
+		case ctx.Err() != nil || !driver.IsRetryable(err):
+			return st, fmt.Errorf("objsync: break %s: %w", m.loc, err)
+		default:
+			if err := b.wait(ctx, 0); err != nil {
+				return st, fmt.Errorf("objsync: break %s: %w", m.loc, err)
+			}
+		}
+	}
+	m.log.Warn("objsync: lock broken", "holder", st.Holder, "fence", st.Fence)
+	return st, nil
+}

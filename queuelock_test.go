@@ -1,0 +1,249 @@
+package objsync_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/objsync/objsync"
+	"github.com/objsync/objsync/driver"
+	"github.com/objsync/objsync/internal/countstore"
+	"github.com/objsync/objsync/mem"
+)
+
+// writeRecorder is a process's view of a store that records which keys
+// it wrote and counts the writes refused for the per-key rate.
+type writeRecorder struct {
+	driver.Store
+	name        string
+	mu          *sync.Mutex
+	keys        map[string]bool
+	rateLimited *atomic.Int64
+	cut         atomic.Bool // every request fails, as if the process were cut off
+}
+
+func (w *writeRecorder) Location(key string) string { return w.Store.Location(key) + "#" + w.name }
+
+var errCut = driver.Retryable(errors.New("test: cut off"))
+
+func (w *writeRecorder) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
+	if w.cut.Load() {
+		return nil, "", errCut
+	}
+	return w.Store.Read(ctx, key)
+}
+
+func (w *writeRecorder) Write(ctx context.Context, key string, data []byte, v driver.Version) (driver.Version, error) {
+	if w.cut.Load() {
+		return "", errCut
+	}
+	nv, err := w.Store.Write(ctx, key, data, v)
+	if errors.Is(err, mem.ErrRateLimited) {
+		w.rateLimited.Add(1)
+	}
+	w.mu.Lock()
+	w.keys[key] = true
+	w.mu.Unlock()
+	return nv, err
+}
+
+type recorders struct {
+	base        *mem.Store
+	mu          sync.Mutex
+	keys        map[string]bool
+	rateLimited atomic.Int64
+}
+
+func newRecorders(base *mem.Store) *recorders { return &recorders{base: base, keys: map[string]bool{}} }
+
+func (r *recorders) view(name string) *writeRecorder {
+	return &writeRecorder{Store: r.base, name: name, mu: &r.mu, keys: r.keys, rateLimited: &r.rateLimited}
+}
+
+// TestQueueHandOffsUnderWriteLimit: on a store that allows one write per
+// second to an object, 8 processes holding a queue lock for 5ms each take
+// it at least 20 times a second, in turn, and no write is refused for the
+// rate; the objects written stay the marker and the 128 slots, after
+// thousands of acquisitions.
+func TestQueueHandOffsUnderWriteLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		base := mem.Namespace(t.Name())
+		base.Reset()
+		defer base.Reset()
+		base.SetWriteInterval(time.Second)
+		rec := newRecorders(base)
+		const contenders, runFor, ttl = 8, 2 * time.Minute, 4 * time.Second
+		var mu sync.Mutex
+		var holding, holds int
+		var last int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		for i := range contenders {
+			m := objsync.NewMutex(rec.view(fmt.Sprint("p", i)), "lock", objsync.WithQueue())
+			defer m.Close()
+			wg.Go(func() {
+				for time.Since(start) < runFor {
+					fence, err := m.Lock(context.Background(), ttl)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					holding++
+					if holding > 1 || fence <= last {
+						t.Errorf("fence %d after %d, %d holders", fence, last, holding)
+					}
+					last, holds = fence, holds+1
+					mu.Unlock()
+					time.Sleep(5 * time.Millisecond)
+					mu.Lock()
+					holding--
+					mu.Unlock()
+					if err := m.Unlock(context.Background()); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		perSecond := float64(holds) / time.Since(start).Seconds()
+		t.Logf("%d holds in %v: %.1f a second; %d objects written", holds, time.Since(start).Round(time.Millisecond), perSecond, len(rec.keys))
+		if perSecond < 20 {
+			t.Errorf("%.1f holds a second, want at least 20", perSecond)
+		}
+		if n := rec.rateLimited.Load(); n != 0 {
+			t.Errorf("%d writes refused for the rate", n)
+		}
+		if len(rec.keys) > 1+2*64 {
+			t.Errorf("%d objects written, want at most 129", len(rec.keys))
+		}
+	})
+}
+
+// TestQueueKindsExclude: a name holds one kind of lock; whichever kind
+// comes second fails, naming the other.
+func TestQueueKindsExclude(t *testing.T) {
+	for _, queueFirst := range []bool{false, true} {
+		base := mem.Namespace(fmt.Sprintf("%s-%v", t.Name(), queueFirst))
+		base.Reset()
+		plain := objsync.NewMutex(view{base, "plain"}, "lock")
+		queue := objsync.NewMutex(view{base, "queue"}, "lock", objsync.WithQueue())
+		first, second, want := plain, queue, "a plain lock"
+		if queueFirst {
+			first, second, want = queue, plain, "a queue lock"
+		}
+		if _, err := first.Lock(context.Background(), time.Second); err != nil {
+			t.Fatal(err)
+		}
+		_, err := second.Lock(context.Background(), time.Second)
+		if !errors.Is(err, objsync.ErrNotLock) || !strings.Contains(err.Error(), want) {
+			t.Errorf("the second kind's Lock: %v; want ErrNotLock naming %q", err, want)
+		}
+		if err := first.Unlock(context.Background()); err != nil {
+			t.Error(err)
+		}
+		plain.Close()
+		queue.Close()
+		base.Reset()
+	}
+}
+
+// TestQueueDeadWaiter: a waiter cut off in the middle of the queue delays
+// the one behind it by about its TTL once its turn comes, not for ever,
+// and the lock goes in order otherwise.
+func TestQueueDeadWaiter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		base := mem.Namespace(t.Name())
+		base.Reset()
+		defer base.Reset()
+		rec := newRecorders(base)
+		const ttl = 5 * time.Second
+		open := func(v *writeRecorder) *objsync.Mutex {
+			m := objsync.NewMutex(v, "lock", objsync.WithQueue())
+			t.Cleanup(func() { m.Close() })
+			return m
+		}
+		holder := open(rec.view("holder"))
+		first, err := holder.Lock(context.Background(), ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadView := rec.view("dead")
+		dead := open(deadView)
+		deadCtx, stopDead := context.WithCancel(context.Background())
+		deadDone := make(chan error, 1)
+		go func() { _, err := dead.Lock(deadCtx, ttl); deadDone <- err }()
+		synctest.Wait()
+		next := open(rec.view("next"))
+		got := make(chan int64, 1)
+		go func() {
+			fence, err := next.Lock(context.Background(), ttl)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- fence
+		}()
+		synctest.Wait()
+		if st, err := holder.Inspect(context.Background()); err != nil || st.Waiters != 2 || st.Fence != first {
+			t.Fatalf("Inspect with two waiting: %+v, %v", st, err)
+		}
+		deadView.cut.Store(true)
+		stopDead()
+		<-deadDone // its leaving fails: it is cut off
+
+		time.Sleep(time.Minute) // a long hold
+		start := time.Now()
+		if err := holder.Unlock(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		fence := <-got
+		waited := time.Since(start)
+		if fence != first+2 {
+			t.Errorf("the waiter behind the dead one got fence %d, want %d", fence, first+2)
+		}
+		if waited < ttl || waited > 2*ttl {
+			t.Errorf("the waiter behind the dead one waited %v after the release; want its TTL of %v and a little more", waited, ttl)
+		}
+		if err := next.Unlock(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// TestQueueUncontendedCost: an uncontended Lock and Unlock of a queue lock
+// writes twice (the ticket, the done slot) and reads a few objects.
+func TestQueueUncontendedCost(t *testing.T) {
+	base := mem.Namespace(t.Name())
+	base.Reset()
+	defer base.Reset()
+	counted := countstore.New(base)
+	m := objsync.NewMutex(counted, "lock", objsync.WithQueue())
+	defer m.Close()
+	cycle := func() {
+		if _, err := m.Lock(context.Background(), time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Unlock(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cycle() // the marker is written once
+	before := counted.Counts()
+	const cycles = 20
+	for range cycles {
+		cycle()
+	}
+	c := counted.Counts().Sub(before)
+	reads, writes := float64(c.ReadRequests())/cycles, float64(c.WriteRequests())/cycles
+	t.Logf("per Lock+Unlock: %.1f reads, %.1f writes", reads, writes)
+	if writes != 2 || reads > 8 {
+		t.Errorf("per Lock+Unlock: %.1f reads, %.1f writes; want 2 writes and at most 8 reads", reads, writes)
+	}
+}
