@@ -19,7 +19,7 @@ lint:
 # with the rest, and 2000 more without it, where it is ten times faster.
 unit:
 	$(GO) test -race -count=1 ./...
-	OBJSYNC_SIM_SCHEDULES=2000 $(GO) test -count=1 -run '^TestSimulation$$' .
+	OBJSYNC_SIM_SCHEDULES=2000 $(GO) test -count=1 -timeout 20m -run '^TestSimulation$$' .
 
 # make chaos CHAOS_TIME=3m: the long runs of the reliability suite, which
 # stop by themselves after about CHAOS_TIME plus the servers' start-up: the

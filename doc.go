@@ -325,7 +325,7 @@
 // of its last write, by the wall-clock time stored in it, which paces
 // writes and decides nothing else. With a TTL of 4s or more every object
 // is written at most once a second, and the lock can change hands up to
-// about 60 times a second (64 slots a second, less the waiters in the
+// at most 64 times a second (64 slots a second, less the waiters in the
 // queue). Fences increase strictly but skip the tickets of Locks that
 // gave up. Break ends the turn of the ticket whose turn it is. TryLock
 // takes a ticket only when every ticket taken has settled. Elections need

@@ -311,7 +311,7 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 	}
 	timing := m.opts.timing(ttl)
 	b := m.newBackoff()
-	out, rounds := outage{patience: ttl}, 0
+	out, rounds, lateAnswers := outage{patience: ttl}, 0, 0
 	// retry judges a failed step: nil to wait a little and go on, or the
 	// error to give up with. TryLock gives up after a few.
 	retry := func(err error) error {
@@ -403,8 +403,24 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 					return snap, err
 				}, a, mine, since, timing, timing), nil
 			}
-			// Our turn came long after we joined: write the ticket again
-			// for a fresh lease, as a renewal, unless it was abandoned.
+			// Our turn came long after we joined, or the store answered
+			// late: write the ticket again for a fresh lease, as a
+			// renewal, unless it was abandoned. A store that stays too
+			// slow for the lease would have this ticket keep the lock
+			// from everyone: after a few late answers, leave and take a
+			// new ticket later (TryLock gives up).
+			if lateAnswers++; lateAnswers > tryLockRounds {
+				late := fmt.Errorf("objsync: %s: the store answered writes later than a lease of %v allows (%v); a longer ttl would do", m.loc, ttl, timing.fresh)
+				if !wait {
+					return giveUp(late)
+				}
+				m.leaveQueue(a)
+				a, mine, lateAnswers = newAttempt(), nil, 0
+				if err := b.wait(ctx, 0); err != nil {
+					return giveUp(m.ctxErr(err))
+				}
+				continue
+			}
 			renewed, err := m.rewriteTicket(ctx, a, mine)
 			switch {
 			case err != nil:
@@ -471,6 +487,7 @@ type predecessorWatch struct {
 	ahead  int64     // the nearest unsettled ticket before it, last seen
 	seen   stateKey  // its state when first seen with its turn come
 	seenAt time.Time // when that read returned; zero until its turn came
+	fast   bool      // polling fast: the ticket just before ours holds
 	next   time.Duration
 	// A waiter further back polls steadily at the minimum backoff, a few
 	// times after it last saw the queue move, and then less and less
@@ -498,32 +515,43 @@ func newWatch(o *options) predecessorWatch {
 // none could be read), as read at the given instant, and ends its turn if
 // it has held it unchanged for longer than its TTL: its holder is dead,
 // frozen or cut off, and its lease has run out. Only a ticket whose turn
-// has come is ended so: waiting tickets are not renewed.
+// has come is ended so: waiting tickets are not renewed. If t's turn has
+// not come and the queue has not moved for a while, it watches the ticket
+// whose turn it is instead: the waiters between may all be gone.
 func (m *Mutex) watchPredecessor(ctx context.Context, w *predecessorWatch, t *snapshot, returned time.Time) error {
 	if t == nil {
 		w.next = m.opts.minBackoff
 		return nil
 	}
-	p := t.obj.Fence
-	if w.n != p {
-		*w = newWatch(&m.opts)
-		w.n = p
-	}
 	w.next = m.opts.maxBackoff
-	if w.seenAt.IsZero() {
-		turn, ahead, _, err := m.clearBelow(ctx, p-1)
-		if err != nil || !turn {
+	next := true // t is the ticket just before ours, its turn come
+	if w.n != t.obj.Fence || w.seenAt.IsZero() {
+		turn, ahead, _, err := m.clearBelow(ctx, t.obj.Fence-1)
+		if err != nil {
+			return err
+		}
+		if !turn {
 			if ahead != nil && ahead.obj.Fence != w.ahead {
 				// The queue moved: keep polling at the steady pace.
 				w.ahead, w.steady = ahead.obj.Fence, steadyPolls
-				w.pace = backoff{min: w.pace.min, max: w.pace.max}
+				w.pace = backoff{min: m.opts.minBackoff, max: m.opts.maxBackoff}
 			}
-			return err // further back in the queue
+			if w.steady > 0 {
+				return nil // further back in the queue
+			}
+			head, _, _, at, err := m.queueHead(ctx)
+			if err != nil || head == nil {
+				return err
+			}
+			t, returned, next = head, at, false
 		}
 	}
-	if w.seenAt.IsZero() {
+	if w.n != t.obj.Fence {
+		w.n, w.seenAt, w.fast = t.obj.Fence, time.Time{}, false
+	}
+	if next && !w.fast {
 		// Next in line: poll fast, for the release.
-		w.steady, w.pace = 0, backoff{min: max(m.opts.minBackoff/4, time.Millisecond), max: m.opts.maxBackoff}
+		w.fast, w.steady, w.pace = true, 0, backoff{min: max(m.opts.minBackoff/4, time.Millisecond), max: m.opts.maxBackoff}
 	}
 	if k := t.key(); k != w.seen || w.seenAt.IsZero() {
 		w.seen, w.seenAt = k, returned
@@ -533,13 +561,13 @@ func (m *Mutex) watchPredecessor(ctx context.Context, w *predecessorWatch, t *sn
 		w.next = left
 		return nil
 	}
-	m.log.Info("objsync: ending the turn of a queue ticket unchanged for longer than its ttl", "ticket", p, "holder", t.obj.Holder, "unchanged", time.Since(w.seenAt))
+	m.log.Info("objsync: ending the turn of a queue ticket unchanged for longer than its ttl", "ticket", t.obj.Fence, "holder", t.obj.Holder, "unchanged", time.Since(w.seenAt))
 	obj := t.obj
 	obj.State, obj.Prev, obj.WrittenAt = stateAbandoned, "", time.Now().UTC()
 	// The same object its holder renews, conditional on the version read:
 	// a renewal that lands first makes this fail, and one that comes
 	// later fails itself.
-	if _, err := m.store.Write(ctx, m.ticketKey(p), obj.encode(), t.version); err != nil && !errors.Is(err, driver.ErrPrecondition) {
+	if _, err := m.store.Write(ctx, m.ticketKey(t.obj.Fence), obj.encode(), t.version); err != nil && !errors.Is(err, driver.ErrPrecondition) {
 		return fmt.Errorf("objsync: %w", err)
 	}
 	w.next = 0
