@@ -317,16 +317,18 @@
 // its next write, and Err reports the loss from its own clock before. A
 // waiting ticket is not renewed and never abandoned before its turn; a
 // dead waiter delays those behind it by its TTL once its turn comes, and
-// one that gives up writes its done slot (left) and delays nobody.
+// one that gives up writes its done slot (left) and delays nobody. A
+// waiter that has not seen the queue move for a while watches the ticket
+// whose turn it is, whoever is behind it: the waiters between may all be
+// gone. A joiner that finds the queue full does the same.
 //
 // Writes per object: the marker once; a ticket at its taking, at most
 // every 0.297×TTL while it holds, and once if abandoned after a TTL; a
 // done slot once per ticket. A slot is not written again within a second
 // of its last write, by the wall-clock time stored in it, which paces
 // writes and decides nothing else. With a TTL of 4s or more every object
-// is written at most once a second, and the lock can change hands up to
-// at most 64 times a second (64 slots a second, less the waiters in the
-// queue). Fences increase strictly but skip the tickets of Locks that
+// is written at most once a second, and the lock can change hands at most
+// 64 times a second (64 slots a second, less the waiters in the queue). Fences increase strictly but skip the tickets of Locks that
 // gave up. Break ends the turn of the ticket whose turn it is. TryLock
 // takes a ticket only when every ticket taken has settled. Elections need
 // a plain lock.
