@@ -92,7 +92,7 @@
 //
 // The hand-off lease is short, so that a waiter that died in the queue
 // holds up those behind it briefly: four of its longest polls (below), at
-// least MinTTL and twice the loss notice, at most its TTL: 4s with the
+// least a second and twice the loss notice, at most its TTL: 4s with the
 // default backoff and a TTL of 8s or more, half the TTL below that. The
 // waiter's first renewal writes its own TTL, and the hold then renews at
 // that TTL's pace.

@@ -509,13 +509,17 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 // polls: an eighth of its TTL, and at most the maximum backoff.
 func (o *options) handoffPoll(ttl time.Duration) time.Duration { return min(o.maxBackoff, ttl/8) }
 
+// minHandoffTTL is the shortest hand-off lease: with less, a handed
+// waiter on a loaded store lost its first renewal (100ms, MinIO in CI).
+const minHandoffTTL = time.Second
+
 // handoffTTL is the lease that a waiter asks a release to hand it, shorter
 // than its TTL so that a waiter that died in the queue holds up the others
 // for that long only: four of its polls, so that it sees a hand-off well
-// within the lease (and holds without a write), and at least MinTTL, and
+// within the lease (and holds without a write), and at least a second, and
 // room for the loss notice. Its first renewal writes the full TTL.
 func (o *options) handoffTTL(ttl time.Duration) time.Duration {
-	h := max(4*o.handoffPoll(ttl), MinTTL, 2*o.notice)
+	h := max(4*o.handoffPoll(ttl), minHandoffTTL, 2*o.notice)
 	return min(h.Truncate(time.Millisecond), ttl)
 }
 

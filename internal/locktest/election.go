@@ -435,11 +435,11 @@ func testOneLeaderAmongFive(t *testing.T, s driver.Store, key string) {
 // testWatchWaitsForHandedLeader: a candidate handed leadership by the
 // leader's resignation has been seen alive only once it writes the lock.
 // Frozen in the queue, it is not sent by Watch, and Leader says Handed;
-// frozen past the hand-off's short lease, Watch says there is no leader.
+// frozen past the hand-off's short lease (1s), Watch says there is no leader.
 // Thawed, its Campaign writes at once (nobody else took the lock) and
 // Watch sends it.
 func testWatchWaitsForHandedLeader(t *testing.T, s driver.Store, key string) {
-	const ttl, frozen = 3 * time.Second, time.Second
+	const ttl, frozen = 3 * time.Second, 2500 * time.Millisecond
 	withTTL := func(name string) candidate {
 		c := newCandidate(t, s, key, name)
 		c.Election = objsync.NewElection(c.m, objsync.WithLeaderTTL(ttl))
