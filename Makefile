@@ -24,7 +24,8 @@ unit:
 # make chaos CHAOS_TIME=3m: the long runs of the reliability suite, which
 # stop by themselves after about CHAOS_TIME plus the servers' start-up: the
 # simulation, OS processes on MinIO and Ceph RGW through fault proxies, and
-# a distributed MinIO (integration/scripts/chaos.sh).
+# a distributed MinIO, each with plain and queue locks
+# (integration/scripts/chaos.sh). At least 2m.
 CHAOS_TIME ?= 10m
 chaos:
 	CHAOS_TIME=$(CHAOS_TIME) integration/scripts/chaos.sh

@@ -292,46 +292,58 @@
 // on while the next slot is taken.
 //
 // A ticket settles when its done slot records it (done: released; left:
-// given up before or after its turn), when it is abandoned (below), or
-// when its slot holds a later ticket. Ticket n's turn comes when every
-// ticket before it has settled: walking back from n-1 over tickets that
-// left, it finds one released or abandoned (whose turn had come, so all
-// before it had settled), a slot taken over (done only over a ticket with
-// all before it settled), or the start. The holder of ticket n holds the
-// lock from the read that shows its turn, with no write: its lease counts
-// from when it sent its last write of the ticket (the one that took it),
-// which was before anyone could see its turn come. If that is longer ago
-// than the freshness limit of "Acquiring", it writes the ticket again
-// first, conditional on its version. Renewals rewrite the ticket; Unlock
-// writes the done slot.
+// given up before or after its turn), when it is abandoned (below), or when
+// its slot holds a later ticket. Ticket n's turn comes when every ticket
+// before it has settled: walking back from n-1 over tickets that left, it
+// finds one released or abandoned (whose turn had come, so all before it
+// had settled), a slot taken over (done only over a ticket with all before
+// it settled), or the start. A ticket settled stays so: each process
+// remembers those it has seen settled, and walks back only over the others
+// (which is one more reason never to delete a lock's objects).
+// A ticket taken when every ticket before it had settled carries the Lock's
+// TTL; one taken to wait carries a hand-off lease, as a plain lock's waiter
+// asks for (four of its longest polls), but at least 4s, so that its first
+// renewal keeps the slot's pace (below), and at most the TTL. The holder of
+// ticket n holds the lock from the read that shows its turn, with no write:
+// its lease, of the TTL in the ticket, counts from when it sent its last
+// write of the ticket or, if later, began the last walk back that showed
+// its turn not yet come (a ticket before it unsettled); its turn came after
+// both, and nobody can have seen it come before. If that is longer ago than
+// the freshness limit of "Acquiring", it writes the ticket again first,
+// conditional on its version. Renewals rewrite the ticket with the full
+// TTL; Unlock writes the done slot.
 //
 // A holder that dies: the waiter whose turn comes after it (all tickets
-// between them left) watches its ticket once its turn has come, and when
-// it has seen the ticket unchanged (holder id and sequence number) for
-// its TTL plus 1%, counted from the first read that showed its turn come,
-// writes it abandoned, conditional on the version read. That is the very
-// object the holder renews: a renewal that lands first makes the write
-// fail, one that comes later fails itself and the hold ends, as with the
-// takeover of a plain lock, and the same argument makes it safe. A ticket
-// whose holder froze and wakes after its turn was ended finds it so at
-// its next write, and Err reports the loss from its own clock before. A
-// waiting ticket is not renewed and never abandoned before its turn; a
-// dead waiter delays those behind it by its TTL once its turn comes, and
-// one that gives up writes its done slot (left) and delays nobody. A
-// waiter that has not seen the queue move for a while watches the ticket
-// whose turn it is, whoever is behind it: the waiters between may all be
-// gone. A joiner that finds the queue full does the same.
+// between them left) watches its ticket once its turn has come, and when it
+// has seen the ticket unchanged (holder id and sequence number) for its TTL
+// plus 1%, counted from the end of the walk that showed its turn come (or
+// from a later read that showed it changed), writes it abandoned,
+// conditional on the version read. That is the very object the holder
+// renews: a renewal that lands first makes the write fail, one that comes
+// later fails itself and the hold ends, as with the takeover of a plain
+// lock, and the same argument makes it safe. A ticket whose holder froze
+// and wakes after its turn was ended finds it so at its next write, and Err
+// reports the loss from its own clock before. A waiting ticket is not
+// renewed and never abandoned before its turn; a dead waiter delays those
+// behind it by its hand-off lease once its turn comes, and one that gives
+// up writes its done slot (left) and delays nobody. A waiter that has not
+// seen the queue move for a while watches the ticket whose turn it is,
+// whoever is behind it (the waiters between may all be gone), reading it
+// again when its TTL would be up. A joiner that finds the queue full does
+// the same.
 //
-// Writes per object: the marker once; a ticket at its taking, at most
-// every 0.297×TTL while it holds, and once if abandoned after a TTL; a
-// done slot once per ticket. A slot is not written again within a second
-// of its last write, by the wall-clock time stored in it, which paces
-// writes and decides nothing else. With a TTL of 4s or more every object
-// is written at most once a second, and the lock can change hands at most
-// 64 times a second (64 slots a second, less the waiters in the queue). Fences increase strictly but skip the tickets of Locks that
+// Writes per object: the marker once; a ticket at its taking, while it
+// holds at most every 0.297 of the lease it carries (so its first renewal
+// comes at least 1.19s after a hand-off lease of 4s), and once if
+// abandoned; a done slot once per ticket. A slot is not written again
+// within a second of its last write, by the wall-clock time stored in it,
+// which paces writes and decides nothing else. With a TTL of 4s or more
+// every object is written at most once a second, and the lock can change
+// hands at most 64 times a second (64 slots a second, less the waiters in
+// the queue). Fences increase strictly but skip the tickets of Locks that
 // gave up. Break ends the turn of the ticket whose turn it is. TryLock
-// takes a ticket only when every ticket taken has settled. Elections need
-// a plain lock.
+// takes a ticket only when every ticket taken has settled. Elections need a
+// plain lock.
 //
 // # Leader election
 //

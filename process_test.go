@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,7 +26,11 @@ const processHolds = 25
 // runRole runs a child process's part and returns its exit code.
 func runRole(role string) int {
 	lock, journal := os.Getenv("OBJSYNC_TEST_LOCK"), os.Getenv("OBJSYNC_TEST_JOURNAL")
-	m, err := objsync.Open("file", lock, objsync.WithBackoff(time.Millisecond, 20*time.Millisecond))
+	opts := []objsync.Option{objsync.WithBackoff(time.Millisecond, 20*time.Millisecond)}
+	if role == "queue" {
+		opts = append(opts, objsync.WithQueue())
+	}
+	m, err := objsync.Open("file", lock, opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -38,7 +43,7 @@ func runRole(role string) int {
 	}
 	defer j.Close()
 	switch role {
-	case "contend":
+	case "contend", "queue":
 		err = contend(m, j)
 	case "elect":
 		err = elect(m, j)
@@ -119,11 +124,58 @@ func TestProcessesContend(t *testing.T) {
 	for range processes {
 		cmds = append(cmds, startRole(t, "contend", dir+"/lock", journal))
 	}
+	waitAll(t, cmds)
+	checkTurns(t, journal, 1, processes*processHolds)
+}
+
+// TestQueueProcesses has 8 processes take turns on a queue lock. While
+// the test holds it, they join its queue one after the other, and must
+// then hold it in that order; then they contend freely. The journal is
+// judged as in TestProcessesContend.
+func TestQueueProcesses(t *testing.T) {
+	const processes = 8
+	dir, journal := newJournal(t)
+	m, err := objsync.Open("file", dir+"/lock", objsync.WithQueue())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	first, err := m.Lock(context.Background(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cmds []*exec.Cmd
+	var joined []string // pids in the order they joined
+	for i := range processes {
+		cmd := startRole(t, "queue", dir+"/lock", journal)
+		cmds, joined = append(cmds, cmd), append(joined, strconv.Itoa(cmd.Process.Pid))
+		waitForWaiters(t, m, i+1)
+	}
+	if err := m.Unlock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitAll(t, cmds)
+	holders := checkTurns(t, journal, first+1, processes*processHolds)
+	if got := holders[:processes]; !slices.Equal(got, joined) {
+		t.Fatalf("the first holders were %v, want the order they joined in, %v", got, joined)
+	}
+}
+
+func waitAll(t *testing.T, cmds []*exec.Cmd) {
+	t.Helper()
 	for _, cmd := range cmds {
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("child: %v", err)
 		}
 	}
+}
+
+// checkTurns reads a journal of holds (lines "enter FENCE PID" and "leave
+// FENCE PID"): enters and leaves must alternate, each leave matching its
+// enter, fences must rise by one from first, and there must be holds of
+// them. It returns the holders' pids in order.
+func checkTurns(t *testing.T, journal string, first int64, holds int) (holders []string) {
+	t.Helper()
 	f, err := os.Open(journal)
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +183,7 @@ func TestProcessesContend(t *testing.T) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	var line int
-	var fence int64
+	fence := first - 1
 	var holder string
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
@@ -139,15 +191,17 @@ func TestProcessesContend(t *testing.T) {
 		switch {
 		case line%2 == 0 && fields[0] == "enter" && n == fence+1:
 			fence, holder = n, fields[2]
+			holders = append(holders, holder)
 		case line%2 == 1 && fields[0] == "leave" && n == fence && fields[2] == holder:
 		default:
 			t.Fatalf("journal line %d %q breaks the sequence (fence %d, holder %s)", line+1, sc.Text(), fence, holder)
 		}
 		line++
 	}
-	if want := 2 * processes * processHolds; line != want {
-		t.Fatalf("journal has %d lines, want %d", line, want)
+	if line != 2*holds {
+		t.Fatalf("journal has %d lines, want %d", line, 2*holds)
 	}
+	return holders
 }
 
 // TestElectionProcesses has five candidate processes. The test watches the

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/objsync/objsync/driver"
@@ -25,6 +27,15 @@ const queueSlots = 64
 // never decides who holds the lock: a clock that is off costs only a
 // 429, which is retried.
 const slotInterval = time.Second
+
+// queueHandoffTTL is the lease of a ticket taken to wait in the queue: a
+// plain lock's hand-off lease, so that a waiter that dies holds up those
+// behind it for that long only, and at least four seconds, so that its
+// holder's first renewal, 0.297 of it after the write, keeps the slot's
+// pace. Its first renewal writes the full TTL.
+func (o *options) queueHandoffTTL(ttl time.Duration) time.Duration {
+	return min(max(o.handoffTTL(ttl), 4*slotInterval), ttl)
+}
 
 // paceSlot waits until slotInterval has passed since prev, the content of
 // a slot about to be written over, was written; at most slotInterval.
@@ -61,32 +72,56 @@ func decodeMarker(data []byte) (lockObject, error) {
 	return o, nil
 }
 
+// lastTicket is the highest ticket number a queue lock gives, so that
+// arithmetic on numbers read from the store, up to a lap of slots beyond,
+// stays within int64.
+const lastTicket = math.MaxInt64 - 2*queueSlots
+
+// decodeSlot accepts the content of a ticket or done slot in one of the
+// given states, numbered at most lastTicket.
+func decodeSlot(data []byte, kind string, states ...string) (lockObject, error) {
+	o, err := decodeObject(data)
+	switch {
+	case err != nil:
+		return o, err
+	case !slices.Contains(states, o.State):
+		return lockObject{}, fmt.Errorf("%w: a queue %s in state %q", ErrNotLock, kind, o.State)
+	case o.Fence > lastTicket:
+		return lockObject{}, fmt.Errorf("%w: a queue %s numbered %d, past the last a queue lock gives (%d)", ErrNotLock, kind, o.Fence, int64(lastTicket))
+	}
+	return o, nil
+}
+
 // decodeTicket accepts a ticket: held (joined, holding once its turn
 // comes) or abandoned.
 func decodeTicket(data []byte) (lockObject, error) {
-	o, err := decodeObject(data)
-	if err == nil && o.State != stateHeld && o.State != stateAbandoned {
-		return lockObject{}, fmt.Errorf("%w: a queue ticket in state %q", ErrNotLock, o.State)
-	}
-	return o, err
+	return decodeSlot(data, "ticket", stateHeld, stateAbandoned)
 }
 
 // decodeDone accepts a done slot: a ticket released, or left.
 func decodeDone(data []byte) (lockObject, error) {
-	o, err := decodeObject(data)
-	if err == nil && o.State != stateDone && o.State != stateLeft {
-		return lockObject{}, fmt.Errorf("%w: a queue done slot in state %q", ErrNotLock, o.State)
-	}
-	return o, err
+	return decodeSlot(data, "done slot", stateDone, stateLeft)
 }
 
+// readTicket and readDone read the slots of ticket n, which must hold a
+// ticket of that slot (n, or n plus or minus laps).
 func (m *Mutex) readTicket(ctx context.Context, n int64) (*snapshot, time.Time, error) {
-	return m.readKey(ctx, m.ticketKey(n), decodeTicket)
+	snap, at, err := m.readKey(ctx, m.ticketKey(n), decodeTicket)
+	return snap, at, m.inSlot(snap, n, m.ticketKey(n), err)
 }
 
 func (m *Mutex) readDone(ctx context.Context, n int64) (*snapshot, error) {
 	snap, _, err := m.readKey(ctx, m.doneKey(n), decodeDone)
-	return snap, err
+	return snap, m.inSlot(snap, n, m.doneKey(n), err)
+}
+
+// inSlot passes on err, or refuses snap, read from key, the slot of
+// ticket n, if it holds a ticket of another slot.
+func (m *Mutex) inSlot(snap *snapshot, n int64, key string, err error) error {
+	if err == nil && snap.exists && snap.obj.Fence%queueSlots != n%queueSlots {
+		return fmt.Errorf("objsync: %s: %w: ticket %d, which belongs in another slot", m.store.Location(key), ErrNotLock, snap.obj.Fence)
+	}
+	return err
 }
 
 // saw records the lease of a ticket that a read, so that it rides out an
@@ -135,23 +170,35 @@ func (m *Mutex) ensureQueue(ctx context.Context) error {
 // had come), a slot taken over by a later ticket (done only over a ticket
 // with every one before it settled), or the start. Otherwise it returns
 // the unsettled ticket that blocks, as read, and when the read returned.
+//
+// What it finds settled it records for the process, and what the process
+// knows it does not read again: a ticket settled stays so.
 func (m *Mutex) clearBelow(ctx context.Context, k int64) (clear bool, blocker *snapshot, returned time.Time, err error) {
 	for ; k >= 1; k-- {
+		switch settled, all := m.shared.knownSettled(k); {
+		case all:
+			return true, nil, time.Time{}, nil
+		case settled:
+			continue
+		}
 		done, err := m.readDone(ctx, k)
 		if err != nil {
 			return false, nil, time.Time{}, err
 		}
 		if done.exists && done.obj.Fence > k || done.exists && done.obj.Fence == k && done.obj.State == stateDone {
+			m.shared.sawSettled(k)
 			return true, nil, time.Time{}, nil
 		}
 		if done.exists && done.obj.Fence == k {
-			continue // left
+			m.shared.sawLeft(k)
+			continue
 		}
 		t, at, err := m.readTicket(ctx, k)
 		switch {
 		case err != nil:
 			return false, nil, time.Time{}, err
 		case t.exists && (t.obj.Fence > k || t.obj.Fence == k && t.obj.State == stateAbandoned):
+			m.shared.sawSettled(k)
 			return true, nil, time.Time{}, nil
 		case has(t, k):
 			return false, t, at, nil
@@ -206,17 +253,19 @@ var errQueueFull = errors.New("objsync: the queue is full")
 // conditional on the slot holding the settled ticket queueSlots before it
 // (or nothing), and after a read showed that the ticket before it exists:
 // ticket numbers are taken in order, each once. It returns the ticket as
-// written. With onlyIfFree, it takes one only if the last ticket taken has
-// settled, and returns nil otherwise.
-func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, value string, onlyIfFree bool) (*snapshot, error) {
+// written, and whether its turn had come when it was written: every
+// ticket before it had settled, which stays so. A ticket whose turn is
+// yet to come carries the hand-off lease. With onlyIfFree, it takes one
+// only if its turn would come at once, and returns nil otherwise.
+func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, value string, onlyIfFree bool) (mine *snapshot, turn bool, err error) {
 	tail, err := m.findTail(ctx, true, a)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	n := tail + 1
 	for {
 		if ctx.Err() != nil {
-			return nil, m.ctxErr(ctx.Err())
+			return nil, false, m.ctxErr(ctx.Err())
 		}
 		if n > 1 {
 			prev, _, err := m.readTicket(ctx, n-1)
@@ -225,14 +274,14 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 			}
 			switch {
 			case err != nil:
-				return nil, err
+				return nil, false, err
 			case !prev.exists || prev.obj.Fence < n-1:
 				n-- // a view ahead of the store: cannot be, but walk back
 				continue
 			case prev.obj.Fence > n-1:
 				// Behind by a lap or more: search the slots.
 				if tail, err = m.findTail(ctx, false, a); err != nil {
-					return nil, err
+					return nil, false, err
 				}
 				n = max(tail, prev.obj.Fence) + 1
 				continue
@@ -240,69 +289,77 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 		}
 		cur, _, err := m.readTicket(ctx, n)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if cur.exists && cur.obj.Fence >= n {
 			n = cur.obj.Fence + 1 // taken by another
 			continue
 		}
-		if onlyIfFree {
-			if free, _, _, err := m.clearBelow(ctx, n-1); err != nil || !free {
-				return nil, err
-			}
+		turn, _, _, err = m.clearBelow(ctx, n-1)
+		if err != nil || onlyIfFree && !turn {
+			return nil, false, err
 		}
 		if cur.exists {
 			// Over a ticket only once it and every one before it have
 			// settled: a slot taken over then says so for them all.
 			free, _, _, err := m.clearBelow(ctx, cur.obj.Fence)
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			if !free {
-				return nil, errQueueFull
+				return nil, false, errQueueFull
 			}
 		}
 		if err := paceSlot(ctx, cur); err != nil {
-			return nil, m.ctxErr(err)
+			return nil, false, m.ctxErr(err)
+		}
+		if n > lastTicket {
+			return nil, false, fmt.Errorf("objsync: %s: ticket %d would pass the last a queue lock gives (%d): the lock cannot be taken again", m.loc, n, int64(lastTicket))
+		}
+		lease := ttl
+		if !turn {
+			lease = m.opts.queueHandoffTTL(ttl)
 		}
 		now := time.Now()
 		seq := a.next(now)
 		a.ticket = n
 		obj := lockObject{
 			Format: lockFormat, State: stateHeld, Holder: a.id, Fence: n, Seq: seq,
-			TTLMillis: ttl.Milliseconds(), Value: value, Host: hostname, PID: os.Getpid(),
+			TTLMillis: lease.Milliseconds(), Value: value, Host: hostname, PID: os.Getpid(),
 			AcquiredAt: now.UTC(), WrittenAt: now.UTC(),
 		}
 		v, err := m.store.Write(ctx, m.ticketKey(n), obj.encode(), cur.version)
 		switch {
 		case err == nil:
 			m.shared.sawTicket(n)
-			return &snapshot{exists: true, version: v, obj: obj}, nil
+			return &snapshot{exists: true, version: v, obj: obj}, turn, nil
 		case errors.Is(err, driver.ErrPrecondition):
 			continue // someone wrote the slot first: read it again
 		case ctx.Err() != nil:
-			return nil, m.ctxErr(ctx.Err())
+			return nil, false, m.ctxErr(ctx.Err())
 		case !driver.IsRetryable(err):
-			return nil, fmt.Errorf("objsync: %w", err)
+			return nil, false, fmt.Errorf("objsync: %w", err)
 		}
 		// The write may have landed: read the slot back.
 		back, _, rerr := m.readTicket(ctx, n)
 		if rerr != nil {
-			return nil, errors.Join(err, rerr)
+			return nil, false, errors.Join(err, rerr)
 		}
 		if has(back, n) && back.obj.Holder == a.id {
 			m.shared.sawTicket(n)
-			return back, nil
+			return back, turn, nil
 		}
 		if !has(back, n) {
-			return nil, fmt.Errorf("objsync: %w", err) // not taken: try again later
+			return nil, false, fmt.Errorf("objsync: %w", err) // not taken: try again later
 		}
 	}
 }
 
 // acquireQueue is acquire for a queue lock: take a ticket and hold the
-// lock once the ticket before it has settled. The lease counts from the
-// last write to the ticket, which is the join unless the wait was long.
+// lock once the ticket before it has settled. The lease, of the TTL in the
+// ticket, counts from the last write to the ticket or, if later, from the
+// start of the last walk that showed the turn not yet come: the turn came
+// after that, and nobody can have seen it come before.
 func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value string, wait bool) (*hold, error) {
 	a := newAttempt()
 	giveUp := func(err error) (*hold, error) {
@@ -334,8 +391,11 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 		}
 		return nil
 	}
-	var mine *snapshot // our ticket, as last written or read
-	watch := newWatch(&m.opts)
+	var mine *snapshot    // our ticket, as last written or read
+	var notTurn time.Time // when the last walk that showed mine's turn not come began
+	var turnAtJoin bool   // mine's turn had come when it was taken
+	endedHead := false    // TryLock: whether it tried to end a dead holder's turn
+	watch := newWatch(&m.opts, ttl)
 	for {
 		if !m.queueReady.Load() {
 			if err := m.ensureQueue(ctx); err != nil {
@@ -348,10 +408,23 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 		}
 		if mine == nil {
 			var err error
-			mine, err = m.takeTicket(ctx, a, ttl, value, !wait)
+			mine, turnAtJoin, err = m.takeTicket(ctx, a, ttl, value, !wait)
 			switch {
 			case err == nil && mine == nil:
-				return giveUp(nil) // TryLock: taken
+				// TryLock: taken. If this process has seen the ticket
+				// whose turn it is unchanged for longer than its TTL, end
+				// its turn and try once more.
+				if !endedHead {
+					endedHead = true
+					head, _, _, at, err := m.queueHead(ctx)
+					if err == nil && head != nil {
+						w := newWatch(&m.opts, ttl)
+						if err := m.watchPredecessor(ctx, &w, head, at); err == nil && w.next == 0 {
+							continue
+						}
+					}
+				}
+				return giveUp(nil)
 			case errors.Is(err, errQueueFull):
 				if !wait {
 					return giveUp(nil)
@@ -381,27 +454,39 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 				continue
 			}
 			out.answered()
-			watch = newWatch(&m.opts)
+			watch, notTurn = newWatch(&m.opts, ttl), time.Time{}
 		}
 		n := mine.obj.Fence
-		turn, blocker, returned, err := m.clearBelow(ctx, n-1)
-		if err != nil {
-			if err := retry(err); err != nil {
-				return giveUp(err)
+		walked := time.Now()
+		turn := turnAtJoin
+		var blocker *snapshot
+		var returned time.Time
+		if !turn {
+			var err error
+			turn, blocker, returned, err = m.clearBelow(ctx, n-1)
+			if err != nil {
+				if err := retry(err); err != nil {
+					return giveUp(err)
+				}
+				continue
 			}
-			continue
-		}
-		out.answered()
-		if blocker != nil {
-			a.saw(blocker)
+			out.answered()
+			if blocker != nil {
+				a.saw(blocker)
+			}
 		}
 		if turn {
 			since := a.sent[mine.obj.Seq]
-			if time.Since(since) <= timing.fresh {
+			if notTurn.After(since) {
+				since = notTurn
+			}
+			lease := m.opts.timing(mine.obj.ttl())
+			late := time.Since(since)
+			if late <= lease.fresh {
 				return m.holdOn(m.ticketKey(n), func(ctx context.Context) (*snapshot, error) {
 					snap, _, err := m.readTicket(ctx, n)
 					return snap, err
-				}, a, mine, since, timing, timing), nil
+				}, a, mine, since, lease, timing), nil
 			}
 			// Our turn came long after we joined, or the store answered
 			// late: write the ticket again for a fresh lease, as a
@@ -410,9 +495,8 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 			// from everyone: after a few late answers, leave and take a
 			// new ticket later (TryLock gives up).
 			if lateAnswers++; lateAnswers > tryLockRounds {
-				late := fmt.Errorf("objsync: %s: the store answered writes later than a lease of %v allows (%v); a longer ttl would do", m.loc, ttl, timing.fresh)
 				if !wait {
-					return giveUp(late)
+					return giveUp(fmt.Errorf("objsync: %s: the store answered a write after %v, and a lease of %v needs an answer within %v; a longer ttl would do", m.loc, late.Round(time.Millisecond), mine.obj.ttl(), lease.fresh))
 				}
 				m.leaveQueue(a)
 				a, mine, lateAnswers = newAttempt(), nil, 0
@@ -434,6 +518,9 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 			}
 			continue
 		}
+		if blocker != nil {
+			notTurn = walked
+		}
 		if !wait {
 			// A ticket before ours was taken just before we joined.
 			return giveUp(nil)
@@ -444,6 +531,7 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 			}
 			continue
 		}
+		m.log.Debug("objsync: waiting in the queue", "ticket", n, "watching", watch.n, "next_poll", watch.next)
 		if err := watch.wait(ctx, &m.opts); err != nil {
 			return giveUp(m.ctxErr(err))
 		}
@@ -486,9 +574,13 @@ type predecessorWatch struct {
 	n      int64     // the ticket watched
 	ahead  int64     // the nearest unsettled ticket before it, last seen
 	seen   stateKey  // its state when first seen with its turn come
-	seenAt time.Time // when that read returned; zero until its turn came
+	seenAt time.Time // when the read that showed it so returned; zero until its turn came
 	fast   bool      // polling fast: the ticket just before ours holds
 	next   time.Duration
+	poll   time.Duration // the longest sleep between polls
+	// headCheck is when a waiter further back that watches the ticket
+	// whose turn it is looks at it again: when its TTL would be up.
+	headCheck time.Time
 	// A waiter further back polls steadily at the minimum backoff, a few
 	// times after it last saw the queue move, and then less and less
 	// often; once the ticket before it holds, from a quarter of the
@@ -499,7 +591,7 @@ type predecessorWatch struct {
 
 // wait sleeps until the next poll.
 func (w *predecessorWatch) wait(ctx context.Context, o *options) error {
-	atMost := min(w.next, o.maxBackoff)
+	atMost := min(w.next, w.poll)
 	if w.steady > 0 {
 		w.steady--
 		return sleep(ctx, min(o.minBackoff, atMost))
@@ -507,8 +599,11 @@ func (w *predecessorWatch) wait(ctx context.Context, o *options) error {
 	return w.pace.wait(ctx, atMost)
 }
 
-func newWatch(o *options) predecessorWatch {
-	return predecessorWatch{steady: steadyPolls, pace: backoff{min: o.minBackoff, max: o.maxBackoff}}
+// newWatch starts the watch of a waiter on a lease of ttl, which polls at
+// most every handoffPoll, to take a hand-off well within its lease.
+func newWatch(o *options, ttl time.Duration) predecessorWatch {
+	poll := o.handoffPoll(ttl)
+	return predecessorWatch{steady: steadyPolls, poll: poll, pace: backoff{min: min(o.minBackoff, poll), max: poll}}
 }
 
 // watchPredecessor watches t, the ticket that blocks a waiter's own (nil if
@@ -517,26 +612,31 @@ func newWatch(o *options) predecessorWatch {
 // frozen or cut off, and its lease has run out. Only a ticket whose turn
 // has come is ended so: waiting tickets are not renewed. If t's turn has
 // not come and the queue has not moved for a while, it watches the ticket
-// whose turn it is instead: the waiters between may all be gone.
+// whose turn it is instead: the waiters between may all be gone. It sets
+// w.next to the time until the next poll should come: 0 after it wrote to
+// end a turn.
 func (m *Mutex) watchPredecessor(ctx context.Context, w *predecessorWatch, t *snapshot, returned time.Time) error {
 	if t == nil {
 		w.next = m.opts.minBackoff
 		return nil
 	}
-	w.next = m.opts.maxBackoff
+	w.next = w.poll
 	next := true // t is the ticket just before ours, its turn come
 	if w.n != t.obj.Fence || w.seenAt.IsZero() {
 		turn, ahead, _, err := m.clearBelow(ctx, t.obj.Fence-1)
 		if err != nil {
 			return err
 		}
+		// Its turn came before this walk ended, maybe after t was read:
+		// its lease may count from that late (see acquireQueue).
+		returned = time.Now()
 		if !turn {
 			if ahead != nil && ahead.obj.Fence != w.ahead {
 				// The queue moved: keep polling at the steady pace.
-				w.ahead, w.steady = ahead.obj.Fence, steadyPolls
-				w.pace = backoff{min: m.opts.minBackoff, max: m.opts.maxBackoff}
+				w.ahead, w.steady, w.headCheck = ahead.obj.Fence, steadyPolls, time.Time{}
+				w.pace = backoff{min: min(m.opts.minBackoff, w.poll), max: w.poll}
 			}
-			if w.steady > 0 {
+			if w.steady > 0 || time.Now().Before(w.headCheck) {
 				return nil // further back in the queue
 			}
 			head, _, _, at, err := m.queueHead(ctx)
@@ -551,14 +651,19 @@ func (m *Mutex) watchPredecessor(ctx context.Context, w *predecessorWatch, t *sn
 	}
 	if next && !w.fast {
 		// Next in line: poll fast, for the release.
-		w.fast, w.steady, w.pace = true, 0, backoff{min: max(m.opts.minBackoff/4, time.Millisecond), max: m.opts.maxBackoff}
+		w.fast, w.steady, w.pace = true, 0, backoff{min: max(min(m.opts.minBackoff, w.poll)/4, time.Millisecond), max: w.poll}
 	}
 	if k := t.key(); k != w.seen || w.seenAt.IsZero() {
-		w.seen, w.seenAt = k, returned
+		w.seen, w.seenAt = k, m.shared.turnSeen(t, returned)
 	}
 	left := takeoverAfter(t.obj.ttl()) - time.Since(w.seenAt)
 	if left > 0 {
 		w.next = left
+		if !next {
+			// Reading the queue's head costs a read per waiter: look
+			// again only when it could be ended.
+			w.headCheck = time.Now().Add(left)
+		}
 		return nil
 	}
 	m.log.Info("objsync: ending the turn of a queue ticket unchanged for longer than its ttl", "ticket", t.obj.Fence, "holder", t.obj.Holder, "unchanged", time.Since(w.seenAt))
@@ -641,25 +746,26 @@ func (m *Mutex) leaveQueue(a *attempt) {
 }
 
 // queueHead finds the ticket whose turn it is, as read, with the number
-// of tickets waiting behind it, and the last ticket taken; head is nil if
-// every ticket has settled.
+// of tickets waiting behind it, the last ticket taken, and when the walk
+// that showed its turn come ended (its turn may have come just before);
+// head is nil if every ticket has settled, or if the walk found none
+// whose turn had surely come.
 func (m *Mutex) queueHead(ctx context.Context) (head *snapshot, waiting int, tail int64, read time.Time, err error) {
 	tail, err = m.findTail(ctx, false, nil)
 	if err != nil {
 		return nil, 0, 0, read, err
 	}
 	for k := tail; ; {
-		clear, blocker, at, err := m.clearBelow(ctx, k)
-		if err != nil {
+		clear, blocker, _, err := m.clearBelow(ctx, k)
+		switch {
+		case err != nil:
 			return nil, 0, tail, read, err
+		case clear && head != nil:
+			return head, waiting - 1, tail, time.Now(), nil
+		case clear || blocker == nil:
+			return nil, 0, tail, read, nil
 		}
-		if clear || blocker == nil {
-			if head != nil {
-				waiting--
-			}
-			return head, waiting, tail, read, nil
-		}
-		head, waiting, read, k = blocker, waiting+1, at, blocker.obj.Fence-1
+		head, waiting, k = blocker, waiting+1, blocker.obj.Fence-1
 	}
 }
 

@@ -69,8 +69,8 @@ func (r *recorders) view(name string) *writeRecorder {
 // TestQueueHandOffsUnderWriteLimit: on a store that allows one write per
 // second to an object, 8 processes holding a queue lock for 5ms each take
 // it at least 20 times a second, in turn, and no write is refused for the
-// rate; the objects written stay the marker and the 128 slots, after
-// thousands of acquisitions.
+// rate; the objects written stay the marker and the 128 slots, over 10,000
+// acquisitions.
 func TestQueueHandOffsUnderWriteLimit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		base := mem.Namespace(t.Name())
@@ -78,7 +78,7 @@ func TestQueueHandOffsUnderWriteLimit(t *testing.T) {
 		defer base.Reset()
 		base.SetWriteInterval(time.Second)
 		rec := newRecorders(base)
-		const contenders, runFor, ttl = 8, 2 * time.Minute, 4 * time.Second
+		const contenders, wantHolds, ttl = 8, 10_000, 4 * time.Second
 		var mu sync.Mutex
 		var holding, holds int
 		var last int64
@@ -88,7 +88,13 @@ func TestQueueHandOffsUnderWriteLimit(t *testing.T) {
 			m := objsync.NewMutex(rec.view(fmt.Sprint("p", i)), "lock", objsync.WithQueue())
 			defer m.Close()
 			wg.Go(func() {
-				for time.Since(start) < runFor {
+				for {
+					mu.Lock()
+					enough := holds >= wantHolds
+					mu.Unlock()
+					if enough {
+						return
+					}
 					fence, err := m.Lock(context.Background(), ttl)
 					if err != nil {
 						t.Error(err)
@@ -156,15 +162,15 @@ func TestQueueKindsExclude(t *testing.T) {
 }
 
 // TestQueueDeadWaiter: a waiter cut off in the middle of the queue delays
-// the one behind it by about its TTL once its turn comes, not for ever,
-// and the lock goes in order otherwise.
+// the one behind it once its turn comes by the hand-off lease its ticket
+// carries (4s), not by its TTL, and the lock goes in order otherwise.
 func TestQueueDeadWaiter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		base := mem.Namespace(t.Name())
 		base.Reset()
 		defer base.Reset()
 		rec := newRecorders(base)
-		const ttl = 5 * time.Second
+		const ttl, handoffLease = 30 * time.Second, 4 * time.Second
 		open := func(v *writeRecorder) *objsync.Mutex {
 			m := objsync.NewMutex(v, "lock", objsync.WithQueue())
 			t.Cleanup(func() { m.Close() })
@@ -208,8 +214,10 @@ func TestQueueDeadWaiter(t *testing.T) {
 		if fence != first+2 {
 			t.Errorf("the waiter behind the dead one got fence %d, want %d", fence, first+2)
 		}
-		if waited < ttl || waited > 2*ttl {
-			t.Errorf("the waiter behind the dead one waited %v after the release; want its TTL of %v and a little more", waited, ttl)
+		// The waiter behind sees the dead one's turn come at its next
+		// poll, at most a second later, and counts from there.
+		if waited < handoffLease || waited > handoffLease+2*time.Second {
+			t.Errorf("the waiter behind the dead one waited %v after the release; want the hand-off lease of %v and a little more", waited, handoffLease)
 		}
 		if err := next.Unlock(context.Background()); err != nil {
 			t.Error(err)

@@ -30,6 +30,18 @@ type sharedLock struct {
 	// tail is the last ticket of a queue lock this process has seen
 	// taken; 0 until it has.
 	tail int64
+	// settledTo is a queue lock ticket up to which every ticket has
+	// settled, as this process has seen, and left the tickets after it
+	// seen left: both stay so, and spare waiters the reads.
+	settledTo int64
+	left      map[int64]bool
+	// turn is the ticket whose turn this process last saw come, in the
+	// state first seen then, and since when.
+	turn struct {
+		fence int64
+		key   stateKey
+		at    time.Time
+	}
 }
 
 // sharedID is what makes two Mutexes share: the same store and key. The
@@ -186,6 +198,59 @@ func (s *sharedLock) sawTicket(n int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.tail = max(s.tail, n)
+}
+
+// knownSettled reports whether ticket k of a queue lock is known to have
+// settled, and whether every ticket before it has too.
+func (s *sharedLock) knownSettled(k int64) (settled, all bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k <= s.settledTo {
+		return true, true
+	}
+	return s.left[k], false
+}
+
+// sawSettled records that every ticket up to k has settled.
+func (s *sharedLock) sawSettled(k int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k <= s.settledTo {
+		return
+	}
+	s.settledTo = k
+	for n := range s.left {
+		if n <= k {
+			delete(s.left, n)
+		}
+	}
+}
+
+// sawLeft records that ticket k left the queue.
+func (s *sharedLock) sawLeft(k int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k <= s.settledTo {
+		return
+	}
+	if s.left == nil {
+		s.left = map[int64]bool{}
+	}
+	s.left[k] = true
+}
+
+// turnSeen records that ticket t of a queue lock was seen with its turn
+// come, by a read or walk that ended at the given instant, and returns
+// since when this process has seen it so in t's state: the Locks and
+// TryLocks of a process that each wait less than a TTL still end the turn
+// of a dead holder in the end.
+func (s *sharedLock) turnSeen(t *snapshot, at time.Time) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.turn.fence != t.obj.Fence || s.turn.key != t.key() {
+		s.turn.fence, s.turn.key, s.turn.at = t.obj.Fence, t.key(), at
+	}
+	return s.turn.at
 }
 
 // queueTail returns the last ticket this process has seen taken, or 0.

@@ -28,9 +28,12 @@ import (
 // two and a half leases, and restarts the server. Every process journals what it did as holder on
 // CLOCK_MONOTONIC (journal_test.go), and the journals are judged at the end.
 //
-// OBJSYNC_CHAOS_TIME sets how long the faults last on each store (default
-// 30s, the short run of make test); OBJSYNC_CHAOS_STORES which stores run
-// (default minio; make chaos: minio,ceph).
+// OBJSYNC_CHAOS_TIME sets how long the faults last on each store, for each
+// kind of lock (default 30s, the short run of make test);
+// OBJSYNC_CHAOS_STORES which stores run (default minio; make chaos:
+// minio,ceph). Both kinds of lock run, plain and queue (WithQueue), one
+// after the other. The journals and the processes' logs are kept in the
+// temporary directory when a run fails, or always with OBJSYNC_CHAOS_KEEP=1.
 
 // Environment of the processes the test starts: the test binary runs as one
 // of them when it finds its configuration here.
@@ -42,6 +45,7 @@ const (
 // chaosWorkerConfig is what a library worker process is told.
 type chaosWorkerConfig struct {
 	DSN     string
+	Queue   bool // a queue lock
 	TTL     time.Duration
 	MaxHold time.Duration
 	Journal string
@@ -82,7 +86,11 @@ func chaosWorker(cfgJSON string) int {
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	m, err := objsync.Open("s3", cfg.DSN, objsync.WithBackoff(5*time.Millisecond, 250*time.Millisecond), objsync.WithLogger(logger))
+	opts := []objsync.Option{objsync.WithBackoff(5*time.Millisecond, 250*time.Millisecond), objsync.WithLogger(logger)}
+	if cfg.Queue {
+		opts = append(opts, objsync.WithQueue())
+	}
+	m, err := objsync.Open("s3", cfg.DSN, opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos worker:", err)
 		return 2
@@ -184,6 +192,7 @@ type chaosProc struct {
 // chaosRun is one store's chaos run.
 type chaosRun struct {
 	t        *testing.T
+	queue    bool // queue locks
 	dir      string
 	env      []string
 	seed     uint64
@@ -219,16 +228,21 @@ func TestChaosProcs(t *testing.T) {
 			default:
 				t.Fatalf("OBJSYNC_CHAOS_STORES: unknown store %q (minio, ceph)", kind)
 			}
-			st := runChaosProcs(t, chaosTarget{srv: srv, d: d, faults: chaosFaults, restart: srv.Restart})
-			report(t, fmt.Sprintf("chaos: procs: %s %d processes, %d acquisitions, %d faults, %d kills, %d freezes, %d partitions, %d restarts, %d blackholes, %d violations",
-				srv.Kind, st.procs, st.holds, st.faults, st.kills, st.freezes, st.partitions, st.restarts, st.blackholes, st.violations))
+			for _, queue := range []bool{false, true} {
+				t.Run(lockKind(queue), func(t *testing.T) {
+					st := runChaosProcs(t, chaosTarget{srv: srv, d: d, queue: queue, faults: chaosFaults, restart: srv.Restart})
+					report(t, fmt.Sprintf("chaos: procs: %s %s locks: %d processes, %d acquisitions, %d faults, %d kills, %d freezes, %d partitions, %d restarts, %d blackholes, %d violations",
+						srv.Kind, lockKind(queue), st.procs, st.holds, st.faults, st.kills, st.freezes, st.partitions, st.restarts, st.blackholes, st.violations))
+				})
+			}
 		})
 	}
 }
 
 // TestChaosDistributed: the same contention on a distributed MinIO of 4
-// nodes, one of which is killed for the middle third of the run and then
-// started again. Node 0, which the clients talk to, stays up.
+// nodes, one of which is killed for the middle third of each run (one per
+// kind of lock) and then started again. Node 0, which the clients talk to,
+// stays up.
 //
 // The proxies carry every request to its end even when its process is
 // killed meanwhile: this MinIO, distributed, can leave an object answering
@@ -241,15 +255,19 @@ func TestChaosDistributed(t *testing.T) {
 	const nodes, down = 4, 2
 	d := chaosTime(t, 30*time.Second)
 	c := StartMinIOCluster(t, nodes)
-	st := runChaosProcs(t, chaosTarget{
-		srv: c.S3Server, d: d, faults: Faults{Detach: true},
-		nodeDown: func(t testing.TB) { c.KillNode(t, down) },
-		nodeUp:   func(t testing.TB) { c.StartNode(t, down) },
-	})
-	report(t, fmt.Sprintf("chaos: distributed: %d nodes, 1 killed, %d processes, %d acquisitions (%d while a node was down), %d kills, %d freezes, %d violations",
-		nodes, st.procs, st.holds, st.holdsNodeDown, st.kills, st.freezes, st.violations))
-	if st.holdsNodeDown == 0 {
-		t.Error("no acquisition while a node was down")
+	for _, queue := range []bool{false, true} {
+		t.Run(lockKind(queue), func(t *testing.T) {
+			st := runChaosProcs(t, chaosTarget{
+				srv: c.S3Server, d: d, queue: queue, faults: Faults{Detach: true},
+				nodeDown: func(t testing.TB) { c.KillNode(t, down) },
+				nodeUp:   func(t testing.TB) { c.StartNode(t, down) },
+			})
+			report(t, fmt.Sprintf("chaos: distributed: %s locks: %d nodes, 1 killed, %d processes, %d acquisitions (%d while a node was down), %d kills, %d freezes, %d violations",
+				lockKind(queue), nodes, st.procs, st.holds, st.holdsNodeDown, st.kills, st.freezes, st.violations))
+			if st.holdsNodeDown == 0 {
+				t.Error("no acquisition while a node was down")
+			}
+		})
 	}
 }
 
@@ -288,10 +306,19 @@ var chaosFaults = Faults{
 	LateDelay:   3 * chaosTTL / 2,
 }
 
+// lockKind names a kind of lock in test names and reports.
+func lockKind(queue bool) string {
+	if queue {
+		return "queue"
+	}
+	return "plain"
+}
+
 // chaosTarget is a server to run chaos on, and what may happen to it.
 type chaosTarget struct {
 	srv    S3Server
 	d      time.Duration // how long the faults last
+	queue  bool          // queue locks, else plain ones
 	faults Faults        // the proxy's; blackholes and partitions only if it injects any
 	// At the half, the server restarts; for the middle third, a node is
 	// down. Each nil for none.
@@ -318,10 +345,11 @@ func runChaosProcs(t *testing.T, target chaosTarget) chaosStats {
 	}
 	t.Logf("%s %s at %s; seed %d (OBJSYNC_CHAOS_SEED: the schedule of faults and signals, not of the processes)", srv.Kind, srv.Version, srv.Endpoint, seed)
 	r := &chaosRun{
-		t:    t,
-		dir:  t.TempDir(),
-		seed: seed,
-		rng:  rand.New(rand.NewPCG(seed, 0)),
+		t:     t,
+		queue: target.queue,
+		dir:   t.TempDir(),
+		seed:  seed,
+		rng:   rand.New(rand.NewPCG(seed, 0)),
 		env: append(os.Environ(),
 			"AWS_ACCESS_KEY_ID="+srv.AccessKey,
 			"AWS_SECRET_ACCESS_KEY="+srv.SecretKey,
@@ -334,7 +362,7 @@ func runChaosProcs(t *testing.T, target chaosTarget) chaosStats {
 		}
 		p.proxy = StartFaultProxy(t, srv.Endpoint, seed+uint64(i))
 		p.proxy.SetFaults(target.faults)
-		p.dsn = fmt.Sprintf("s3://%s/chaos?endpoint=%s&region=%s", srv.Bucket, url.QueryEscape(p.proxy.URL()), srv.Region)
+		p.dsn = fmt.Sprintf("s3://%s/chaos-%s?endpoint=%s&region=%s", srv.Bucket, lockKind(target.queue), url.QueryEscape(p.proxy.URL()), srv.Region)
 		r.procs = append(r.procs, p)
 		r.start(p)
 	}
@@ -402,8 +430,8 @@ func runChaosProcs(t *testing.T, target chaosTarget) chaosStats {
 	calm := monotonicNow()
 	const calmFor = 6*chaosTTL + 3*time.Second
 	time.Sleep(calmFor)
-	inspect := exec.Command(objsyncBin, "status", "--json",
-		fmt.Sprintf("s3://%s/chaos?endpoint=%s&region=%s", srv.Bucket, url.QueryEscape(srv.Endpoint), srv.Region))
+	inspect := exec.Command(objsyncBin, "status", "--json", "--queue="+strconv.FormatBool(target.queue),
+		fmt.Sprintf("s3://%s/chaos-%s?endpoint=%s&region=%s", srv.Bucket, lockKind(target.queue), url.QueryEscape(srv.Endpoint), srv.Region))
 	inspect.Env = r.env
 	status, _ := inspect.CombinedOutput()
 	r.stopAll()
@@ -450,8 +478,8 @@ func runChaosProcs(t *testing.T, target chaosTarget) chaosStats {
 	if v.holds < 20 {
 		t.Errorf("only %d acquisitions: too few to judge the lock", v.holds)
 	}
-	if t.Failed() {
-		keep := filepath.Join(os.TempDir(), fmt.Sprintf("objsync-chaos-%d", seed))
+	if t.Failed() || os.Getenv("OBJSYNC_CHAOS_KEEP") != "" {
+		keep := filepath.Join(os.TempDir(), fmt.Sprintf("objsync-chaos-%s-%d", lockKind(target.queue), seed))
 		if err := os.CopyFS(keep, os.DirFS(r.dir)); err == nil {
 			t.Logf("journals kept in %s", keep)
 		}
@@ -469,10 +497,10 @@ func (r *chaosRun) start(p *chaosProc) {
 	if p.command {
 		// objsync lock with its lease, and the test binary as command.
 		cmd = exec.Command(objsyncBin, "lock", "--quiet", "--ttl", (2 * chaosTTL).String(), "--grace", "500ms",
-			p.dsn, "--", os.Args[0])
+			"--queue="+strconv.FormatBool(r.queue), p.dsn, "--", os.Args[0])
 		cmd.Env = append(r.env, chaosChildEnv+"="+journal)
 	} else {
-		cfg, _ := json.Marshal(chaosWorkerConfig{DSN: p.dsn, TTL: chaosTTL, MaxHold: chaosMaxHold, Journal: journal, Seed: r.seed + uint64(n)})
+		cfg, _ := json.Marshal(chaosWorkerConfig{DSN: p.dsn, Queue: r.queue, TTL: chaosTTL, MaxHold: chaosMaxHold, Journal: journal, Seed: r.seed + uint64(n)})
 		cmd = exec.Command(os.Args[0])
 		cmd.Env = append(r.env, chaosWorkerEnv+"="+string(cfg))
 	}

@@ -2,8 +2,9 @@
 # make chaos: the long runs of the reliability suite, which stop by
 # themselves. CHAOS_TIME (default 10m) is shared among the parts: a third for
 # the simulation of the protocol in virtual time, a third for OS processes on
-# MinIO and Ceph RGW through fault proxies (half each), a third for the
-# distributed MinIO. Starting the servers and the calm at the end of each run
+# MinIO and Ceph RGW through fault proxies (a quarter each for plain and queue
+# locks), a third for the distributed MinIO (half each for plain and queue
+# locks). Starting the servers and the calm at the end of each run
 # come on top. Ends with one "chaos:" line per part, and exits non-zero if
 # any part failed.
 set -uo pipefail
@@ -31,8 +32,8 @@ seconds() {
 }
 
 total="$(seconds "${CHAOS_TIME:-10m}")"
-if ((total < 60)); then
-	echo "chaos.sh: CHAOS_TIME must be at least 1m (each part needs 10s or more)" >&2
+if ((total < 120)); then
+	echo "chaos.sh: CHAOS_TIME must be at least 2m (each part needs 10s or more)" >&2
 	exit 2
 fi
 log="$(mktemp)"
@@ -42,12 +43,12 @@ status=0
 echo "chaos.sh: simulation for $((total / 3))s" >&2
 (cd "$root" && OBJSYNC_SIM_TIME="$((total / 3))s" go test -count=1 -timeout 0 -v -run '^TestSimulation$' .) 2>&1 | tee -a "$log" || status=1
 
-echo "chaos.sh: processes on MinIO and Ceph RGW for $((total / 6))s each" >&2
-OBJSYNC_CHAOS_TIME="$((total / 6))s" OBJSYNC_CHAOS_STORES=minio,ceph \
+echo "chaos.sh: processes on MinIO and Ceph RGW for $((total / 12))s each per kind of lock" >&2
+OBJSYNC_CHAOS_TIME="$((total / 12))s" OBJSYNC_CHAOS_STORES=minio,ceph \
 	"$here/test.sh" -timeout 0 -v -run '^TestChaosProcs$' 2>&1 | tee -a "$log" || status=1
 
-echo "chaos.sh: distributed MinIO for $((total / 3))s" >&2
-OBJSYNC_CHAOS_TIME="$((total / 3))s" \
+echo "chaos.sh: distributed MinIO for $((total / 6))s per kind of lock" >&2
+OBJSYNC_CHAOS_TIME="$((total / 6))s" \
 	"$here/test.sh" -timeout 0 -v -run '^TestChaosDistributed$' 2>&1 | tee -a "$log" || status=1
 
 echo

@@ -162,6 +162,38 @@ func testLastFence(t *testing.T, s driver.Store, key string) {
 	}
 }
 
+// testLastTicket (queue locks): a ticket slot that holds a number so close
+// to the last fence that the tickets after it could not be numbered, or a
+// number that belongs in another slot, is refused with an error that names
+// it, and nothing is written.
+func testLastTicket(t *testing.T, s driver.Store, key string) {
+	// In slot 2, where ticket 2 would go (2 mod 64), or not.
+	for i, number := range []int64{math.MaxInt64 - 61, 3} {
+		key := fmt.Sprintf("%s-%d", key, i)
+		c := newClient(s, "a")
+		m := open(t, c, key)
+		lockOrFatal(t, m, time.Minute) // ticket 1
+		unlockOrFatal(t, m)
+		data := []byte(fmt.Sprintf(`{"objsync_lock":1,"state":"abandoned","holder":"x","fence":%d,"seq":1,"ttl_ms":1000}`, number))
+		if _, err := s.Write(context.Background(), key+".queue/t02", data, ""); err != nil {
+			t.Fatal(err)
+		}
+		c.resetCounts()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		fence, lockErr := m.Lock(ctx, time.Minute)
+		_, _, tryErr := m.TryLock(ctx, time.Minute)
+		cancel()
+		for _, err := range []error{lockErr, tryErr} {
+			if err == nil || !errors.Is(err, objsync.ErrNotLock) || !strings.Contains(err.Error(), fmt.Sprint(number)) {
+				t.Fatalf("acquiring with ticket %d in slot 2: fence %d, err %v", number, fence, err)
+			}
+		}
+		if w := c.writes.Load(); w != 0 {
+			t.Fatalf("%d writes; want none", w)
+		}
+	}
+}
+
 // testTryLockBounded: TryLock returns after a few tries when writes fail,
 // whatever its context allows.
 func testTryLockBounded(t *testing.T, s driver.Store, key string) {
@@ -234,9 +266,14 @@ func testBreakLateWrite(t *testing.T, s driver.Store, key string) {
 // deadline.
 func testForeignObjectOverHold(t *testing.T, s driver.Store, key string) {
 	const ttl = renewingTTL
-	holder := open(t, newClient(s, "holder"), key)
+	c := newClient(s, "holder")
+	holder := open(t, c, key)
 	lockOrFatal(t, holder, ttl)
-	_, first, err := s.Read(context.Background(), key)
+	held := key
+	if c.queue {
+		held = key + ".queue/t01" // the first ticket's slot
+	}
+	_, first, err := s.Read(context.Background(), held)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,12 +281,15 @@ func testForeignObjectOverHold(t *testing.T, s driver.Store, key string) {
 	// of the lease away and the deadline nearly a whole lease.
 	var v driver.Version
 	for v = first; v == first; time.Sleep(time.Millisecond) {
-		if _, v, err = s.Read(context.Background(), key); err != nil {
+		if _, v, err = s.Read(context.Background(), held); err != nil {
 			t.Fatal(err)
+		}
+		if holder.Err() != nil {
+			t.Fatalf("the hold ended before its object was replaced: %v", holder.Err())
 		}
 	}
 	foreign := []byte(`{"name":"report.csv","size":12}`)
-	if _, err := s.Write(context.Background(), key, foreign, v); err != nil {
+	if _, err := s.Write(context.Background(), held, foreign, v); err != nil {
 		t.Fatal(err)
 	}
 	replaced := time.Now()
@@ -265,7 +305,7 @@ func testForeignObjectOverHold(t *testing.T, s driver.Store, key string) {
 		t.Fatalf("Err = %v", err)
 	}
 	holder.Unlock(context.Background())
-	if got, _, err := s.Read(context.Background(), key); err != nil || !bytes.Equal(got, foreign) {
+	if got, _, err := s.Read(context.Background(), held); err != nil || !bytes.Equal(got, foreign) {
 		t.Fatalf("the foreign object was changed (err %v): %s", err, got)
 	}
 }

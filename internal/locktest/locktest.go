@@ -33,7 +33,12 @@ func Run(t *testing.T, h Harness) {
 // RunQueue runs the lock suite on queue locks (objsync.WithQueue): the
 // tests of what both kinds promise, and those of the queue kind.
 func RunQueue(t *testing.T, h Harness) {
-	run(t, h, queueSuite, true)
+	run(t, h, append(queueSuite, queueOnly...), true)
+}
+
+// queueOnly are the tests of the queue kind alone.
+var queueOnly = []lockTest{
+	{"LastTicket", testLastTicket},
 }
 
 type lockTest struct {
@@ -53,13 +58,13 @@ func run(t *testing.T, h Harness, tests []lockTest, queue bool) {
 	}
 }
 
-// queueSuite is the part of the suite that holds for both kinds: the rest
-// writes plain lock objects itself, or tests the plain kind's costs and
-// queue.
+// queueSuite is the part of the suite that holds for both kinds; the rest
+// tests the plain kind's costs (a queue lock's: TestQueueUncontendedCost),
+// its last fence (a queue lock's: LastTicket) and elections, which need a
+// plain lock.
 var queueSuite = slices.DeleteFunc(slices.Clone(suite), func(tc lockTest) bool {
 	switch tc.name {
-	case "Cost", "TakeoverWaitsTTL", "LastFence", "ForeignObjectOverHold", "LateAnswer", "ProclaimLateWrite",
-		"QueueWaiterGivesUp", "QueueDeadWaiter", "QueueChurn", "HandOffAnswerLost":
+	case "Cost", "LastFence", "ProclaimLateWrite":
 		return true
 	}
 	return false
@@ -73,6 +78,7 @@ var suite = []lockTest{
 	{"RaceForNewKey", testRaceForNewKey},
 	{"LocalWaiters", testLocalWaiters},
 	{"TakeoverWaitsTTL", testTakeoverWaitsTTL},
+	{"TryLocksTakeOver", testTryLocksTakeOver},
 	{"NoTakeoverWhileRenewing", testNoTakeoverWhileRenewing},
 	{"LossBeforeDeadline", testLossBeforeDeadline},
 	{"StaleUnlock", testStaleUnlock},
@@ -347,15 +353,31 @@ func testLocalWaiters(t *testing.T, s driver.Store, key string) {
 }
 
 // writeDeadHolder stores a held lock whose holder is gone, with wall-clock
-// times shifted by skew.
-func writeDeadHolder(t *testing.T, s driver.Store, key string, ttl, skew time.Duration) {
+// times off by skew, and returns its fence: a plain lock at fence 41, or a
+// queue lock whose first ticket holds.
+func writeDeadHolder(t *testing.T, s driver.Store, key string, ttl, skew time.Duration) int64 {
 	t.Helper()
 	at := time.Now().Add(skew).UTC().Format(time.RFC3339Nano)
-	obj := fmt.Sprintf(`{"objsync_lock":1,"state":"held","holder":"dead","fence":41,"seq":1,"ttl_ms":%d,"acquired_at":%q,"written_at":%q}`,
-		ttl.Milliseconds(), at, at)
-	if _, err := s.Write(context.Background(), key, []byte(obj), ""); err != nil {
+	fence, held := int64(41), key
+	if isQueue(s) {
+		marker := fmt.Sprintf(`{"objsync_lock":1,"state":"queue","slots":64,"acquired_at":%q,"written_at":%q}`, at, at)
+		if _, err := s.Write(context.Background(), key, []byte(marker), ""); err != nil {
+			t.Fatal(err)
+		}
+		fence, held = 1, key+".queue/t01"
+	}
+	obj := fmt.Sprintf(`{"objsync_lock":1,"state":"held","holder":"dead","fence":%d,"seq":1,"ttl_ms":%d,"acquired_at":%q,"written_at":%q}`,
+		fence, ttl.Milliseconds(), at, at)
+	if _, err := s.Write(context.Background(), held, []byte(obj), ""); err != nil {
 		t.Fatal(err)
 	}
+	return fence
+}
+
+// isQueue reports whether the suite runs queue locks on s.
+func isQueue(s driver.Store) bool {
+	_, ok := s.(queueKind)
+	return ok
 }
 
 // testTakeoverWaitsTTL: a lock whose holder is gone is taken over only
@@ -367,7 +389,7 @@ func testTakeoverWaitsTTL(t *testing.T, s driver.Store, key string) {
 	for i, skew := range []time.Duration{-5 * time.Hour, 0, 5 * time.Hour} {
 		t.Run(fmt.Sprintf("skew %v", skew), func(t *testing.T) {
 			key := fmt.Sprintf("%s-%d", key, i)
-			writeDeadHolder(t, s, key, ttl, skew)
+			dead := writeDeadHolder(t, s, key, ttl, skew)
 			m := open(t, newClient(s, "a"), key)
 			start := time.Now()
 			if ok, _, err := m.TryLock(context.Background(), time.Minute); ok || err != nil {
@@ -377,11 +399,39 @@ func testTakeoverWaitsTTL(t *testing.T, s driver.Store, key string) {
 			if waited := time.Since(start); waited < minWait {
 				t.Fatalf("took over after %v, want at least %v", waited, minWait)
 			}
-			if fence != 42 {
-				t.Fatalf("fence after takeover = %d, want 42", fence)
+			if fence != dead+1 {
+				t.Fatalf("fence after takeover = %d, want %d", fence, dead+1)
 			}
 			unlockOrFatal(t, m)
 		})
+	}
+}
+
+// testTryLocksTakeOver: TryLocks of one process, none of which waits, take
+// over a lock whose holder is gone once the process has seen it unchanged
+// for the TTL and the drift margin, as cron jobs in one process would.
+func testTryLocksTakeOver(t *testing.T, s driver.Store, key string) {
+	const ttl = 300 * time.Millisecond
+	dead := writeDeadHolder(t, s, key, ttl, 0)
+	m := open(t, newClient(s, "a"), key)
+	start := time.Now()
+	for {
+		ok, fence, err := m.TryLock(context.Background(), time.Minute)
+		waited := time.Since(start)
+		switch {
+		case err != nil:
+			t.Fatalf("TryLock: %v", err)
+		case ok && waited < ttl+ttl/100:
+			t.Fatalf("took over after %v, want at least %v", waited, ttl+ttl/100)
+		case ok && fence != dead+1:
+			t.Fatalf("fence after takeover = %d, want %d", fence, dead+1)
+		case ok:
+			unlockOrFatal(t, m)
+			return
+		case waited > 20*ttl:
+			t.Fatalf("TryLock every 10ms still fails after %v on a lock whose holder is gone", waited)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -644,7 +694,7 @@ func testCloseReleases(t *testing.T, s driver.Store, key string) {
 // of it at its next renewal and its Unlock leaves the new holder alone.
 func testBreak(t *testing.T, s driver.Store, key string) {
 	ttl := 300 * time.Millisecond
-	if _, queue := s.(queueKind); queue {
+	if isQueue(s) {
 		// Renewals every 89ms outran every break of a queue lock on
 		// Ceph RGW, whose writes are slow.
 		ttl = time.Second
