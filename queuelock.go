@@ -345,10 +345,12 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 		if rerr != nil {
 			return nil, false, errors.Join(err, rerr)
 		}
-		if has(back, n) && back.obj.Holder == a.id {
+		if has(back, n) && back.obj.Holder == a.id && back.obj.State == stateHeld {
 			m.shared.sawTicket(n)
 			return back, turn, nil
 		}
+		// Ours but abandoned (its turn came and went while the answer
+		// was on its way), or another's: a later ticket.
 		if !has(back, n) {
 			return nil, false, fmt.Errorf("objsync: %w", err) // not taken: try again later
 		}
@@ -544,6 +546,9 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 func (m *Mutex) rewriteTicket(ctx context.Context, a *attempt, mine *snapshot) (*snapshot, error) {
 	n := mine.obj.Fence
 	for {
+		if mine.obj.State != stateHeld {
+			return nil, nil
+		}
 		now := time.Now()
 		obj := mine.obj
 		obj.Seq, obj.WrittenAt = a.next(now), now.UTC()
@@ -579,8 +584,10 @@ type predecessorWatch struct {
 	next   time.Duration
 	poll   time.Duration // the longest sleep between polls
 	// headCheck is when a waiter further back that watches the ticket
-	// whose turn it is looks at it again: when its TTL would be up.
+	// whose turn it is, head, looks at the queue's head again: when its
+	// TTL would be up, or once it has settled.
 	headCheck time.Time
+	head      int64
 	// A waiter further back polls steadily at the minimum backoff, a few
 	// times after it last saw the queue move, and then less and less
 	// often; once the ticket before it holds, from a quarter of the
@@ -636,8 +643,16 @@ func (m *Mutex) watchPredecessor(ctx context.Context, w *predecessorWatch, t *sn
 				w.ahead, w.steady, w.headCheck = ahead.obj.Fence, steadyPolls, time.Time{}
 				w.pace = backoff{min: min(m.opts.minBackoff, w.poll), max: w.poll}
 			}
-			if w.steady > 0 || time.Now().Before(w.headCheck) {
+			if w.steady > 0 {
 				return nil // further back in the queue
+			}
+			if time.Now().Before(w.headCheck) {
+				// The head it watches: still there? Two reads, where
+				// finding the head reads every ticket waiting.
+				clear, blocker, _, err := m.clearBelow(ctx, w.head)
+				if err != nil || !clear && blocker != nil && blocker.obj.Fence == w.head {
+					return err
+				}
 			}
 			head, _, _, at, err := m.queueHead(ctx)
 			if err != nil || head == nil {
@@ -661,8 +676,8 @@ func (m *Mutex) watchPredecessor(ctx context.Context, w *predecessorWatch, t *sn
 		w.next = left
 		if !next {
 			// Reading the queue's head costs a read per waiter: look
-			// again only when it could be ended.
-			w.headCheck = time.Now().Add(left)
+			// again only when it could be ended, or has settled.
+			w.headCheck, w.head = time.Now().Add(left), t.obj.Fence
 		}
 		return nil
 	}

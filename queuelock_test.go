@@ -255,3 +255,131 @@ func TestQueueUncontendedCost(t *testing.T) {
 		t.Errorf("per Lock+Unlock: %.1f reads, %.1f writes; want 2 writes and at most 8 reads", reads, writes)
 	}
 }
+
+// TestQueueDeadWaitersAfterRelease: two dead waiters between a holder with
+// a long TTL and a live waiter. After the release, the waiter gets the
+// lock after the two dead ones' hand-off leases (4s each), not after the
+// holder's TTL, which it had seen the head hold for when it last looked.
+func TestQueueDeadWaitersAfterRelease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		base := mem.Namespace(t.Name())
+		base.Reset()
+		defer base.Reset()
+		rec := newRecorders(base)
+		const ttl = 10 * time.Minute
+		open := func(v *writeRecorder) *objsync.Mutex {
+			m := objsync.NewMutex(v, "lock", objsync.WithQueue())
+			t.Cleanup(func() { m.Close() })
+			return m
+		}
+		holder := open(rec.view("holder"))
+		if _, err := holder.Lock(context.Background(), ttl); err != nil {
+			t.Fatal(err)
+		}
+		var cuts []func()
+		for _, name := range []string{"dead1", "dead2"} {
+			v := rec.view(name)
+			d := open(v)
+			ctx, stop := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { _, err := d.Lock(ctx, ttl); done <- err }()
+			synctest.Wait()
+			cuts = append(cuts, func() { v.cut.Store(true); stop(); <-done })
+		}
+		next := open(rec.view("next"))
+		got := make(chan error, 1)
+		go func() { _, err := next.Lock(context.Background(), ttl); got <- err }()
+		synctest.Wait()
+		for _, cut := range cuts {
+			cut()
+		}
+		time.Sleep(time.Minute) // a hold with renewals
+		start := time.Now()
+		if err := holder.Unlock(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-got; err != nil {
+			t.Fatal(err)
+		}
+		if waited := time.Since(start); waited > 12*time.Second {
+			t.Errorf("the waiter got the lock %v after the release; want two hand-off leases of 4s and a little more", waited)
+		}
+		next.Unlock(context.Background())
+	})
+}
+
+// lateTicketAnswer lands the first ticket write, and answers it with a
+// retryable error only after a pause: a lost answer, or a process frozen
+// while it waited for it.
+type lateTicketAnswer struct {
+	*writeRecorder
+	done atomic.Bool
+}
+
+func (s *lateTicketAnswer) Write(ctx context.Context, key string, data []byte, v driver.Version) (driver.Version, error) {
+	nv, err := s.writeRecorder.Write(ctx, key, data, v)
+	if err == nil && strings.Contains(key, ".queue/t") && s.done.CompareAndSwap(false, true) {
+		time.Sleep(10 * time.Second)
+		return "", driver.Retryable(errors.New("test: answer lost"))
+	}
+	return nv, err
+}
+
+// TestQueueReadBackAbandoned: x's ticket lands but its answer comes 10s
+// late; meanwhile its turn comes and the waiter behind it, y, ends it after
+// its hand-off lease and holds. x, reading its ticket back, must not take
+// the abandoned ticket for a live one and hold beside y.
+func TestQueueReadBackAbandoned(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		base := mem.Namespace(t.Name())
+		base.Reset()
+		defer base.Reset()
+		rec := newRecorders(base)
+		const ttl = 30 * time.Second
+		holder := objsync.NewMutex(rec.view("holder"), "lock", objsync.WithQueue())
+		defer holder.Close()
+		if _, err := holder.Lock(context.Background(), ttl); err != nil {
+			t.Fatal(err)
+		}
+		x := objsync.NewMutex(&lateTicketAnswer{writeRecorder: rec.view("x")}, "lock", objsync.WithQueue())
+		defer x.Close()
+		xCtx, stopX := context.WithCancel(context.Background())
+		defer stopX()
+		xGot := make(chan int64, 1)
+		go func() {
+			fence, _ := x.Lock(xCtx, ttl)
+			xGot <- fence
+		}()
+		time.Sleep(100 * time.Millisecond) // x's ticket has landed
+		y := objsync.NewMutex(rec.view("y"), "lock", objsync.WithQueue())
+		defer y.Close()
+		yGot := make(chan int64, 1)
+		go func() {
+			fence, err := y.Lock(context.Background(), ttl)
+			if err != nil {
+				t.Error(err)
+			}
+			yGot <- fence
+		}()
+		time.Sleep(100 * time.Millisecond)
+		if err := holder.Unlock(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		var fy int64
+		select {
+		case fy = <-yGot:
+		case fx := <-xGot:
+			t.Fatalf("x got fence %d before y, whose turn came first", fx)
+		}
+		select {
+		case fx := <-xGot:
+			if fx != 0 {
+				t.Errorf("two holders: x with fence %d (Err %v), y with fence %d (Err %v)", fx, x.Err(), fy, y.Err())
+			}
+		case <-time.After(20 * time.Second):
+			// x still waits, behind y: right.
+		}
+		y.Unlock(context.Background())
+		stopX()
+	})
+}
