@@ -106,13 +106,15 @@ func decodeDone(data []byte) (lockObject, error) {
 // readTicket and readDone read the slots of ticket n, which must hold a
 // ticket of that slot (n, or n plus or minus laps).
 func (m *Mutex) readTicket(ctx context.Context, n int64) (*snapshot, time.Time, error) {
-	snap, at, err := m.readKey(ctx, m.ticketKey(n), decodeTicket)
-	return snap, at, m.inSlot(snap, n, m.ticketKey(n), err)
+	key := m.ticketKey(n)
+	snap, at, err := m.readKey(ctx, key, decodeTicket)
+	return snap, at, m.inSlot(snap, n, key, err)
 }
 
 func (m *Mutex) readDone(ctx context.Context, n int64) (*snapshot, error) {
-	snap, _, err := m.readKey(ctx, m.doneKey(n), decodeDone)
-	return snap, m.inSlot(snap, n, m.doneKey(n), err)
+	key := m.doneKey(n)
+	snap, _, err := m.readKey(ctx, key, decodeDone)
+	return snap, m.inSlot(snap, n, key, err)
 }
 
 // inSlot passes on err, or refuses snap, read from key, the slot of
@@ -299,9 +301,10 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 		if err != nil || onlyIfFree && !turn {
 			return nil, false, err
 		}
-		if cur.exists {
+		if cur.exists && !turn {
 			// Over a ticket only once it and every one before it have
-			// settled: a slot taken over then says so for them all.
+			// settled (so, if the turn has come): a slot taken over then
+			// says so for them all.
 			free, _, _, err := m.clearBelow(ctx, cur.obj.Fence)
 			if err != nil {
 				return nil, false, err
@@ -345,7 +348,7 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 		if rerr != nil {
 			return nil, false, errors.Join(err, rerr)
 		}
-		if has(back, n) && back.obj.Holder == a.id && back.obj.State == stateHeld {
+		if has(back, n) && a.owns(back) {
 			m.shared.sawTicket(n)
 			return back, turn, nil
 		}
@@ -418,12 +421,9 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 				// its turn and try once more.
 				if !endedHead {
 					endedHead = true
-					head, _, _, at, err := m.queueHead(ctx)
-					if err == nil && head != nil {
-						w := newWatch(&m.opts, ttl)
-						if err := m.watchPredecessor(ctx, &w, head, at); err == nil && w.next == 0 {
-							continue
-						}
+					w := newWatch(&m.opts, ttl)
+					if err := m.watchHead(ctx, &w); err == nil && w.next == 0 {
+						continue
 					}
 				}
 				return giveUp(nil)
@@ -432,14 +432,9 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 					return giveUp(nil)
 				}
 				out.answered()
-				// Watch the ticket whose turn it is, as the waiter behind
-				// it would: tickets left by Locks that died may fill the
-				// queue, and nobody else may be there to end their turns.
-				head, _, _, at, err := m.queueHead(ctx)
-				if err == nil {
-					err = m.watchPredecessor(ctx, &watch, head, at)
-				}
-				if err != nil {
+				// Tickets left by Locks that died may fill the queue, and
+				// nobody else may be there to end their turns.
+				if err := m.watchHead(ctx, &watch); err != nil {
 					if err := retry(err); err != nil {
 						return giveUp(err)
 					}
@@ -563,7 +558,7 @@ func (m *Mutex) rewriteTicket(ctx context.Context, a *attempt, mine *snapshot) (
 		if rerr != nil {
 			return nil, errors.Join(err, rerr)
 		}
-		if !has(cur, n) || cur.obj.Holder != a.id || cur.obj.State != stateHeld {
+		if !has(cur, n) || !a.owns(cur) {
 			return nil, nil
 		}
 		if _, ok := a.sent[cur.obj.Seq]; ok && cur.obj.Seq > mine.obj.Seq {
@@ -682,16 +677,32 @@ func (m *Mutex) watchPredecessor(ctx context.Context, w *predecessorWatch, t *sn
 		return nil
 	}
 	m.log.Info("objsync: ending the turn of a queue ticket unchanged for longer than its ttl", "ticket", t.obj.Fence, "holder", t.obj.Holder, "unchanged", time.Since(w.seenAt))
-	obj := t.obj
-	obj.State, obj.Prev, obj.WrittenAt = stateAbandoned, "", time.Now().UTC()
-	// The same object its holder renews, conditional on the version read:
-	// a renewal that lands first makes this fail, and one that comes
-	// later fails itself.
-	if _, err := m.store.Write(ctx, m.ticketKey(t.obj.Fence), obj.encode(), t.version); err != nil && !errors.Is(err, driver.ErrPrecondition) {
+	if err := m.endTurn(ctx, t, ""); err != nil && !errors.Is(err, driver.ErrPrecondition) {
 		return fmt.Errorf("objsync: %w", err)
 	}
 	w.next = 0
 	return nil
+}
+
+// watchHead watches the ticket whose turn it is as the waiter behind it
+// would, with watchPredecessor.
+func (m *Mutex) watchHead(ctx context.Context, w *predecessorWatch) error {
+	head, _, _, at, err := m.queueHead(ctx)
+	if err != nil {
+		return err
+	}
+	return m.watchPredecessor(ctx, w, head, at)
+}
+
+// endTurn writes ticket t abandoned, signed by breaker (empty for a
+// waiter), conditional on the version read: the very object its holder
+// renews, so that a renewal that lands first makes this fail, and one
+// that comes later fails itself.
+func (m *Mutex) endTurn(ctx context.Context, t *snapshot, breaker string) error {
+	obj := t.obj
+	obj.State, obj.Prev, obj.WrittenAt = stateAbandoned, breaker, time.Now().UTC()
+	_, err := m.store.Write(ctx, m.ticketKey(t.obj.Fence), obj.encode(), t.version)
+	return err
 }
 
 // releaseTicket settles ticket n of a with its done slot: state done, or
@@ -752,7 +763,7 @@ func (m *Mutex) leaveQueue(a *attempt) {
 	ctx, cancel := context.WithTimeout(context.Background(), abandonWithin)
 	defer cancel()
 	t, _, err := m.readTicket(ctx, a.ticket)
-	if err != nil || !has(t, a.ticket) || t.obj.Holder != a.id || t.obj.State != stateHeld {
+	if err != nil || !has(t, a.ticket) || !a.owns(t) {
 		return
 	}
 	if err := m.releaseTicket(ctx, a, a.ticket, stateLeft); err != nil {
@@ -824,9 +835,7 @@ func (m *Mutex) breakQueue(ctx context.Context) (State, error) {
 	breaker := newAttempt().id
 	b, conflicts := m.newBackoff(), 0
 	for {
-		obj := t.obj
-		obj.State, obj.Prev, obj.WrittenAt = stateAbandoned, breaker, time.Now().UTC()
-		_, err := m.store.Write(ctx, m.ticketKey(st.Fence), obj.encode(), t.version)
+		err := m.endTurn(ctx, t, breaker)
 		if err == nil {
 			break
 		}

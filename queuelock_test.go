@@ -60,7 +60,21 @@ type recorders struct {
 	rateLimited atomic.Int64
 }
 
-func newRecorders(base *mem.Store) *recorders { return &recorders{base: base, keys: map[string]bool{}} }
+// newRecorders returns a fresh in-memory store of the test's own, emptied
+// again at its end, for views of processes.
+func newRecorders(t *testing.T) *recorders {
+	base := mem.Namespace(t.Name())
+	base.Reset()
+	t.Cleanup(base.Reset)
+	return &recorders{base: base, keys: map[string]bool{}}
+}
+
+// openQueue opens the queue lock "lock" on s, closed at the test's end.
+func openQueue(t *testing.T, s driver.Store) *objsync.Mutex {
+	m := objsync.NewMutex(s, "lock", objsync.WithQueue())
+	t.Cleanup(func() { m.Close() })
+	return m
+}
 
 func (r *recorders) view(name string) *writeRecorder {
 	return &writeRecorder{Store: r.base, name: name, mu: &r.mu, keys: r.keys, rateLimited: &r.rateLimited}
@@ -75,11 +89,8 @@ func (r *recorders) view(name string) *writeRecorder {
 // doubles while it waits), so this fails below 15, a regression.
 func TestQueueHandOffsUnderWriteLimit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		base := mem.Namespace(t.Name())
-		base.Reset()
-		defer base.Reset()
-		base.SetWriteInterval(time.Second)
-		rec := newRecorders(base)
+		rec := newRecorders(t)
+		rec.base.SetWriteInterval(time.Second)
 		const contenders, wantHolds, ttl = 8, 10_000, 4 * time.Second
 		var mu sync.Mutex
 		var holding, holds int
@@ -87,8 +98,7 @@ func TestQueueHandOffsUnderWriteLimit(t *testing.T) {
 		var wg sync.WaitGroup
 		start := time.Now()
 		for i := range contenders {
-			m := objsync.NewMutex(rec.view(fmt.Sprint("p", i)), "lock", objsync.WithQueue())
-			defer m.Close()
+			m := openQueue(t, rec.view(fmt.Sprint("p", i)))
 			wg.Go(func() {
 				for {
 					mu.Lock()
@@ -168,28 +178,20 @@ func TestQueueKindsExclude(t *testing.T) {
 // carries (4s), not by its TTL, and the lock goes in order otherwise.
 func TestQueueDeadWaiter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		base := mem.Namespace(t.Name())
-		base.Reset()
-		defer base.Reset()
-		rec := newRecorders(base)
+		rec := newRecorders(t)
 		const ttl, handoffLease = 30 * time.Second, 4 * time.Second
-		open := func(v *writeRecorder) *objsync.Mutex {
-			m := objsync.NewMutex(v, "lock", objsync.WithQueue())
-			t.Cleanup(func() { m.Close() })
-			return m
-		}
-		holder := open(rec.view("holder"))
+		holder := openQueue(t, rec.view("holder"))
 		first, err := holder.Lock(context.Background(), ttl)
 		if err != nil {
 			t.Fatal(err)
 		}
 		deadView := rec.view("dead")
-		dead := open(deadView)
+		dead := openQueue(t, deadView)
 		deadCtx, stopDead := context.WithCancel(context.Background())
 		deadDone := make(chan error, 1)
 		go func() { _, err := dead.Lock(deadCtx, ttl); deadDone <- err }()
 		synctest.Wait()
-		next := open(rec.view("next"))
+		next := openQueue(t, rec.view("next"))
 		got := make(chan int64, 1)
 		go func() {
 			fence, err := next.Lock(context.Background(), ttl)
@@ -264,31 +266,23 @@ func TestQueueUncontendedCost(t *testing.T) {
 // holder's TTL, which it had seen the head hold for when it last looked.
 func TestQueueDeadWaitersAfterRelease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		base := mem.Namespace(t.Name())
-		base.Reset()
-		defer base.Reset()
-		rec := newRecorders(base)
+		rec := newRecorders(t)
 		const ttl = 10 * time.Minute
-		open := func(v *writeRecorder) *objsync.Mutex {
-			m := objsync.NewMutex(v, "lock", objsync.WithQueue())
-			t.Cleanup(func() { m.Close() })
-			return m
-		}
-		holder := open(rec.view("holder"))
+		holder := openQueue(t, rec.view("holder"))
 		if _, err := holder.Lock(context.Background(), ttl); err != nil {
 			t.Fatal(err)
 		}
 		var cuts []func()
 		for _, name := range []string{"dead1", "dead2"} {
 			v := rec.view(name)
-			d := open(v)
+			d := openQueue(t, v)
 			ctx, stop := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { _, err := d.Lock(ctx, ttl); done <- err }()
 			synctest.Wait()
 			cuts = append(cuts, func() { v.cut.Store(true); stop(); <-done })
 		}
-		next := open(rec.view("next"))
+		next := openQueue(t, rec.view("next"))
 		got := make(chan error, 1)
 		go func() { _, err := next.Lock(context.Background(), ttl); got <- err }()
 		synctest.Wait()
@@ -333,18 +327,13 @@ func (s *lateTicketAnswer) Write(ctx context.Context, key string, data []byte, v
 // the abandoned ticket for a live one and hold beside y.
 func TestQueueReadBackAbandoned(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		base := mem.Namespace(t.Name())
-		base.Reset()
-		defer base.Reset()
-		rec := newRecorders(base)
+		rec := newRecorders(t)
 		const ttl = 30 * time.Second
-		holder := objsync.NewMutex(rec.view("holder"), "lock", objsync.WithQueue())
-		defer holder.Close()
+		holder := openQueue(t, rec.view("holder"))
 		if _, err := holder.Lock(context.Background(), ttl); err != nil {
 			t.Fatal(err)
 		}
-		x := objsync.NewMutex(&lateTicketAnswer{writeRecorder: rec.view("x")}, "lock", objsync.WithQueue())
-		defer x.Close()
+		x := openQueue(t, &lateTicketAnswer{writeRecorder: rec.view("x")})
 		xCtx, stopX := context.WithCancel(context.Background())
 		defer stopX()
 		xGot := make(chan int64, 1)
@@ -353,8 +342,7 @@ func TestQueueReadBackAbandoned(t *testing.T) {
 			xGot <- fence
 		}()
 		time.Sleep(100 * time.Millisecond) // x's ticket has landed
-		y := objsync.NewMutex(rec.view("y"), "lock", objsync.WithQueue())
-		defer y.Close()
+		y := openQueue(t, rec.view("y"))
 		yGot := make(chan int64, 1)
 		go func() {
 			fence, err := y.Lock(context.Background(), ttl)
