@@ -181,14 +181,18 @@ func testQueueDeadWaiter(t *testing.T, s driver.Store, key string) {
 // from expiring nor end a live holder's hold.
 func testQueueChurn(t *testing.T, s driver.Store, key string) {
 	const ttl, churners = 300 * time.Millisecond, 6
-	churn := func(stop <-chan struct{}) *sync.WaitGroup {
+	// churn starts the churners and returns what stops them, which also
+	// runs when the test ends early: churners left running would spin on
+	// their closed Mutexes and slow every test after.
+	churn := func() (stop func()) {
+		done := make(chan struct{})
 		var wg sync.WaitGroup
 		for i := range churners {
 			m := open(t, newClient(s, fmt.Sprint("churn", i)), key, objsync.WithBackoff(time.Millisecond, 5*time.Millisecond))
 			wg.Go(func() {
 				for {
 					select {
-					case <-stop:
+					case <-done:
 						return
 					default:
 					}
@@ -205,12 +209,14 @@ func testQueueChurn(t *testing.T, s driver.Store, key string) {
 				}
 			})
 		}
-		return &wg
+		var once sync.Once
+		stop = func() { once.Do(func() { close(done); wg.Wait() }) }
+		t.Cleanup(stop)
+		return stop
 	}
 
 	writeDeadHolder(t, s, key, ttl, 0)
-	stop := make(chan struct{})
-	wg := churn(stop)
+	stopChurn := churn()
 	watcher := open(t, newClient(s, "watcher"), key)
 	start := time.Now()
 	for st := inspect(t, watcher); st.Holder == "dead"; st = inspect(t, watcher) {
@@ -222,8 +228,7 @@ func testQueueChurn(t *testing.T, s driver.Store, key string) {
 	if waited := time.Since(start); waited < ttl+ttl/100 {
 		t.Fatalf("taken over after %v, want at least %v", waited, ttl+ttl/100)
 	}
-	close(stop)
-	wg.Wait()
+	stopChurn()
 
 	// A holder slower than the waiters: between its read and its write,
 	// several of them come or go. Held, with the churn going on, for
@@ -232,12 +237,10 @@ func testQueueChurn(t *testing.T, s driver.Store, key string) {
 	slow.latency = 10 * time.Millisecond
 	m := open(t, slow, key)
 	lockOrFatal(t, m, time.Second)
-	stop = make(chan struct{})
-	wg = churn(stop)
+	stopChurn = churn()
 	time.Sleep(3 * time.Second)
 	err := m.Err()
-	close(stop)
-	wg.Wait()
+	stopChurn()
 	if err != nil {
 		t.Fatalf("a live holder lost its lock to waiters joining and leaving: %v", err)
 	}
