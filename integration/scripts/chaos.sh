@@ -44,11 +44,11 @@ echo "chaos.sh: simulation for $((total / 3))s" >&2
 (cd "$root" && OBJSYNC_SIM_TIME="$((total / 3))s" go test -count=1 -timeout 0 -v -run '^TestSimulation$' .) 2>&1 | tee -a "$log" || status=1
 
 echo "chaos.sh: processes on MinIO and Ceph RGW for $((total / 12))s each per kind of lock" >&2
-OBJSYNC_CHAOS_TIME="$((total / 12))s" OBJSYNC_CHAOS_STORES=minio,ceph \
+OBJSYNC_CHAOS_TIME="$((total / 12))s" OBJSYNC_CHAOS_STORES=minio,ceph OBJSYNC_CHAOS_KINDS=plain,queue \
 	"$here/test.sh" -timeout 0 -v -run '^TestChaosProcs$' 2>&1 | tee -a "$log" || status=1
 
 echo "chaos.sh: distributed MinIO for $((total / 6))s per kind of lock" >&2
-OBJSYNC_CHAOS_TIME="$((total / 6))s" \
+OBJSYNC_CHAOS_TIME="$((total / 6))s" OBJSYNC_CHAOS_KINDS=plain,queue \
 	"$here/test.sh" -timeout 0 -v -run '^TestChaosDistributed$' 2>&1 | tee -a "$log" || status=1
 
 echo
