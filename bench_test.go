@@ -59,16 +59,22 @@ func (v view) Location(key string) string { return v.Store.Location(key) + "#" +
 
 // BenchmarkContended has 8 goroutines take turns on one lock with a store
 // latency of 1ms, either as goroutines of one process (one poller and a
-// local hand-off) or as 8 processes (each polls the store). It reports the
-// store requests per hold.
+// local hand-off) or as 8 processes (each polls the store), with plain
+// and queue locks. It reports the store requests per hold.
 func BenchmarkContended(b *testing.B) {
 	const goroutines = 8
-	for _, shared := range []bool{true, false} {
-		name := "separate processes"
-		if shared {
-			name = "one process"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, tc := range []struct {
+		name   string
+		shared bool
+		opts   []objsync.Option
+	}{
+		{"one process", true, nil},
+		{"separate processes", false, nil},
+		{"queue/one process", true, []objsync.Option{objsync.WithQueue()}},
+		{"queue/separate processes", false, []objsync.Option{objsync.WithQueue()}},
+	} {
+		shared := tc.shared
+		b.Run(tc.name, func(b *testing.B) {
 			s := mem.Namespace(b.Name())
 			s.Reset()
 			s.SetLatency(time.Millisecond)
@@ -78,7 +84,7 @@ func BenchmarkContended(b *testing.B) {
 				if !shared {
 					st.name = fmt.Sprint(i)
 				}
-				m := objsync.NewMutex(st, "k", objsync.WithBackoff(time.Millisecond, 20*time.Millisecond))
+				m := objsync.NewMutex(st, "k", append(tc.opts, objsync.WithBackoff(time.Millisecond, 20*time.Millisecond))...)
 				defer m.Close()
 				mus = append(mus, m)
 			}

@@ -286,51 +286,60 @@
 // ticket n into slot n mod 64, conditional on the version read, which must
 // be absent or hold ticket n-64 with it and every ticket before it
 // settled (below). So numbers are taken in order, each once, and never go
-// down. The last ticket is found without a hot object or LIST: from this
-// process's last view, or by a binary search of the slots, which hold
-// tickets in order from slot 0 (about seven reads), and then by walking
-// on while the next slot is taken.
+// down. The last ticket is found without a hot object or LIST: guessed
+// by the process (its last ticket, plus as many as were taken between its
+// last two), or by a binary search of the slots, which hold tickets in
+// order from slot 0 (about seven reads), and then by walking on while the
+// next slot is taken, or back while the one before is not.
 //
 // A ticket settles when its done slot records it (done: released; left:
 // given up before or after its turn), when it is abandoned (below), or when
 // its slot holds a later ticket. Ticket n's turn comes when every ticket
-// before it has settled: walking back from n-1 over tickets that left, it
-// finds one released or abandoned (whose turn had come, so all before it
-// had settled), a slot taken over (done only over a ticket with all before
-// it settled), or the start. A ticket settled stays so: each process
-// remembers those it has seen settled, and walks back only over the others
-// (which is one more reason never to delete a lock's objects).
+// before it has settled. A ticket released or abandoned had its turn, so
+// every one before it had settled; so had every one before a slot taken
+// over (done only over a ticket with all before it settled), and every
+// one more than 64 before a ticket taken. A ticket settled stays so: each
+// process remembers up to which ticket all have settled (and those seen
+// left), and reads none of those again (which is one more reason never to
+// delete a lock's objects). A waiter finds where its ticket n stands by
+// walking forward from there over the done slots of tickets settled since,
+// to the first ticket not settled, whose turn has therefore come: the
+// head, which holds. If what the process knows is more than 32 tickets
+// behind n, it walks back instead, over the done slots from n-1 to one
+// released, and forward from there. Tickets between the head and n that
+// are not known to have left are its place in the queue; waiters poll at
+// the pace of a plain lock's waiters at that place (see "Waiting in the
+// queue").
+//
 // A ticket taken when every ticket before it had settled carries the Lock's
 // TTL; one taken to wait carries a hand-off lease, as a plain lock's waiter
 // asks for (four of its longest polls), but at least 4s, so that its first
 // renewal keeps the slot's pace (below), and at most the TTL. The holder of
 // ticket n holds the lock from the read that shows its turn, with no write:
 // its lease, of the TTL in the ticket, counts from when it sent its last
-// write of the ticket or, if later, began the last walk back that showed
-// its turn not yet come (a ticket before it unsettled); its turn came after
+// write of the ticket or, if later, began the last walk that showed its
+// turn not yet come (a ticket before it unsettled); its turn came after
 // both, and nobody can have seen it come before. If that is longer ago than
 // the freshness limit of "Acquiring", it writes the ticket again first,
 // conditional on its version. Renewals rewrite the ticket with the full
 // TTL; Unlock writes the done slot.
 //
-// A holder that dies: the waiter whose turn comes after it (all tickets
-// between them left) watches its ticket once its turn has come, and when it
-// has seen the ticket unchanged (holder id and sequence number) for its TTL
-// plus 1%, counted from the end of the walk that showed its turn come (or
-// from a later read that showed it changed), writes it abandoned,
-// conditional on the version read. That is the very object the holder
-// renews: a renewal that lands first makes the write fail, one that comes
-// later fails itself and the hold ends, as with the takeover of a plain
-// lock, and the same argument makes it safe. A ticket whose holder froze
+// A holder that dies: every waiter watches the head's ticket, and when
+// its process has seen it unchanged (holder id and sequence number) for
+// its TTL plus 1%, counted from the first read of it made after its turn
+// had come (or from a later read that showed it changed), writes it
+// abandoned, conditional on the version read. (Waiters read the head's
+// done slot at each poll, and its ticket at most once per longest poll.)
+// That is the very object the holder renews: a renewal that lands first
+// makes the write fail, one that comes later fails itself and the hold
+// ends, as with the takeover of a plain lock, and the same argument makes
+// it safe. A ticket whose holder froze
 // and wakes after its turn was ended finds it so at its next write, and Err
 // reports the loss from its own clock before. A waiting ticket is not
 // renewed and never abandoned before its turn; a dead waiter delays those
 // behind it by its hand-off lease once its turn comes, and one that gives
-// up writes its done slot (left) and delays nobody. A waiter that has not
-// seen the queue move for a while watches the ticket whose turn it is,
-// whoever is behind it (the waiters between may all be gone), reading it
-// again when its TTL would be up. A joiner that finds the queue full does
-// the same.
+// up writes its done slot (left) and delays nobody. A joiner that finds
+// the queue full watches the head too.
 //
 // Writes per object: the marker once; a ticket at its taking, while it
 // holds at most every 0.297 of the lease it carries (so its first renewal

@@ -176,49 +176,177 @@ func (m *Mutex) ensureQueue(ctx context.Context) error {
 // What it finds settled it records for the process, and what the process
 // knows it does not read again: a ticket settled stays so.
 func (m *Mutex) clearBelow(ctx context.Context, k int64) (clear bool, blocker *snapshot, returned time.Time, err error) {
-	for ; k >= 1; k-- {
-		switch settled, all := m.shared.knownSettled(k); {
+	for j := k; j >= 1; j-- {
+		switch settled, all := m.shared.knownSettled(j); {
 		case all:
+			m.shared.sawSettled(k)
 			return true, nil, time.Time{}, nil
 		case settled:
 			continue
 		}
-		done, err := m.readDone(ctx, k)
+		done, err := m.readDone(ctx, j)
 		if err != nil {
 			return false, nil, time.Time{}, err
 		}
-		if done.exists && done.obj.Fence > k || done.exists && done.obj.Fence == k && done.obj.State == stateDone {
+		if done.exists && done.obj.Fence > j || done.exists && done.obj.Fence == j && done.obj.State == stateDone {
 			m.shared.sawSettled(k)
 			return true, nil, time.Time{}, nil
 		}
-		if done.exists && done.obj.Fence == k {
-			m.shared.sawLeft(k)
+		if done.exists && done.obj.Fence == j {
+			m.shared.sawLeft(j)
 			continue
 		}
-		t, at, err := m.readTicket(ctx, k)
+		t, at, err := m.readTicket(ctx, j)
 		switch {
 		case err != nil:
 			return false, nil, time.Time{}, err
-		case t.exists && (t.obj.Fence > k || t.obj.Fence == k && t.obj.State == stateAbandoned):
+		case settledTicket(t, j):
 			m.shared.sawSettled(k)
 			return true, nil, time.Time{}, nil
-		case has(t, k):
+		case has(t, j):
 			return false, t, at, nil
 		default:
 			return false, nil, time.Time{}, nil // not taken yet: not ours to judge
 		}
 	}
+	m.shared.sawSettled(k)
 	return true, nil, time.Time{}, nil
 }
 
-// findTail returns the number of the last ticket taken, 0 if none: from
-// this process's view if it has one, else by a binary search of the
-// slots, which hold tickets base..base+63 in order from slot 0, base being
-// the ticket in slot 0 (or 0), with those past the last taken still
-// holding older ones. It may be behind by the time it returns; takeTicket
-// walks on from it.
+// settledTicket reports whether snap, read from ticket k's slot, shows
+// ticket k and every one before it settled: k abandoned (done only once
+// its turn had come), or a later ticket in its slot (taken only over a
+// ticket with every one before it settled).
+func settledTicket(snap *snapshot, k int64) bool {
+	return snap.exists && (snap.obj.Fence > k || snap.obj.Fence == k && snap.obj.State == stateAbandoned)
+}
+
+// queuePlace is where a ticket stands in the queue: its turn has come
+// (every ticket before it has settled), or else head is the ticket whose
+// turn it is, as read, read is when that read returned (its turn had come
+// by then), and ahead is how many tickets between the two may still be
+// waiting. head is nil, and turn false, if a ticket before it was not taken
+// yet, as from a view ahead of the store.
+type queuePlace struct {
+	turn  bool
+	head  *snapshot
+	read  time.Time
+	ahead int
+}
+
+// placeTicket finds where ticket n stands. Every ticket up to the last
+// this process knows settled has: if that is recent, it walks forward from
+// there, one read per ticket settled since, to the first that has not,
+// which holds, since its turn has come; else it walks back over the done
+// slots to a ticket released (placeFromBack). What it finds settled it
+// records for the process, and does not read again.
+func (m *Mutex) placeTicket(ctx context.Context, n int64, fresh time.Duration) (queuePlace, error) {
+	k := m.shared.settledUpTo() + 1
+	if n-k > queueSlots/2 {
+		return m.placeFromBack(ctx, n, fresh)
+	}
+	for ; k < n; k++ {
+		if settled, all := m.shared.knownSettled(k); settled || all {
+			m.shared.sawSettled(k) // left, and every one before it settled
+			continue
+		}
+		done, err := m.readDone(ctx, k)
+		if err != nil {
+			return queuePlace{}, err
+		}
+		if done.exists && done.obj.Fence >= k {
+			m.shared.sawSettled(k) // released or left, or a later lap
+			continue
+		}
+		place, settled, err := m.placeAt(ctx, k, n, fresh)
+		if err != nil || !settled {
+			return place, err
+		}
+	}
+	return queuePlace{turn: true}, nil
+}
+
+// placeAt reads ticket k, whose turn has come, for placeTicket on ticket
+// n: settled if it was abandoned or its slot taken over, else its place
+// as the head. A read of it by this process less than fresh ago, showing
+// it hold, does instead: only the release of the head is urgent, and its
+// done slot shows it; a turn ended by another is seen that much later.
+func (m *Mutex) placeAt(ctx context.Context, k, n int64, fresh time.Duration) (place queuePlace, settled bool, err error) {
+	t, at := m.shared.turnRead(k, fresh)
+	if t == nil {
+		t, at, err = m.readTicket(ctx, k)
+	}
+	switch {
+	case err != nil:
+		return queuePlace{}, false, err
+	case settledTicket(t, k):
+		m.shared.sawSettled(k)
+		return queuePlace{}, true, nil
+	case !has(t, k):
+		return queuePlace{}, false, nil
+	}
+	for j := k + 1; j < n; j++ {
+		if settled, _ := m.shared.knownSettled(j); !settled {
+			place.ahead++
+		}
+	}
+	return queuePlace{head: t, read: at, ahead: place.ahead}, false, nil
+}
+
+// placeFromBack is placeTicket walking back from n-1 over done slots to a
+// ticket released, or known settled, and then forward over the tickets
+// between, whose turns came one after the other, to the first that holds:
+// two reads per ticket waiting.
+func (m *Mutex) placeFromBack(ctx context.Context, n int64, fresh time.Duration) (queuePlace, error) {
+	var unsettled []int64 // below n, nearest first
+	for k := n - 1; k >= 1; k-- {
+		settled, all := m.shared.knownSettled(k)
+		if all {
+			break
+		}
+		if k <= n-1-queueSlots {
+			// Ticket n-1 was taken over k's slot, once k and every
+			// one before it had settled.
+			m.shared.sawSettled(k)
+			break
+		}
+		if settled {
+			continue // left
+		}
+		done, err := m.readDone(ctx, k)
+		if err != nil {
+			return queuePlace{}, err
+		}
+		if done.exists && done.obj.Fence > k || done.exists && done.obj.Fence == k && done.obj.State == stateDone {
+			m.shared.sawSettled(k) // released (its turn had come), or a later lap
+			break
+		}
+		if done.exists && done.obj.Fence == k {
+			m.shared.sawLeft(k)
+			continue
+		}
+		unsettled = append(unsettled, k)
+	}
+	for i := len(unsettled) - 1; i >= 0; i-- {
+		place, settled, err := m.placeAt(ctx, unsettled[i], n, fresh)
+		if err != nil || !settled {
+			return place, err
+		}
+	}
+	if n > 1 {
+		m.shared.sawSettled(n - 1)
+	}
+	return queuePlace{turn: true}, nil
+}
+
+// findTail returns the number of the last ticket taken, 0 if none: this
+// process's guess if it has one (queueTail), else by a binary search of
+// the slots, which hold tickets base..base+63 in order from slot 0, base
+// being the ticket in slot 0 (or 0), with those past the last taken still
+// holding older ones. It may be behind or ahead by the time it returns;
+// takeTicket walks on, or back, from it.
 func (m *Mutex) findTail(ctx context.Context, useView bool, a *attempt) (int64, error) {
-	if n := m.shared.queueTail(); n > 0 && useView {
+	if n := m.shared.queueTail(queueSlots / 2); n > 0 && useView {
 		return n, nil
 	}
 	first, _, err := m.readTicket(ctx, 0)
@@ -255,72 +383,78 @@ var errQueueFull = errors.New("objsync: the queue is full")
 // conditional on the slot holding the settled ticket queueSlots before it
 // (or nothing), and after a read showed that the ticket before it exists:
 // ticket numbers are taken in order, each once. It returns the ticket as
-// written, and whether its turn had come when it was written: every
-// ticket before it had settled, which stays so. A ticket whose turn is
-// yet to come carries the hand-off lease. With onlyIfFree, it takes one
+// written, and where it stood by the walk before the write: if its turn
+// had come, every ticket before it had settled, which stays so. A ticket
+// whose turn is yet to come carries the hand-off lease. With onlyIfFree, it takes one
 // only if its turn would come at once, and returns nil otherwise.
-func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, value string, onlyIfFree bool) (mine *snapshot, turn bool, err error) {
+func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, value string, onlyIfFree bool) (mine *snapshot, place queuePlace, err error) {
 	tail, err := m.findTail(ctx, true, a)
 	if err != nil {
-		return nil, false, err
+		return nil, queuePlace{}, err
 	}
 	n := tail + 1
+	var known int64    // a ticket this call has seen taken
+	var slot *snapshot // what this call read in slot n, if it has
 	for {
 		if ctx.Err() != nil {
-			return nil, false, m.ctxErr(ctx.Err())
+			return nil, queuePlace{}, m.ctxErr(ctx.Err())
 		}
-		if n > 1 {
+		if n > 1 && known != n-1 {
 			prev, _, err := m.readTicket(ctx, n-1)
 			if err == nil {
 				a.saw(prev)
 			}
 			switch {
 			case err != nil:
-				return nil, false, err
+				return nil, queuePlace{}, err
 			case !prev.exists || prev.obj.Fence < n-1:
-				n-- // a view ahead of the store: cannot be, but walk back
+				// A guess ahead of the store: walk back.
+				n, slot = n-1, prev
 				continue
 			case prev.obj.Fence > n-1:
 				// Behind by a lap or more: search the slots.
 				if tail, err = m.findTail(ctx, false, a); err != nil {
-					return nil, false, err
+					return nil, queuePlace{}, err
 				}
-				n = max(tail, prev.obj.Fence) + 1
+				n, slot = max(tail, prev.obj.Fence)+1, nil
 				continue
 			}
 		}
-		cur, _, err := m.readTicket(ctx, n)
-		if err != nil {
-			return nil, false, err
+		cur := slot
+		if cur == nil {
+			if cur, _, err = m.readTicket(ctx, n); err != nil {
+				return nil, queuePlace{}, err
+			}
 		}
+		slot = nil
 		if cur.exists && cur.obj.Fence >= n {
-			n = cur.obj.Fence + 1 // taken by another
+			a.saw(cur)
+			known, n = cur.obj.Fence, cur.obj.Fence+1 // taken by another
 			continue
 		}
-		turn, _, _, err = m.clearBelow(ctx, n-1)
-		if err != nil || onlyIfFree && !turn {
-			return nil, false, err
+		if place, err = m.placeTicket(ctx, n, m.opts.handoffPoll(ttl)); err != nil || onlyIfFree && !place.turn {
+			return nil, queuePlace{}, err
 		}
-		if cur.exists && !turn {
+		if cur.exists && !place.turn {
 			// Over a ticket only once it and every one before it have
 			// settled (so, if the turn has come): a slot taken over then
 			// says so for them all.
 			free, _, _, err := m.clearBelow(ctx, cur.obj.Fence)
 			if err != nil {
-				return nil, false, err
+				return nil, queuePlace{}, err
 			}
 			if !free {
-				return nil, false, errQueueFull
+				return nil, queuePlace{}, errQueueFull
 			}
 		}
 		if err := paceSlot(ctx, cur); err != nil {
-			return nil, false, m.ctxErr(err)
+			return nil, queuePlace{}, m.ctxErr(err)
 		}
 		if n > lastTicket {
-			return nil, false, fmt.Errorf("objsync: %s: ticket %d would pass the last a queue lock gives (%d): the lock cannot be taken again", m.loc, n, int64(lastTicket))
+			return nil, queuePlace{}, fmt.Errorf("objsync: %s: ticket %d would pass the last a queue lock gives (%d): the lock cannot be taken again", m.loc, n, int64(lastTicket))
 		}
 		lease := ttl
-		if !turn {
+		if !place.turn {
 			lease = m.opts.queueHandoffTTL(ttl)
 		}
 		now := time.Now()
@@ -334,28 +468,28 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 		v, err := m.store.Write(ctx, m.ticketKey(n), obj.encode(), cur.version)
 		switch {
 		case err == nil:
-			m.shared.sawTicket(n)
-			return &snapshot{exists: true, version: v, obj: obj}, turn, nil
+			m.shared.tookTicket(n)
+			return &snapshot{exists: true, version: v, obj: obj}, place, nil
 		case errors.Is(err, driver.ErrPrecondition):
 			continue // someone wrote the slot first: read it again
 		case ctx.Err() != nil:
-			return nil, false, m.ctxErr(ctx.Err())
+			return nil, queuePlace{}, m.ctxErr(ctx.Err())
 		case !driver.IsRetryable(err):
-			return nil, false, fmt.Errorf("objsync: %w", err)
+			return nil, queuePlace{}, fmt.Errorf("objsync: %w", err)
 		}
 		// The write may have landed: read the slot back.
 		back, _, rerr := m.readTicket(ctx, n)
 		if rerr != nil {
-			return nil, false, errors.Join(err, rerr)
+			return nil, queuePlace{}, errors.Join(err, rerr)
 		}
 		if has(back, n) && a.owns(back) {
-			m.shared.sawTicket(n)
-			return back, turn, nil
+			m.shared.tookTicket(n)
+			return back, place, nil
 		}
 		// Ours but abandoned (its turn came and went while the answer
 		// was on its way), or another's: a later ticket.
 		if !has(back, n) {
-			return nil, false, fmt.Errorf("objsync: %w", err) // not taken: try again later
+			return nil, queuePlace{}, fmt.Errorf("objsync: %w", err) // not taken: try again later
 		}
 	}
 }
@@ -396,11 +530,11 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 		}
 		return nil
 	}
-	var mine *snapshot    // our ticket, as last written or read
-	var notTurn time.Time // when the last walk that showed mine's turn not come began
-	var turnAtJoin bool   // mine's turn had come when it was taken
-	endedHead := false    // TryLock: whether it tried to end a dead holder's turn
-	watch := newWatch(&m.opts, ttl)
+	var mine *snapshot     // our ticket, as last written or read
+	var notTurn time.Time  // when the last walk that showed mine's turn not come began
+	var joined *queuePlace // where mine stood when it was taken, until used
+	endedHead := false     // TryLock: whether it tried to end a dead holder's turn
+	watch := m.newWatch(ttl)
 	for {
 		if !m.queueReady.Load() {
 			if err := m.ensureQueue(ctx); err != nil {
@@ -413,7 +547,8 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 		}
 		if mine == nil {
 			var err error
-			mine, turnAtJoin, err = m.takeTicket(ctx, a, ttl, value, !wait)
+			var place queuePlace
+			mine, place, err = m.takeTicket(ctx, a, ttl, value, !wait)
 			switch {
 			case err == nil && mine == nil:
 				// TryLock: taken. If this process has seen the ticket
@@ -421,8 +556,8 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 				// its turn and try once more.
 				if !endedHead {
 					endedHead = true
-					w := newWatch(&m.opts, ttl)
-					if err := m.watchHead(ctx, &w); err == nil && w.next == 0 {
+					w := m.newWatch(ttl)
+					if _, _, err := m.watchHead(ctx, &w); err == nil && w.next == 0 {
 						continue
 					}
 				}
@@ -434,13 +569,14 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 				out.answered()
 				// Tickets left by Locks that died may fill the queue, and
 				// nobody else may be there to end their turns.
-				if err := m.watchHead(ctx, &watch); err != nil {
+				head, waiting, err := m.watchHead(ctx, &watch)
+				if err != nil {
 					if err := retry(err); err != nil {
 						return giveUp(err)
 					}
 					continue
 				}
-				if err := watch.wait(ctx, &m.opts); err != nil {
+				if err := watch.wait(ctx, head, waiting); err != nil {
 					return giveUp(m.ctxErr(err))
 				}
 				continue
@@ -451,28 +587,33 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 				continue
 			}
 			out.answered()
-			watch, notTurn = newWatch(&m.opts, ttl), time.Time{}
+			watch, notTurn, joined = m.newWatch(ttl), time.Time{}, &place
 		}
 		n := mine.obj.Fence
 		walked := time.Now()
-		turn := turnAtJoin
-		var blocker *snapshot
-		var returned time.Time
-		if !turn {
+		var place queuePlace
+		if joined != nil {
+			// Placed by the walk before the ticket was written: its
+			// lease counts from the write.
+			place, joined = *joined, nil
+		} else {
 			var err error
-			turn, blocker, returned, err = m.clearBelow(ctx, n-1)
-			if err != nil {
+			if place, err = m.placeTicket(ctx, n, watch.poll); err != nil {
 				if err := retry(err); err != nil {
 					return giveUp(err)
 				}
 				continue
 			}
 			out.answered()
-			if blocker != nil {
-				a.saw(blocker)
+			if place.head != nil {
+				notTurn = walked
 			}
 		}
-		if turn {
+		head, ahead := place.head, place.ahead
+		if head != nil {
+			a.saw(head)
+		}
+		if place.turn {
 			since := a.sent[mine.obj.Seq]
 			if notTurn.After(since) {
 				since = notTurn
@@ -480,6 +621,7 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 			lease := m.opts.timing(mine.obj.ttl())
 			late := time.Since(since)
 			if late <= lease.fresh {
+				watch.pacer.handed()
 				return m.holdOn(m.ticketKey(n), func(ctx context.Context) (*snapshot, error) {
 					snap, _, err := m.readTicket(ctx, n)
 					return snap, err
@@ -515,21 +657,22 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 			}
 			continue
 		}
-		if blocker != nil {
-			notTurn = walked
-		}
 		if !wait {
 			// A ticket before ours was taken just before we joined.
 			return giveUp(nil)
 		}
-		if err := m.watchPredecessor(ctx, &watch, blocker, returned); err != nil {
-			if err := retry(err); err != nil {
-				return giveUp(err)
+		if head == nil {
+			watch.next = min(m.opts.minBackoff, watch.poll)
+		} else {
+			if err := m.watchTurn(ctx, &watch, head, place.read); err != nil {
+				if err := retry(err); err != nil {
+					return giveUp(err)
+				}
+				continue
 			}
-			continue
+			m.log.Debug("objsync: waiting in the queue", "ticket", n, "head", head.obj.Fence, "ahead", ahead, "next_poll", watch.next)
 		}
-		m.log.Debug("objsync: waiting in the queue", "ticket", n, "watching", watch.n, "next_poll", watch.next)
-		if err := watch.wait(ctx, &m.opts); err != nil {
+		if err := watch.wait(ctx, head, ahead); err != nil {
 			return giveUp(m.ctxErr(err))
 		}
 	}
@@ -568,130 +711,68 @@ func (m *Mutex) rewriteTicket(ctx context.Context, a *attempt, mine *snapshot) (
 	}
 }
 
-// predecessorWatch is what a waiter knows of the ticket that blocks its
-// own: the nearest unsettled one before it.
-type predecessorWatch struct {
-	n      int64     // the ticket watched
-	ahead  int64     // the nearest unsettled ticket before it, last seen
-	seen   stateKey  // its state when first seen with its turn come
-	seenAt time.Time // when the read that showed it so returned; zero until its turn came
-	fast   bool      // polling fast: the ticket just before ours holds
-	next   time.Duration
+// queueWatch is what a waiter knows of the ticket whose turn it is, and
+// the pace of its polls.
+type queueWatch struct {
+	pacer  queuePacer
 	poll   time.Duration // the longest sleep between polls
-	// headCheck is when a waiter further back that watches the ticket
-	// whose turn it is, head, looks at the queue's head again: when its
-	// TTL would be up, or once it has settled.
-	headCheck time.Time
-	head      int64
-	// A waiter further back polls steadily at the minimum backoff, a few
-	// times after it last saw the queue move, and then less and less
-	// often; once the ticket before it holds, from a quarter of the
-	// minimum backoff.
-	steady int
-	pace   backoff
-}
-
-// wait sleeps until the next poll.
-func (w *predecessorWatch) wait(ctx context.Context, o *options) error {
-	atMost := min(w.next, w.poll)
-	if w.steady > 0 {
-		w.steady--
-		return sleep(ctx, min(o.minBackoff, atMost))
-	}
-	return w.pace.wait(ctx, atMost)
+	seenAt time.Time     // since when this process has seen the head unchanged
+	next   time.Duration // until the next poll: 0 after it ended a turn
 }
 
 // newWatch starts the watch of a waiter on a lease of ttl, which polls at
 // most every handoffPoll, to take a hand-off well within its lease.
-func newWatch(o *options, ttl time.Duration) predecessorWatch {
-	poll := o.handoffPoll(ttl)
-	return predecessorWatch{steady: steadyPolls, poll: poll, pace: backoff{min: min(o.minBackoff, poll), max: poll}}
+func (m *Mutex) newWatch(ttl time.Duration) queueWatch {
+	return queueWatch{pacer: queuePacer{m: m}, poll: m.opts.handoffPoll(ttl)}
 }
 
-// watchPredecessor watches t, the ticket that blocks a waiter's own (nil if
-// none could be read), as read at the given instant, and ends its turn if
-// it has held it unchanged for longer than its TTL: its holder is dead,
-// frozen or cut off, and its lease has run out. Only a ticket whose turn
-// has come is ended so: waiting tickets are not renewed. If t's turn has
-// not come and the queue has not moved for a while, it watches the ticket
-// whose turn it is instead: the waiters between may all be gone. It sets
-// w.next to the time until the next poll should come: 0 after it wrote to
-// end a turn.
-func (m *Mutex) watchPredecessor(ctx context.Context, w *predecessorWatch, t *snapshot, returned time.Time) error {
-	if t == nil {
-		w.next = m.opts.minBackoff
+// wait sleeps until the next poll of a waiter with ahead tickets between
+// its own and head, paced as a plain lock's waiter at that place.
+func (w *queueWatch) wait(ctx context.Context, head *snapshot, ahead int) error {
+	switch {
+	case w.next == 0:
 		return nil
+	case head == nil:
+		return sleep(ctx, w.next)
 	}
-	w.next = w.poll
-	next := true // t is the ticket just before ours, its turn come
-	if w.n != t.obj.Fence || w.seenAt.IsZero() {
-		turn, ahead, _, err := m.clearBelow(ctx, t.obj.Fence-1)
-		if err != nil {
-			return err
-		}
-		// Its turn came before this walk ended, maybe after t was read:
-		// its lease may count from that late (see acquireQueue).
-		returned = time.Now()
-		if !turn {
-			if ahead != nil && ahead.obj.Fence != w.ahead {
-				// The queue moved: keep polling at the steady pace.
-				w.ahead, w.steady, w.headCheck = ahead.obj.Fence, steadyPolls, time.Time{}
-				w.pace = backoff{min: min(m.opts.minBackoff, w.poll), max: w.poll}
-			}
-			if w.steady > 0 {
-				return nil // further back in the queue
-			}
-			if time.Now().Before(w.headCheck) {
-				// The head it watches: still there? Two reads, where
-				// finding the head reads every ticket waiting.
-				clear, blocker, _, err := m.clearBelow(ctx, w.head)
-				if err != nil || !clear && blocker != nil && blocker.obj.Fence == w.head {
-					return err
-				}
-			}
-			head, _, _, at, err := m.queueHead(ctx)
-			if err != nil || head == nil {
-				return err
-			}
-			t, returned, next = head, at, false
-		}
-	}
-	if w.n != t.obj.Fence {
-		w.n, w.seenAt, w.fast = t.obj.Fence, time.Time{}, false
-	}
-	if next && !w.fast {
-		// Next in line: poll fast, for the release.
-		w.fast, w.steady, w.pace = true, 0, backoff{min: max(min(m.opts.minBackoff, w.poll)/4, time.Millisecond), max: w.poll}
-	}
-	if k := t.key(); k != w.seen || w.seenAt.IsZero() {
-		w.seen, w.seenAt = k, m.shared.turnSeen(t, returned)
-	}
-	left := takeoverAfter(t.obj.ttl()) - time.Since(w.seenAt)
+	return w.pacer.wait(ctx, queueSpot{head.obj.Holder, ahead}, w.next)
+}
+
+// watchTurn watches head, the ticket whose turn it is, as read at the
+// given instant (its turn had come by then), and ends its turn if this
+// process has seen it unchanged for longer than its TTL: its holder is
+// dead, frozen or cut off, and its lease has run out. Only a ticket whose
+// turn has come is ended so: waiting tickets are not renewed. Every waiter
+// watches the head, whoever is between: they may all be gone. It sets
+// w.next to the time until the next poll should come, at most w.poll.
+func (m *Mutex) watchTurn(ctx context.Context, w *queueWatch, head *snapshot, read time.Time) error {
+	w.seenAt = m.shared.turnSeen(head, read)
+	left := takeoverAfter(head.obj.ttl()) - time.Since(w.seenAt)
 	if left > 0 {
-		w.next = left
-		if !next {
-			// Reading the queue's head costs a read per waiter: look
-			// again only when it could be ended, or has settled.
-			w.headCheck, w.head = time.Now().Add(left), t.obj.Fence
-		}
+		w.next = min(left, w.poll)
 		return nil
 	}
-	m.log.Info("objsync: ending the turn of a queue ticket unchanged for longer than its ttl", "ticket", t.obj.Fence, "holder", t.obj.Holder, "unchanged", time.Since(w.seenAt))
-	if err := m.endTurn(ctx, t, ""); err != nil && !errors.Is(err, driver.ErrPrecondition) {
+	m.log.Info("objsync: ending the turn of a queue ticket unchanged for longer than its ttl", "ticket", head.obj.Fence, "holder", head.obj.Holder, "unchanged", time.Since(w.seenAt))
+	switch err := m.endTurn(ctx, head, ""); {
+	case err == nil:
+		m.shared.sawSettled(head.obj.Fence) // its turn had come
+	case !errors.Is(err, driver.ErrPrecondition):
 		return fmt.Errorf("objsync: %w", err)
 	}
 	w.next = 0
 	return nil
 }
 
-// watchHead watches the ticket whose turn it is as the waiter behind it
-// would, with watchPredecessor.
-func (m *Mutex) watchHead(ctx context.Context, w *predecessorWatch) error {
-	head, _, _, at, err := m.queueHead(ctx)
-	if err != nil {
-		return err
+// watchHead finds the ticket whose turn it is and watches it with
+// watchTurn; it returns the head (nil if there is none) and how many wait
+// behind it.
+func (m *Mutex) watchHead(ctx context.Context, w *queueWatch) (*snapshot, int, error) {
+	head, waiting, _, at, err := m.queueHead(ctx)
+	if err != nil || head == nil {
+		w.next = min(m.opts.minBackoff, w.poll)
+		return nil, 0, err
 	}
-	return m.watchPredecessor(ctx, w, head, at)
+	return head, waiting, m.watchTurn(ctx, w, head, at)
 }
 
 // endTurn writes ticket t abandoned, signed by breaker (empty for a
@@ -718,7 +799,8 @@ func (m *Mutex) releaseTicket(ctx context.Context, a *attempt, n int64, state st
 		case err != nil:
 			return errors.Join(werr, err)
 		case cur.exists && cur.obj.Fence >= n:
-			return nil // ours landed, whatever its answer said
+			m.sawReleased(n, state) // ours landed, whatever its answer said
+			return nil
 		case werr != nil && !errors.Is(werr, driver.ErrPrecondition) && (ctx.Err() != nil || !driver.IsRetryable(werr)):
 			return werr
 		case werr != nil && !errors.Is(werr, driver.ErrPrecondition):
@@ -732,11 +814,22 @@ func (m *Mutex) releaseTicket(ctx context.Context, a *attempt, n int64, state st
 		now := time.Now()
 		obj := lockObject{Format: lockFormat, State: state, Holder: a.id, Fence: n, Seq: a.next(now), AcquiredAt: now.UTC(), WrittenAt: now.UTC()}
 		if _, werr = m.store.Write(ctx, m.doneKey(n), obj.encode(), cur.version); werr == nil {
+			m.sawReleased(n, state)
 			return nil
 		}
 		// Settle by reading: even an error that is not transient may
 		// follow a write that landed.
 		werr = fmt.Errorf("objsync: release %s: %w", m.loc, werr)
+	}
+}
+
+// sawReleased records for the process that ticket n settled in state:
+// done, whose turn had come, so every ticket up to it has settled; or left.
+func (m *Mutex) sawReleased(n int64, state string) {
+	if state == stateDone {
+		m.shared.sawSettled(n)
+	} else {
+		m.shared.sawLeft(n)
 	}
 }
 
@@ -781,18 +874,9 @@ func (m *Mutex) queueHead(ctx context.Context) (head *snapshot, waiting int, tai
 	if err != nil {
 		return nil, 0, 0, read, err
 	}
-	for k := tail; ; {
-		clear, blocker, _, err := m.clearBelow(ctx, k)
-		switch {
-		case err != nil:
-			return nil, 0, tail, read, err
-		case clear && head != nil:
-			return head, waiting - 1, tail, time.Now(), nil
-		case clear || blocker == nil:
-			return nil, 0, tail, read, nil
-		}
-		head, waiting, k = blocker, waiting+1, blocker.obj.Fence-1
-	}
+	// From the back: it reads every ticket waiting, to count them.
+	place, err := m.placeFromBack(ctx, tail+1, 0)
+	return place.head, place.ahead, tail, place.read, err
 }
 
 // inspectQueue is Inspect for a queue lock: the ticket whose turn it is,

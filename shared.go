@@ -27,9 +27,9 @@ type sharedLock struct {
 	// every estimates how fast the lock's queue moves on by one place,
 	// as this process's waiters have seen it; 0 until one has.
 	every time.Duration
-	// tail is the last ticket of a queue lock this process has seen
-	// taken; 0 until it has.
-	tail int64
+	// tail is the last ticket of a queue lock this process took; 0 until
+	// it has. gap is how many were taken from its ticket before to it.
+	tail, gap int64
 	// settledTo is a queue lock ticket up to which every ticket has
 	// settled, as this process has seen, and left the tickets after it
 	// seen left: both stay so, and spare waiters the reads.
@@ -37,10 +37,13 @@ type sharedLock struct {
 	left      map[int64]bool
 	// turn is the ticket whose turn this process last saw come, in the
 	// state first seen then, and since when.
+	// last is the latest read of it, returned at lastAt.
 	turn struct {
-		fence int64
-		key   stateKey
-		at    time.Time
+		fence  int64
+		key    stateKey
+		at     time.Time
+		last   *snapshot
+		lastAt time.Time
 	}
 }
 
@@ -193,10 +196,13 @@ func (s *sharedLock) queueMoved(d time.Duration) {
 	}
 }
 
-// sawTicket records that ticket n of a queue lock was taken.
-func (s *sharedLock) sawTicket(n int64) {
+// tookTicket records that this process took ticket n of a queue lock.
+func (s *sharedLock) tookTicket(n int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.tail > 0 && n > s.tail {
+		s.gap = n - s.tail
+	}
 	s.tail = max(s.tail, n)
 }
 
@@ -209,6 +215,14 @@ func (s *sharedLock) knownSettled(k int64) (settled, all bool) {
 		return true, true
 	}
 	return s.left[k], false
+}
+
+// settledUpTo returns the ticket up to which every ticket of a queue lock
+// is known to have settled, or 0.
+func (s *sharedLock) settledUpTo() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.settledTo
 }
 
 // sawSettled records that every ticket up to k has settled.
@@ -249,15 +263,35 @@ func (s *sharedLock) turnSeen(t *snapshot, at time.Time) time.Time {
 	defer s.mu.Unlock()
 	if s.turn.fence != t.obj.Fence || s.turn.key != t.key() {
 		s.turn.fence, s.turn.key, s.turn.at = t.obj.Fence, t.key(), at
+		s.turn.last, s.turn.lastAt = t, at
+	} else if at.After(s.turn.lastAt) {
+		s.turn.last, s.turn.lastAt = t, at
 	}
 	return s.turn.at
 }
 
-// queueTail returns the last ticket this process has seen taken, or 0.
-func (s *sharedLock) queueTail() int64 {
+// turnRead returns the last read of ticket k that turnSeen recorded, and
+// when it returned, if that is less than fresh ago; else nil.
+func (s *sharedLock) turnRead(k int64, fresh time.Duration) (*snapshot, time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.tail
+	if s.turn.last == nil || s.turn.fence != k || time.Since(s.turn.lastAt) >= fresh {
+		return nil, time.Time{}
+	}
+	return s.turn.last, s.turn.lastAt
+}
+
+// queueTail guesses the last ticket taken of a queue lock, 0 if this
+// process has taken none: as many tickets after its last one as were
+// taken between its last two, up to maxGap; in a queue that holds the same
+// contenders, each takes a ticket once a round.
+func (s *sharedLock) queueTail(maxGap int64) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tail == 0 {
+		return 0
+	}
+	return s.tail + max(min(s.gap, maxGap), 1) - 1
 }
 
 // handoffEvery returns how often the queue moves on by one place, as far
