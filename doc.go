@@ -313,8 +313,9 @@
 //
 // A ticket taken when every ticket before it had settled carries the Lock's
 // TTL; one taken to wait carries a hand-off lease, as a plain lock's waiter
-// asks for (four of its longest polls), but at least 4s, so that its first
-// renewal keeps the slot's pace (below), and at most the TTL. The holder of
+// asks for (four of its longest polls), but on a store that limits writes
+// at least four of its write intervals (4s on GCS and R2), so that its
+// first renewal keeps the slot's pace (below), and at most the TTL. The holder of
 // ticket n holds the lock from the read that shows its turn, with no write:
 // its lease, of the TTL in the ticket, counts from when it sent its last
 // write of the ticket or, if later, began the last walk that showed its
@@ -344,12 +345,16 @@
 // Writes per object: the marker once; a ticket at its taking, while it
 // holds at most every 0.297 of the lease it carries (so its first renewal
 // comes at least 1.19s after a hand-off lease of 4s), and once if
-// abandoned; a done slot once per ticket. A slot is not written again
-// within a second of its last write, by the wall-clock time stored in it,
-// which paces writes and decides nothing else. With a TTL of 4s or more
-// every object is written at most once a second, and the lock can change
-// hands at most 64 times a second (64 slots a second, less the waiters in
-// the queue). Fences increase strictly but skip the tickets of Locks that
+// abandoned; a done slot once per ticket. A store says how often it
+// accepts writes to one object (driver.WriteLimiter: a second on GCS and
+// R2, no limit on S3, MinIO, Ceph RGW and files; a second if it does not
+// say). A slot is not written again within that interval of its last
+// write, by the wall-clock time stored in it, which paces writes and
+// decides nothing else. On a store that allows a write a second, the
+// shortest TTL with which every object is written at most once a second
+// is 4s (a shorter one works, but its renewals may draw 429 answers,
+// which are retried), and the lock can change hands at most 64 times a
+// second (64 slots a second, less the waiters in the queue). Fences increase strictly but skip the tickets of Locks that
 // gave up. Break ends the turn of the ticket whose turn it is. TryLock
 // takes a ticket only when every ticket taken has settled. Elections need a
 // plain lock.

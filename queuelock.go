@@ -21,29 +21,27 @@ import (
 // ticket n lives in slot n mod queueSlots, over ticket n-queueSlots.
 const queueSlots = 64
 
-// slotInterval is the least time between two writes of one slot, for
-// stores that allow one write per second to an object (GCS, R2). It is
-// kept by the wall-clock time stored in the slot, which paces writes and
-// never decides who holds the lock: a clock that is off costs only a
-// 429, which is retried.
-const slotInterval = time.Second
-
 // queueHandoffTTL is the lease of a ticket taken to wait in the queue: a
 // plain lock's hand-off lease, so that a waiter that dies holds up those
-// behind it for that long only, and at least four seconds, so that its
+// behind it for that long only, and, on a store that limits how often an
+// object is written, at least four of its write intervals, so that its
 // holder's first renewal, 0.297 of it after the write, keeps the slot's
 // pace. Its first renewal writes the full TTL.
-func (o *options) queueHandoffTTL(ttl time.Duration) time.Duration {
-	return min(max(o.handoffTTL(ttl), 4*slotInterval), ttl)
+func (m *Mutex) queueHandoffTTL(ttl time.Duration) time.Duration {
+	return min(max(m.opts.handoffTTL(ttl), 4*driver.WriteInterval(m.store)), ttl)
 }
 
-// paceSlot waits until slotInterval has passed since prev, the content of
-// a slot about to be written over, was written; at most slotInterval.
-func paceSlot(ctx context.Context, prev *snapshot) error {
-	if !prev.exists {
+// paceSlot waits until the store's write interval has passed since prev,
+// the content of a slot about to be written over, was written, by the
+// wall-clock time stored in it; at most the interval. It paces writes and
+// never decides who holds the lock: a clock that is off costs only a 429,
+// which is retried.
+func (m *Mutex) paceSlot(ctx context.Context, prev *snapshot) error {
+	interval := driver.WriteInterval(m.store)
+	if !prev.exists || interval == 0 {
 		return nil
 	}
-	return sleep(ctx, min(slotInterval, time.Until(prev.obj.WrittenAt.Add(slotInterval))))
+	return sleep(ctx, min(interval, time.Until(prev.obj.WrittenAt.Add(interval))))
 }
 
 // ticketKey and doneKey name the slots of ticket n.
@@ -447,7 +445,7 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 				return nil, queuePlace{}, errQueueFull
 			}
 		}
-		if err := paceSlot(ctx, cur); err != nil {
+		if err := m.paceSlot(ctx, cur); err != nil {
 			return nil, queuePlace{}, m.ctxErr(err)
 		}
 		if n > lastTicket {
@@ -455,7 +453,7 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 		}
 		lease := ttl
 		if !place.turn {
-			lease = m.opts.queueHandoffTTL(ttl)
+			lease = m.queueHandoffTTL(ttl)
 		}
 		now := time.Now()
 		seq := a.next(now)
@@ -808,7 +806,7 @@ func (m *Mutex) releaseTicket(ctx context.Context, a *attempt, n int64, state st
 				return fmt.Errorf("objsync: release %s: %w", m.loc, err)
 			}
 		}
-		if err := paceSlot(ctx, cur); err != nil {
+		if err := m.paceSlot(ctx, cur); err != nil {
 			return fmt.Errorf("objsync: release %s: %w", m.loc, err)
 		}
 		now := time.Now()

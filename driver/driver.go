@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 )
 
 // ErrNotExist is returned by [Store.Read] when there is no object at the key.
@@ -76,6 +77,27 @@ type Store interface {
 // unconditional, and deleting an absent key is not an error.
 type Deleter interface {
 	Delete(ctx context.Context, key string) error
+}
+
+// WriteLimiter is implemented by a Store that says how often it accepts
+// writes to one object. GCS and Cloudflare R2 accept about one a second
+// and answer 429 beyond it. Queue locks, which spread a lock over many
+// objects for such stores, never write an object again sooner than
+// WriteInterval after its last write. A Store that does not implement
+// WriteLimiter is taken to allow one write a second, the strictest limit
+// known; one that returns 0 (AWS S3, MinIO, Ceph RGW, a file system) lets
+// queue locks change hands as fast as it answers.
+type WriteLimiter interface {
+	WriteInterval() time.Duration
+}
+
+// WriteInterval returns the least time between two writes of one object
+// in s: its WriteLimiter's answer (never negative), or a second.
+func WriteInterval(s Store) time.Duration {
+	if l, ok := s.(WriteLimiter); ok {
+		return max(l.WriteInterval(), 0)
+	}
+	return time.Second
 }
 
 // Driver turns a data source name into a store handle and a key.

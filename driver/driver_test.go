@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/objsync/objsync/driver"
 )
@@ -116,5 +117,28 @@ func TestShared(t *testing.T) {
 	}
 	if _, err := s.Get("y", build); err != nil || builds != 2 || s.Len() != 2 {
 		t.Fatalf("after a failed build: err %v, builds %d, len %d", err, builds, s.Len())
+	}
+}
+
+type limited struct {
+	driver.Store
+	interval time.Duration
+}
+
+func (l limited) WriteInterval() time.Duration { return l.interval }
+
+func TestWriteInterval(t *testing.T) {
+	for _, tc := range []struct {
+		store driver.Store
+		want  time.Duration
+	}{
+		{nil, time.Second}, // says nothing: the strictest limit known
+		{limited{nil, 0}, 0},
+		{limited{nil, 3 * time.Second}, 3 * time.Second},
+		{limited{nil, -time.Second}, 0},
+	} {
+		if got := driver.WriteInterval(tc.store); got != tc.want {
+			t.Errorf("WriteInterval(%#v) = %v, want %v", tc.store, got, tc.want)
+		}
 	}
 }

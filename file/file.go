@@ -127,6 +127,10 @@ const (
 	tempPrefix = ".objsync-tmp-"
 )
 
+// WriteInterval implements driver.WriteLimiter: a file system has no limit
+// on how often a file is written.
+func (s *Store) WriteInterval() time.Duration { return 0 }
+
 // Location returns the object's path as a file:// URL.
 func (s *Store) Location(key string) string {
 	return (&url.URL{Scheme: "file", Path: filepath.Join(s.root, filepath.FromSlash(key))}).String()

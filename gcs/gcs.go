@@ -52,6 +52,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"cloud.google.com/go/storage"
 
@@ -171,6 +172,10 @@ type store struct {
 	client *lazyClient
 	bucket string
 }
+
+// WriteInterval implements driver.WriteLimiter: GCS accepts about one
+// write a second to an object.
+func (s *store) WriteInterval() time.Duration { return time.Second }
 
 // Location implements driver.Store.
 func (s *store) Location(key string) string {

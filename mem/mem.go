@@ -146,6 +146,14 @@ func (s *Store) SetFaults(fn func(op Op, key string) Fault) {
 	s.fault = fn
 }
 
+// WriteInterval implements driver.WriteLimiter: the interval set with
+// SetWriteInterval, 0 until then.
+func (s *Store) WriteInterval() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writeInterval
+}
+
 // SetWriteInterval limits writes to one per key every d: a write sooner than
 // d after the key's last successful write fails with [ErrRateLimited],
 // marked retryable, and changes nothing. Zero removes the limit.

@@ -68,6 +68,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -213,6 +214,10 @@ type store struct {
 	host   string
 	bucket string
 }
+
+// WriteInterval implements driver.WriteLimiter: a second on Cloudflare R2,
+// none elsewhere.
+func (s *store) WriteInterval() time.Duration { return s3compat.WriteInterval(s.host) }
 
 // Location implements driver.Store.
 func (s *store) Location(key string) string {

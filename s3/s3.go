@@ -75,6 +75,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -229,6 +230,15 @@ type store struct {
 	client   *s3.Client
 	bucket   string
 	endpoint string // empty for Amazon S3
+}
+
+// WriteInterval implements driver.WriteLimiter: a second on Cloudflare R2,
+// none elsewhere.
+func (s *store) WriteInterval() time.Duration {
+	if u, err := url.Parse(s.endpoint); err == nil && s.endpoint != "" {
+		return s3compat.WriteInterval(u.Host)
+	}
+	return 0
 }
 
 // Location implements driver.Store. It names the endpoint when there is

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/objsync/objsync/driver"
 )
@@ -61,6 +62,7 @@ func Run(t *testing.T, h Harness, opts ...Option) {
 	t.Run("KeysAreIndependent", func(t *testing.T) { testKeysAreIndependent(t, h) })
 	t.Run("OddKeys", func(t *testing.T) { testOddKeys(t, h) })
 	t.Run("CancelledContext", func(t *testing.T) { testCancelledContext(t, h) })
+	t.Run("WriteInterval", func(t *testing.T) { testWriteInterval(t, h) })
 	t.Run("RaceCreate", func(t *testing.T) { testRace(t, h, cfg, false) })
 	t.Run("RaceReplace", func(t *testing.T) { testRace(t, h, cfg, true) })
 }
@@ -136,6 +138,20 @@ func testReplace(t *testing.T, h Harness) {
 	expectPrecondition(t, err, "replace on an absent key")
 	if _, _, err := s.Read(context.Background(), p+"replace-absent"); !errors.Is(err, driver.ErrNotExist) {
 		t.Fatalf("a failed replace created the object: Read err = %v", err)
+	}
+}
+
+// testWriteInterval: the store accepts writes to one object as often as
+// it says (driver.WriteLimiter; once a second if it does not say), with no
+// rate-limit answer: queue locks write that often.
+func testWriteInterval(t *testing.T, h Harness) {
+	s, p := h(t)
+	key := p + "interval"
+	interval := driver.WriteInterval(s)
+	v := mustWrite(t, s, key, []byte("0"), "")
+	for i := 1; i <= 4; i++ {
+		time.Sleep(interval)
+		v = mustWrite(t, s, key, []byte(fmt.Sprint(i)), v)
 	}
 }
 

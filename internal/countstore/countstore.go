@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"sync/atomic"
+	"time"
 
 	"github.com/objsync/objsync/driver"
 )
@@ -93,6 +94,9 @@ func (s *Store) Write(ctx context.Context, key string, data []byte, ifVersion dr
 
 // Location implements driver.Store: that of the wrapped store.
 func (s *Store) Location(key string) string { return s.store.Location(key) }
+
+// WriteInterval is the store's (see driver.WriteLimiter).
+func (s *Store) WriteInterval() time.Duration { return driver.WriteInterval(s.store) }
 
 // Counts returns the requests counted so far. Each counter is read
 // atomically, but not all at once: a snapshot taken while requests are

@@ -68,6 +68,9 @@ func New(store driver.Store, name string, seed uint64, cfg Config) *Store {
 // Location implements driver.Store.
 func (s *Store) Location(key string) string { return s.store.Location(key) + "#" + s.name }
 
+// WriteInterval is the store's (see driver.WriteLimiter).
+func (s *Store) WriteInterval() time.Duration { return driver.WriteInterval(s.store) }
+
 // Stop ends the faults: later requests go straight to the store.
 func (s *Store) Stop() { s.off.Store(true) }
 

@@ -79,6 +79,8 @@ func newClient(s driver.Store, name string) *client {
 
 func (c *client) Location(key string) string { return c.Store.Location(key) + "#" + c.name }
 
+func (c *client) WriteInterval() time.Duration { return driver.WriteInterval(c.Store) }
+
 func (c *client) set(f fault) { c.fault.Store(int32(f)) }
 
 func (c *client) resetCounts() {

@@ -9,11 +9,27 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"time"
 
 	"github.com/objsync/objsync/driver"
 )
+
+// WriteInterval is the least time between two writes of one object on the
+// S3 endpoint at host (host[:port]; empty for Amazon S3): a second on
+// Cloudflare R2, which answers 429 beyond; none on the others tested (AWS
+// S3, MinIO, Ceph RGW).
+func WriteInterval(host string) time.Duration {
+	host = strings.ToLower(host)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if host == "r2.cloudflarestorage.com" || strings.HasSuffix(host, ".r2.cloudflarestorage.com") {
+		return time.Second
+	}
+	return 0
+}
 
 // Answer is how the server answered a PUT that failed, as far as Write
 // needs to know.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/objsync/objsync/driver"
 )
@@ -74,5 +75,22 @@ func TestConflictRetries(t *testing.T) {
 	puts = -100 // never succeeds within the retries
 	if _, err := Write(context.Background(), nil, "e1", put, answer, nil); err != errConflict || puts != -100+conflictRetries+1 {
 		t.Fatalf("persistent conflict: err %v after %d PUTs", err, puts+100)
+	}
+}
+
+func TestWriteInterval(t *testing.T) {
+	for host, want := range map[string]time.Duration{
+		"":                                     0, // Amazon S3
+		"127.0.0.1:9000":                       0,
+		"[::1]:9000":                           0,
+		"ACCOUNT.r2.cloudflarestorage.com":     time.Second,
+		"account.eu.r2.cloudflarestorage.com":  time.Second,
+		"account.r2.cloudflarestorage.com:443": time.Second,
+		"r2.cloudflarestorage.com.example":     0,
+		"notr2.cloudflarestorage.com":          0,
+	} {
+		if got := WriteInterval(host); got != want {
+			t.Errorf("WriteInterval(%q) = %v, want %v", host, got, want)
+		}
 	}
 }
