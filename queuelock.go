@@ -288,6 +288,8 @@ func (m *Mutex) placeAt(ctx context.Context, k, n int64, fresh time.Duration) (p
 			place.ahead++
 		}
 	}
+	// Counted by the process, whichever of its calls reads the head next.
+	m.shared.turnSeen(t, at)
 	return queuePlace{head: t, read: at, ahead: place.ahead}, false, nil
 }
 
@@ -337,40 +339,49 @@ func (m *Mutex) placeFromBack(ctx context.Context, n int64, fresh time.Duration)
 	return queuePlace{turn: true}, nil
 }
 
-// findTail returns the number of the last ticket taken, 0 if none: this
-// process's guess if it has one (queueTail), else by a binary search of
-// the slots, which hold tickets base..base+63 in order from slot 0, base
-// being the ticket in slot 0 (or 0), with those past the last taken still
-// holding older ones. It may be behind or ahead by the time it returns;
-// takeTicket walks on, or back, from it.
-func (m *Mutex) findTail(ctx context.Context, useView bool, a *attempt) (int64, error) {
-	if n := m.shared.queueTail(queueSlots / 2); n > 0 && useView {
-		return n, nil
+// findTail returns the number of the last ticket taken, 0 if none, and
+// whether it was seen taken: this process's guess if it has one
+// (queueTail), else by a search of the slots, which hold tickets
+// base..base+63 in order from slot 0, base being the ticket in slot 0 (or
+// 0), with those past the last taken still holding older ones. It may be
+// behind or ahead by the time it returns; takeTicket walks on, or back,
+// from it.
+func (m *Mutex) findTail(ctx context.Context, useView bool, a *attempt) (tail int64, known bool, err error) {
+	if n, known := m.shared.queueTail(queueSlots / 2); n > 0 && useView {
+		return n, known, nil
 	}
 	first, _, err := m.readTicket(ctx, 0)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	a.saw(first)
 	base := int64(0)
 	if first.exists {
 		base = first.obj.Fence
 	}
-	lo, hi := int64(0), int64(queueSlots) // slot lo holds base+lo; slot hi does not
+	// Slot lo holds base+lo; slot hi does not. Out from slot 0 one slot,
+	// then two, four..., and then halving: a short queue costs a few
+	// reads. What a Lock that gives up half-way found, the next goes on
+	// from (sawTaken).
+	lo, hi, step := int64(0), int64(queueSlots), int64(1)
 	for hi-lo > 1 {
-		mid := (lo + hi) / 2
-		t, _, err := m.readTicket(ctx, base+mid)
+		probe := (lo + hi) / 2
+		if step > 0 {
+			probe = min(lo+step, hi-1)
+		}
+		t, _, err := m.readTicket(ctx, base+probe)
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		a.saw(t)
-		if t.exists && t.obj.Fence >= base+mid {
-			lo = mid
+		if t.exists && t.obj.Fence >= base+probe {
+			lo, step = probe, 2*step
+			m.shared.sawTaken(base + lo)
 		} else {
-			hi = mid
+			hi, step = probe, 0
 		}
 	}
-	return base + lo, nil
+	return base + lo, true, nil
 }
 
 // errQueueFull is takeTicket's answer when the slot of the next ticket still
@@ -386,12 +397,15 @@ var errQueueFull = errors.New("objsync: the queue is full")
 // whose turn is yet to come carries the hand-off lease. With onlyIfFree, it takes one
 // only if its turn would come at once, and returns nil otherwise.
 func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, value string, onlyIfFree bool) (mine *snapshot, place queuePlace, err error) {
-	tail, err := m.findTail(ctx, true, a)
+	tail, seen, err := m.findTail(ctx, true, a)
 	if err != nil {
 		return nil, queuePlace{}, err
 	}
 	n := tail + 1
-	var known int64    // a ticket this call has seen taken
+	var known int64 // a ticket this call has seen taken
+	if seen {
+		known = tail
+	}
 	var slot *snapshot // what this call read in slot n, if it has
 	for {
 		if ctx.Err() != nil {
@@ -411,7 +425,7 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 				continue
 			case prev.obj.Fence > n-1:
 				// Behind by a lap or more: search the slots.
-				if tail, err = m.findTail(ctx, false, a); err != nil {
+				if tail, _, err = m.findTail(ctx, false, a); err != nil {
 					return nil, queuePlace{}, err
 				}
 				n, slot = max(tail, prev.obj.Fence)+1, nil
@@ -427,11 +441,25 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 		slot = nil
 		if cur.exists && cur.obj.Fence >= n {
 			a.saw(cur)
+			m.shared.sawTaken(cur.obj.Fence)
 			known, n = cur.obj.Fence, cur.obj.Fence+1 // taken by another
 			continue
 		}
-		if place, err = m.placeTicket(ctx, n, m.opts.handoffPoll(ttl)); err != nil || onlyIfFree && !place.turn {
+		if place, err = m.placeTicket(ctx, n, m.opts.handoffPoll(ttl)); err != nil {
 			return nil, queuePlace{}, err
+		}
+		if place.head != nil {
+			// A Lock that gives up soon after it starts, again and
+			// again, ends a dead holder's turn here, before it joins.
+			if left, err := m.endExpiredTurn(ctx, place.head, place.read); err != nil || left == 0 {
+				if err != nil {
+					return nil, queuePlace{}, err
+				}
+				continue
+			}
+		}
+		if onlyIfFree && !place.turn {
+			return nil, queuePlace{}, nil
 		}
 		if cur.exists && !place.turn {
 			// Over a ticket only once it and every one before it have
@@ -531,7 +559,6 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 	var mine *snapshot     // our ticket, as last written or read
 	var notTurn time.Time  // when the last walk that showed mine's turn not come began
 	var joined *queuePlace // where mine stood when it was taken, until used
-	endedHead := false     // TryLock: whether it tried to end a dead holder's turn
 	watch := m.newWatch(ttl)
 	for {
 		if !m.queueReady.Load() {
@@ -549,16 +576,9 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 			mine, place, err = m.takeTicket(ctx, a, ttl, value, !wait)
 			switch {
 			case err == nil && mine == nil:
-				// TryLock: taken. If this process has seen the ticket
-				// whose turn it is unchanged for longer than its TTL, end
-				// its turn and try once more.
-				if !endedHead {
-					endedHead = true
-					w := m.newWatch(ttl)
-					if _, _, err := m.watchHead(ctx, &w); err == nil && w.next == 0 {
-						continue
-					}
-				}
+				// TryLock: taken, by a holder this process has not seen
+				// unchanged for longer than its TTL (takeTicket ends the
+				// turn of one it has).
 				return giveUp(nil)
 			case errors.Is(err, errQueueFull):
 				if !wait {
@@ -712,10 +732,9 @@ func (m *Mutex) rewriteTicket(ctx context.Context, a *attempt, mine *snapshot) (
 // queueWatch is what a waiter knows of the ticket whose turn it is, and
 // the pace of its polls.
 type queueWatch struct {
-	pacer  queuePacer
-	poll   time.Duration // the longest sleep between polls
-	seenAt time.Time     // since when this process has seen the head unchanged
-	next   time.Duration // until the next poll: 0 after it ended a turn
+	pacer queuePacer
+	poll  time.Duration // the longest sleep between polls
+	next  time.Duration // until the next poll: 0 after it ended a turn
 }
 
 // newWatch starts the watch of a waiter on a lease of ttl, which polls at
@@ -744,21 +763,29 @@ func (w *queueWatch) wait(ctx context.Context, head *snapshot, ahead int) error 
 // watches the head, whoever is between: they may all be gone. It sets
 // w.next to the time until the next poll should come, at most w.poll.
 func (m *Mutex) watchTurn(ctx context.Context, w *queueWatch, head *snapshot, read time.Time) error {
-	w.seenAt = m.shared.turnSeen(head, read)
-	left := takeoverAfter(head.obj.ttl()) - time.Since(w.seenAt)
-	if left > 0 {
-		w.next = min(left, w.poll)
-		return nil
+	left, err := m.endExpiredTurn(ctx, head, read)
+	w.next = min(max(left, 0), w.poll)
+	return err
+}
+
+// endExpiredTurn ends the turn of head, read at the given instant (its
+// turn had come by then), if this process has seen it unchanged for longer
+// than its TTL, and returns 0; else the time until it may.
+func (m *Mutex) endExpiredTurn(ctx context.Context, head *snapshot, read time.Time) (time.Duration, error) {
+	seenAt := m.shared.turnSeen(head, read)
+	if left := takeoverAfter(head.obj.ttl()) - time.Since(seenAt); left > 0 {
+		return left, nil
 	}
-	m.log.Info("objsync: ending the turn of a queue ticket unchanged for longer than its ttl", "ticket", head.obj.Fence, "holder", head.obj.Holder, "unchanged", time.Since(w.seenAt))
+	m.log.Info("objsync: ending the turn of a queue ticket unchanged for longer than its ttl", "ticket", head.obj.Fence, "holder", head.obj.Holder, "unchanged", time.Since(seenAt))
 	switch err := m.endTurn(ctx, head, ""); {
 	case err == nil:
 		m.shared.sawSettled(head.obj.Fence) // its turn had come
-	case !errors.Is(err, driver.ErrPrecondition):
-		return fmt.Errorf("objsync: %w", err)
+	case errors.Is(err, driver.ErrPrecondition):
+		m.shared.forgetTurnRead() // it changed: read it again
+	default:
+		return 0, fmt.Errorf("objsync: %w", err)
 	}
-	w.next = 0
-	return nil
+	return 0, nil
 }
 
 // watchHead finds the ticket whose turn it is and watches it with
@@ -868,7 +895,7 @@ func (m *Mutex) leaveQueue(a *attempt) {
 // head is nil if every ticket has settled, or if the walk found none
 // whose turn had surely come.
 func (m *Mutex) queueHead(ctx context.Context) (head *snapshot, waiting int, tail int64, read time.Time, err error) {
-	tail, err = m.findTail(ctx, false, nil)
+	tail, _, err = m.findTail(ctx, false, nil)
 	if err != nil {
 		return nil, 0, 0, read, err
 	}
@@ -884,16 +911,52 @@ func (m *Mutex) inspectQueue(ctx context.Context) (State, error) {
 	if err != nil || !marker.exists {
 		return State{}, err
 	}
-	head, waiting, tail, _, err := m.queueHead(ctx)
-	if err != nil || head == nil {
-		return State{Exists: true, Fence: tail}, err
+	head, waiting, tail, read, err := m.queueHead(ctx)
+	if err != nil {
+		return State{}, err
 	}
-	o := head.obj
+	if head == nil {
+		last, err := m.lastHolder(ctx, tail)
+		if err != nil || last == nil {
+			return State{Exists: true, Fence: tail}, err
+		}
+		return ticketState(last, false), nil
+	}
+	st := ticketState(head, true)
+	st.Waiters, st.Unchanged = waiting, time.Since(m.shared.turnSeen(head, read))
+	return st, nil
+}
+
+// ticketState is what Inspect says of ticket t: the holder's, if held,
+// else the last holder's.
+func ticketState(t *snapshot, held bool) State {
+	o := t.obj
 	return State{
-		Exists: true, Held: true, Holder: o.Holder, Value: o.Value, Fence: o.Fence,
+		Exists: true, Held: held, Holder: o.Holder, Value: o.Value, Fence: o.Fence,
 		TTL: o.ttl(), Host: o.Host, PID: o.PID, AcquiredAt: o.AcquiredAt, RenewedAt: o.WrittenAt,
-		Waiters: waiting,
-	}, nil
+	}
+}
+
+// lastHolder returns the last ticket up to tail, every one of which has
+// settled, whose turn came: walking back over tickets that left before
+// their turn, to one released or abandoned. Nil if none of the last
+// queueSlots did, or its slot holds a later ticket.
+func (m *Mutex) lastHolder(ctx context.Context, tail int64) (*snapshot, error) {
+	for k := tail; k >= 1 && k > tail-queueSlots; k-- {
+		done, err := m.readDone(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		if has(done, k) && done.obj.State == stateLeft {
+			continue
+		}
+		t, _, err := m.readTicket(ctx, k)
+		if err != nil || !has(t, k) {
+			return nil, err
+		}
+		return t, nil
+	}
+	return nil, nil
 }
 
 // breakQueue is Break for a queue lock: it ends the turn of the ticket

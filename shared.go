@@ -29,7 +29,8 @@ type sharedLock struct {
 	every time.Duration
 	// tail is the last ticket of a queue lock this process took; 0 until
 	// it has. gap is how many were taken from its ticket before to it.
-	tail, gap int64
+	// taken is the last ticket it has seen taken, by itself or another.
+	tail, gap, taken int64
 	// settledTo is a queue lock ticket up to which every ticket has
 	// settled, as this process has seen, and left the tickets after it
 	// seen left: both stay so, and spare waiters the reads.
@@ -203,7 +204,14 @@ func (s *sharedLock) tookTicket(n int64) {
 	if s.tail > 0 && n > s.tail {
 		s.gap = n - s.tail
 	}
-	s.tail = max(s.tail, n)
+	s.tail, s.taken = max(s.tail, n), max(s.taken, n)
+}
+
+// sawTaken records that ticket n of a queue lock was seen taken.
+func (s *sharedLock) sawTaken(n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.taken = max(s.taken, n)
 }
 
 // knownSettled reports whether ticket k of a queue lock is known to have
@@ -270,6 +278,14 @@ func (s *sharedLock) turnSeen(t *snapshot, at time.Time) time.Time {
 	return s.turn.at
 }
 
+// forgetTurnRead drops the last read of the ticket whose turn it is, for
+// a ticket that changed since.
+func (s *sharedLock) forgetTurnRead() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.turn.last = nil
+}
+
 // turnRead returns the last read of ticket k that turnSeen recorded, and
 // when it returned, if that is less than fresh ago; else nil.
 func (s *sharedLock) turnRead(k int64, fresh time.Duration) (*snapshot, time.Time) {
@@ -282,16 +298,20 @@ func (s *sharedLock) turnRead(k int64, fresh time.Duration) (*snapshot, time.Tim
 }
 
 // queueTail guesses the last ticket taken of a queue lock, 0 if this
-// process has taken none: as many tickets after its last one as were
-// taken between its last two, up to maxGap; in a queue that holds the same
-// contenders, each takes a ticket once a round.
-func (s *sharedLock) queueTail(maxGap int64) int64 {
+// process knows of none: as many tickets after its last one as were taken
+// between its last two, up to maxGap (in a queue that holds the same
+// contenders, each takes a ticket once a round), or the last it has seen
+// taken if that is later, and then known is true.
+func (s *sharedLock) queueTail(maxGap int64) (guess int64, known bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.tail == 0 {
-		return 0
+	if s.tail > 0 {
+		guess = s.tail + max(min(s.gap, maxGap), 1) - 1
 	}
-	return s.tail + max(min(s.gap, maxGap), 1) - 1
+	if s.taken >= guess {
+		return s.taken, true
+	}
+	return guess, false
 }
 
 // handoffEvery returns how often the queue moves on by one place, as far
