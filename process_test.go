@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/objsync/objsync"
+	"github.com/objsync/objsync/internal/locktest"
 )
 
 // The multi-process tests re-execute the test binary; roleEnv selects what
@@ -149,7 +150,7 @@ func TestQueueProcesses(t *testing.T) {
 	for i := range processes {
 		cmd := startRole(t, "queue", dir+"/lock", journal)
 		cmds, joined = append(cmds, cmd), append(joined, strconv.Itoa(cmd.Process.Pid))
-		waitForWaiters(t, m, i+1)
+		locktest.WaitWaiters(t, m, i+1)
 	}
 	if err := m.Unlock(context.Background()); err != nil {
 		t.Fatal(err)

@@ -13,26 +13,10 @@ import (
 	"github.com/objsync/objsync"
 	"github.com/objsync/objsync/driver"
 	"github.com/objsync/objsync/internal/countstore"
+	"github.com/objsync/objsync/internal/locktest"
 	"github.com/objsync/objsync/internal/s3compat"
 	"github.com/objsync/objsync/mem"
 )
-
-// waitForWaiters waits until the lock m is on has n waiters queued.
-func waitForWaiters(t *testing.T, m *objsync.Mutex, n int) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		st, err := m.Inspect(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.Waiters == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d waiters after 10s, want %d", st.Waiters, n)
-		}
-	}
-}
 
 // TestHandOffSettledAsPrecondition: the s3 and minio drivers settle a 5xx
 // answer to a write by reading the object back, and answer
@@ -83,14 +67,14 @@ func TestHandOffSettledAsPrecondition(t *testing.T) {
 	defer next.Close()
 	got := make(chan error, 1)
 	go func() { _, err := next.Lock(context.Background(), time.Minute); got <- err }()
-	waitForWaiters(t, holder, 1)
+	locktest.WaitWaiters(t, holder, 1)
 
 	third := objsync.NewMutex(view{base, "third"}, "lock", fast)
 	defer third.Close()
 	thirdDone := make(chan error, 1)
 	joinAfterHandOff := func() {
 		go func() { _, err := third.Lock(context.Background(), time.Minute); thirdDone <- err }()
-		waitForWaiters(t, next, 1)
+		locktest.WaitWaiters(t, next, 1)
 	}
 	hook.Store(&joinAfterHandOff)
 	err = holder.Unlock(context.Background())
@@ -195,14 +179,14 @@ func TestHandOffAfterLongHold(t *testing.T) {
 		defer waiter.Close()
 		handed := make(chan error, 1)
 		go func() { _, err := waiter.Lock(context.Background(), ttl); handed <- err }()
-		waitForWaiters(t, holder, 1)
+		locktest.WaitWaiters(t, holder, 1)
 		behind := objsync.NewMutex(view{base, "behind"}, "lock")
 		defer behind.Close()
 		behindCtx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		behindDone := make(chan error, 1)
 		go func() { _, err := behind.Lock(behindCtx, ttl); behindDone <- err }()
-		waitForWaiters(t, holder, 2)
+		locktest.WaitWaiters(t, holder, 2)
 
 		time.Sleep(time.Minute) // a long hold: the waiters poll slowly
 		before := counted.Counts()

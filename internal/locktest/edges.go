@@ -360,7 +360,7 @@ func testOutageRiddenOut(t *testing.T, s driver.Store, key string) {
 	defer cancel()
 	result := make(chan error, 1)
 	go func() { _, err := waiter.Lock(ctx, objsync.MinTTL); result <- err }()
-	waitWaiters(t, holder, 1) // it has read the lock, and joined its queue
+	WaitWaiters(t, holder, 1) // it has read the lock, and joined its queue
 	c.set(faultCut)
 	cut := time.Now()
 	err := <-result

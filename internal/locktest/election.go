@@ -450,7 +450,7 @@ func testWatchWaitsForHandedLeader(t *testing.T, s driver.Store, key string) {
 	cand := withTTL("candidate")
 	campaigned := make(chan error, 1)
 	go func() { _, err := cand.Campaign(context.Background(), "C"); campaigned <- err }()
-	waitWaiters(t, leader.m, 1)
+	WaitWaiters(t, leader.m, 1)
 	// Its requests from now on wait out the freeze before they go.
 	thawAt := time.Now().Add(frozen)
 	cand.c.hang.Store(int64(frozen))

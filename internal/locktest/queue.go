@@ -16,8 +16,8 @@ import (
 // join a queue in the lock object, and a release hands the lock to the
 // first of them.
 
-// waitWaiters waits until the lock's queue has n waiters.
-func waitWaiters(t *testing.T, m *objsync.Mutex, n int) {
+// WaitWaiters waits until Inspect of m reports n waiters, for at most 10s.
+func WaitWaiters(t *testing.T, m *objsync.Mutex, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -63,7 +63,7 @@ func testQueueOrder(t *testing.T, s driver.Store, key string) {
 				errs <- err
 			}
 		})
-		waitWaiters(t, holder, i+1)
+		WaitWaiters(t, holder, i+1)
 	}
 	unlockOrFatal(t, holder)
 	wg.Wait()
@@ -94,11 +94,11 @@ func testQueueWaiterGivesUp(t *testing.T, s driver.Store, key string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	quit := make(chan error, 1)
 	go func() { _, err := quitter.Lock(ctx, time.Minute); quit <- err }()
-	waitWaiters(t, holder, 1)
+	WaitWaiters(t, holder, 1)
 	next := open(t, newClient(s, "next"), key)
 	got := make(chan error, 1)
 	go func() { _, err := next.Lock(context.Background(), time.Minute); got <- err }()
-	waitWaiters(t, holder, 2)
+	WaitWaiters(t, holder, 2)
 
 	cancel()
 	if err := <-quit; !errors.Is(err, context.Canceled) {
@@ -145,13 +145,13 @@ func testQueueDeadWaiter(t *testing.T, s driver.Store, key string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	gone := make(chan error, 1)
 	go func() { _, err := dead.Lock(ctx, deadTTL); gone <- err }()
-	waitWaiters(t, holder, 1)
+	WaitWaiters(t, holder, 1)
 	next := open(t, newClient(s, "next"), key, objsync.WithBackoff(time.Millisecond, 50*time.Millisecond))
 	lockCtx, lockCancel := context.WithTimeout(context.Background(), deadTTL/2)
 	defer lockCancel()
 	got := make(chan error, 1)
 	go func() { _, err := next.Lock(lockCtx, time.Minute); got <- err }()
-	waitWaiters(t, holder, 2)
+	WaitWaiters(t, holder, 2)
 	deadClient.set(faultCut)
 	cancel()
 	<-gone
@@ -266,7 +266,7 @@ func testHandOffAnswerLost(t *testing.T, s driver.Store, key string) {
 		}
 		got <- fence
 	}()
-	waitWaiters(t, holder, 1)
+	WaitWaiters(t, holder, 1)
 	var fence int64
 	hook := func() { fence = <-got }
 	c.onLostAnswer.Store(&hook)
