@@ -34,7 +34,7 @@ type benchFigures struct {
 // on a queue lock, and logs the figures of each (the tables of issues 12
 // and 13). It checks what must hold whatever the machine's speed: every
 // hold done, no two holders, an uncontended cycle of two requests (a queue
-// lock: seven), the scratch object removed.
+// lock: five), the scratch object removed.
 //
 // OBJSYNC_BENCH_BASELINE, the path of another objsync binary (built from
 // an older commit, say), has each case run with it too, in turn with this
@@ -68,7 +68,7 @@ func TestBenchOnMinIO(t *testing.T) {
 func benchCase(t *testing.T, bins []struct{ name, path string }, env []string, srv S3Server, procs, goroutines int, queue bool) {
 	wantUncontended := 2.0
 	if queue {
-		wantUncontended = 7
+		wantUncontended = 5
 	}
 	for _, bin := range bins {
 		dsn := fmt.Sprintf("s3://%s/bench/%s-%d-%d-%s?endpoint=%s&region=%s", srv.Bucket, bin.name, procs, goroutines, lockKind(queue), url.QueryEscape(srv.Endpoint), srv.Region)
