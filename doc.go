@@ -318,9 +318,12 @@
 // first renewal keeps the slot's pace (below), and at most the TTL. The holder of
 // ticket n holds the lock from the read that shows its turn, with no write:
 // its lease, of the TTL in the ticket, counts from when it sent its last
-// write of the ticket or, if later, began the last walk that showed its
-// turn not yet come (a ticket before it unsettled); its turn came after
-// both, and nobody can have seen it come before. If that is longer ago than
+// write of the ticket or, if later, from an instant at which its last walk
+// showed the head unsettled, so its turn not yet come: when it sent the
+// read of the head's done slot (neither a release nor an abandonment is
+// undone, so the read of the head's ticket, sent after it, shows that it
+// was not abandoned then either). Its turn came after both, and nobody can
+// have seen it come before. If that is longer ago than
 // the freshness limit of "Acquiring", it writes the ticket again first,
 // conditional on its version. Renewals rewrite the ticket with the full
 // TTL; Unlock writes the done slot.
@@ -329,18 +332,21 @@
 // its process has seen it unchanged (holder id and sequence number) for
 // its TTL plus 1%, counted from the first read of it made after its turn
 // had come (or from a later read that showed it changed), writes it
-// abandoned, conditional on the version read. (Waiters read the head's
-// done slot at each poll, and its ticket at most once per longest poll.)
-// That is the very object the holder renews: a renewal that lands first
-// makes the write fail, one that comes later fails itself and the hold
-// ends, as with the takeover of a plain lock, and the same argument makes
-// it safe. A ticket whose holder froze
-// and wakes after its turn was ended finds it so at its next write, and Err
+// abandoned, conditional on the version last read. A Lock that starts in a
+// process which has seen the head so does the same before it reads
+// anything, so that Locks that each give up within a few requests still
+// end a dead holder's turn. That is the very object the holder renews: a
+// renewal that lands first makes the write fail, one that comes later
+// fails itself and the hold ends, as with the takeover of a plain lock,
+// and the same argument makes it safe. A ticket whose holder froze and
+// wakes after its turn was ended finds it so at its next write, and Err
 // reports the loss from its own clock before. A waiting ticket is not
 // renewed and never abandoned before its turn; a dead waiter delays those
 // behind it by its hand-off lease once its turn comes, and one that gives
 // up writes its done slot (left) and delays nobody. A joiner that finds
-// the queue full watches the head too.
+// the queue full watches the head too. A Lock whose write of a ticket
+// landed although its answer was lost, and whose read back failed, finds
+// the ticket its own when it tries again, and keeps it.
 //
 // Writes per object: the marker once; a ticket at its taking, while it
 // holds at most every 0.297 of the lease it carries (so its first renewal

@@ -222,14 +222,16 @@ func settledTicket(snap *snapshot, k int64) bool {
 // queuePlace is where a ticket stands in the queue: its turn has come
 // (every ticket before it has settled), or else head is the ticket whose
 // turn it is, as read, read is when that read returned (its turn had come
-// by then), and ahead is how many tickets between the two may still be
-// waiting. head is nil, and turn false, if a ticket before it was not taken
-// yet, as from a view ahead of the store.
+// by then), unsettled an instant at which the head was surely unsettled,
+// so the ticket's turn not come, and ahead is how many tickets between the
+// two may still be waiting. head is nil, and turn false, if a ticket
+// before it was not taken yet, as from a view ahead of the store.
 type queuePlace struct {
-	turn  bool
-	head  *snapshot
-	read  time.Time
-	ahead int
+	turn      bool
+	head      *snapshot
+	read      time.Time
+	unsettled time.Time
+	ahead     int
 }
 
 // placeTicket finds where ticket n stands. Every ticket up to the last
@@ -238,16 +240,17 @@ type queuePlace struct {
 // which holds, since its turn has come; else it walks back over the done
 // slots to a ticket released (placeFromBack). What it finds settled it
 // records for the process, and does not read again.
-func (m *Mutex) placeTicket(ctx context.Context, n int64, fresh time.Duration) (queuePlace, error) {
+func (m *Mutex) placeTicket(ctx context.Context, n int64) (queuePlace, error) {
 	k := m.shared.settledUpTo() + 1
 	if n-k > queueSlots/2 {
-		return m.placeFromBack(ctx, n, fresh)
+		return m.placeFromBack(ctx, n)
 	}
 	for ; k < n; k++ {
 		if settled, all := m.shared.knownSettled(k); settled || all {
 			m.shared.sawSettled(k) // left, and every one before it settled
 			continue
 		}
+		sent := time.Now()
 		done, err := m.readDone(ctx, k)
 		if err != nil {
 			return queuePlace{}, err
@@ -256,7 +259,7 @@ func (m *Mutex) placeTicket(ctx context.Context, n int64, fresh time.Duration) (
 			m.shared.sawSettled(k) // released or left, or a later lap
 			continue
 		}
-		place, settled, err := m.placeAt(ctx, k, n, fresh)
+		place, settled, err := m.placeAt(ctx, k, n, sent)
 		if err != nil || !settled {
 			return place, err
 		}
@@ -264,16 +267,16 @@ func (m *Mutex) placeTicket(ctx context.Context, n int64, fresh time.Duration) (
 	return queuePlace{turn: true}, nil
 }
 
-// placeAt reads ticket k, whose turn has come, for placeTicket on ticket
-// n: settled if it was abandoned or its slot taken over, else its place
-// as the head. A read of it by this process less than fresh ago, showing
-// it hold, does instead: only the release of the head is urgent, and its
-// done slot shows it; a turn ended by another is seen that much later.
-func (m *Mutex) placeAt(ctx context.Context, k, n int64, fresh time.Duration) (place queuePlace, settled bool, err error) {
-	t, at := m.shared.turnRead(k, fresh)
-	if t == nil {
-		t, at, err = m.readTicket(ctx, k)
-	}
+// placeAt reads ticket k, whose turn has come and whose done slot showed
+// it unsettled by a read sent at doneSent, for placeTicket on ticket n:
+// settled if it was abandoned or its slot taken over, else its place as
+// the head, unsettled at doneSent: neither a release nor an abandonment is
+// undone, so the read of its ticket, sent later, shows it was not
+// abandoned then. (A read of the ticket from an earlier poll would show
+// that only for when it was sent, and the lease of a waiter whose turn
+// came would count from then: the waiter polls no faster than that.)
+func (m *Mutex) placeAt(ctx context.Context, k, n int64, doneSent time.Time) (place queuePlace, settled bool, err error) {
+	t, at, err := m.readTicket(ctx, k)
 	switch {
 	case err != nil:
 		return queuePlace{}, false, err
@@ -290,15 +293,16 @@ func (m *Mutex) placeAt(ctx context.Context, k, n int64, fresh time.Duration) (p
 	}
 	// Counted by the process, whichever of its calls reads the head next.
 	m.shared.turnSeen(t, at)
-	return queuePlace{head: t, read: at, ahead: place.ahead}, false, nil
+	return queuePlace{head: t, read: at, unsettled: doneSent, ahead: place.ahead}, false, nil
 }
 
 // placeFromBack is placeTicket walking back from n-1 over done slots to a
 // ticket released, or known settled, and then forward over the tickets
 // between, whose turns came one after the other, to the first that holds:
 // two reads per ticket waiting.
-func (m *Mutex) placeFromBack(ctx context.Context, n int64, fresh time.Duration) (queuePlace, error) {
+func (m *Mutex) placeFromBack(ctx context.Context, n int64) (queuePlace, error) {
 	var unsettled []int64 // below n, nearest first
+	var sent []time.Time  // when the read of each one's done slot was sent
 	for k := n - 1; k >= 1; k-- {
 		settled, all := m.shared.knownSettled(k)
 		if all {
@@ -313,6 +317,7 @@ func (m *Mutex) placeFromBack(ctx context.Context, n int64, fresh time.Duration)
 		if settled {
 			continue // left
 		}
+		doneSent := time.Now()
 		done, err := m.readDone(ctx, k)
 		if err != nil {
 			return queuePlace{}, err
@@ -325,10 +330,10 @@ func (m *Mutex) placeFromBack(ctx context.Context, n int64, fresh time.Duration)
 			m.shared.sawLeft(k)
 			continue
 		}
-		unsettled = append(unsettled, k)
+		unsettled, sent = append(unsettled, k), append(sent, doneSent)
 	}
 	for i := len(unsettled) - 1; i >= 0; i-- {
-		place, settled, err := m.placeAt(ctx, unsettled[i], n, fresh)
+		place, settled, err := m.placeAt(ctx, unsettled[i], n, sent[i])
 		if err != nil || !settled {
 			return place, err
 		}
@@ -397,6 +402,20 @@ var errQueueFull = errors.New("objsync: the queue is full")
 // whose turn is yet to come carries the hand-off lease. With onlyIfFree, it takes one
 // only if its turn would come at once, and returns nil otherwise.
 func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, value string, onlyIfFree bool) (mine *snapshot, place queuePlace, err error) {
+	if err := m.endLastTurn(ctx); err != nil {
+		return nil, queuePlace{}, err
+	}
+	if a.ticket != 0 {
+		// A write of this attempt may have landed, its answer lost and
+		// the read back failed: if so, the ticket is ours.
+		t, _, err := m.readTicket(ctx, a.ticket)
+		if err != nil {
+			return nil, queuePlace{}, err
+		}
+		if has(t, a.ticket) && a.owns(t) {
+			return m.adoptTicket(ctx, t, onlyIfFree)
+		}
+	}
 	tail, seen, err := m.findTail(ctx, true, a)
 	if err != nil {
 		return nil, queuePlace{}, err
@@ -445,12 +464,12 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 			known, n = cur.obj.Fence, cur.obj.Fence+1 // taken by another
 			continue
 		}
-		if place, err = m.placeTicket(ctx, n, m.opts.handoffPoll(ttl)); err != nil {
+		if place, err = m.placeTicket(ctx, n); err != nil {
 			return nil, queuePlace{}, err
 		}
 		if place.head != nil {
-			// A Lock that gives up soon after it starts, again and
-			// again, ends a dead holder's turn here, before it joins.
+			// A head this process has seen unchanged for longer than
+			// its TTL: end its turn rather than join behind it.
 			if left, err := m.endExpiredTurn(ctx, place.head, place.read); err != nil || left == 0 {
 				if err != nil {
 					return nil, queuePlace{}, err
@@ -518,6 +537,18 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 			return nil, queuePlace{}, fmt.Errorf("objsync: %w", err) // not taken: try again later
 		}
 	}
+}
+
+// adoptTicket returns mine, a ticket of the attempt that the store holds
+// though the answer to its write was lost, and where it stands (nil, for
+// TryLock, if its turn has not come: the caller leaves it).
+func (m *Mutex) adoptTicket(ctx context.Context, mine *snapshot, onlyIfFree bool) (*snapshot, queuePlace, error) {
+	m.shared.tookTicket(mine.obj.Fence)
+	place, err := m.placeTicket(ctx, mine.obj.Fence)
+	if err != nil || onlyIfFree && !place.turn {
+		return nil, queuePlace{}, err
+	}
+	return mine, place, nil
 }
 
 // acquireQueue is acquire for a queue lock: take a ticket and hold the
@@ -608,7 +639,6 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 			watch, notTurn, joined = m.newWatch(ttl), time.Time{}, &place
 		}
 		n := mine.obj.Fence
-		walked := time.Now()
 		var place queuePlace
 		if joined != nil {
 			// Placed by the walk before the ticket was written: its
@@ -616,7 +646,7 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 			place, joined = *joined, nil
 		} else {
 			var err error
-			if place, err = m.placeTicket(ctx, n, watch.poll); err != nil {
+			if place, err = m.placeTicket(ctx, n); err != nil {
 				if err := retry(err); err != nil {
 					return giveUp(err)
 				}
@@ -624,7 +654,7 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 			}
 			out.answered()
 			if place.head != nil {
-				notTurn = walked
+				notTurn = place.unsettled
 			}
 		}
 		head, ahead := place.head, place.ahead
@@ -777,15 +807,29 @@ func (m *Mutex) endExpiredTurn(ctx context.Context, head *snapshot, read time.Ti
 		return left, nil
 	}
 	m.log.Info("objsync: ending the turn of a queue ticket unchanged for longer than its ttl", "ticket", head.obj.Fence, "holder", head.obj.Holder, "unchanged", time.Since(seenAt))
-	switch err := m.endTurn(ctx, head, ""); {
-	case err == nil:
-		m.shared.sawSettled(head.obj.Fence) // its turn had come
-	case errors.Is(err, driver.ErrPrecondition):
-		m.shared.forgetTurnRead() // it changed: read it again
-	default:
+	err := m.endTurn(ctx, head, "")
+	if err != nil && !errors.Is(err, driver.ErrPrecondition) {
 		return 0, fmt.Errorf("objsync: %w", err)
 	}
+	if err == nil {
+		m.shared.sawSettled(head.obj.Fence) // its turn had come
+	}
+	m.shared.forgetTurn(head) // ended, or it changed
 	return 0, nil
+}
+
+// endLastTurn is endExpiredTurn on the head as this process last read it,
+// with no read: a write conditional on that read's version ends the turn
+// only if its holder has not written since, as a fresh read would show.
+// Locks that give up soon after they start, again and again, end a dead
+// holder's turn so.
+func (m *Mutex) endLastTurn(ctx context.Context) error {
+	head, since := m.shared.lastTurn()
+	if head == nil || time.Since(since) <= takeoverAfter(head.obj.ttl()) {
+		return nil
+	}
+	_, err := m.endExpiredTurn(ctx, head, since)
+	return err
 }
 
 // watchHead finds the ticket whose turn it is and watches it with
@@ -900,7 +944,7 @@ func (m *Mutex) queueHead(ctx context.Context) (head *snapshot, waiting int, tai
 		return nil, 0, 0, read, err
 	}
 	// From the back: it reads every ticket waiting, to count them.
-	place, err := m.placeFromBack(ctx, tail+1, 0)
+	place, err := m.placeFromBack(ctx, tail+1)
 	return place.head, place.ahead, tail, place.read, err
 }
 

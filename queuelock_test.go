@@ -398,3 +398,133 @@ func TestQueueReadBackAbandoned(t *testing.T) {
 		stopX()
 	})
 }
+
+// hookedView runs hook (once, when armed) right after a read of key has
+// returned, before the caller sees the result.
+type hookedView struct {
+	*writeRecorder
+	key   string
+	armed atomic.Bool
+	hook  func()
+}
+
+func (h *hookedView) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
+	data, v, err := h.writeRecorder.Read(ctx, key)
+	if key == h.key && h.armed.CompareAndSwap(true, false) {
+		h.hook()
+	}
+	return data, v, err
+}
+
+// TestQueueReusedHeadReadLease (found by review): waiter A's walks reused
+// a read of the head's ticket up to a poll old, and counted A's lease from
+// the start of the last walk that "showed" its turn not come, though the
+// head had been ended before that walk began. B, which read A's ticket right
+// after the head's turn ended, ends A's turn TTL+1% after that read; A
+// (cut off after it got the lock) still believes it holds then.
+//
+// H holds ticket 1 and dies. B's process saw H at 0.1s (a Lock that gave
+// up, leaving ticket 2). A joins at 20s (ticket 3). At A's first store
+// read of H's ticket after 31s (instant X), B's process Locks again: it
+// ends H's turn (seen unchanged since 0.1s), reads A's ticket at X and
+// joins behind it (ticket 4).
+func TestQueueReusedHeadReadLease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := newRecorders(t)
+		const ttl = 30 * time.Second
+		bg := context.Background()
+		start := time.Now()
+
+		hv := rec.view("H")
+		h := openQueue(t, hv)
+		if _, err := h.Lock(bg, ttl); err != nil {
+			t.Fatal(err)
+		}
+		hv.cut.Store(true) // H is dead
+
+		time.Sleep(100 * time.Millisecond)
+		b := openQueue(t, rec.view("B"))
+		short, cancel := context.WithTimeout(bg, 10*time.Millisecond)
+		if _, err := b.Lock(short, ttl); err == nil {
+			t.Fatal("B's short Lock got the lock")
+		}
+		cancel()
+
+		time.Sleep(20 * time.Second)
+		av := &hookedView{writeRecorder: rec.view("A"), key: "lock.queue/t01"}
+		a := openQueue(t, av)
+		var breakAt time.Time
+		bGot := make(chan int64, 1)
+		av.hook = func() {
+			breakAt = time.Now()
+			go func() {
+				f, err := b.Lock(bg, ttl)
+				if err != nil {
+					t.Error(err)
+				}
+				bGot <- f
+			}()
+		}
+		aGot := make(chan int64, 1)
+		go func() {
+			f, err := a.Lock(bg, ttl)
+			if err != nil {
+				t.Error(err)
+			}
+			aGot <- f
+		}()
+		time.Sleep(11 * time.Second) // B's process has seen H unchanged for > TTL+1%
+		av.armed.Store(true)
+
+		fa := <-aGot
+		aAt := time.Now()
+		av.cut.Store(true) // A is cut off: its lease runs out from its own clock
+		fb := <-bGot
+		bAt := time.Now()
+		aErr := a.Err()
+		t.Logf("X=%v; A got fence %d at X+%v; B got fence %d at X+%v; A.Err then: %v",
+			breakAt.Sub(start), fa, aAt.Sub(breakAt), fb, bAt.Sub(breakAt), aErr)
+		if aErr == nil {
+			for a.Err() == nil {
+				time.Sleep(time.Millisecond)
+			}
+			t.Errorf("two holders: A (fence %d) still holds by its Err when B got fence %d, for %v more", fa, fb, time.Since(bAt))
+		}
+		b.Unlock(bg)
+	})
+}
+
+// TestQueueLostJoinAnswerAdopted (found by review): on a free queue lock,
+// a Lock's ticket write lands but its answer is lost, and the read back
+// fails (3 tries). Lock retries, and
+// must find ticket 1 its own and hold it, not take ticket 2 behind it and
+// wait out its own orphan's full TTL.
+func TestQueueLostJoinAnswerAdopted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := newRecorders(t)
+		const ttl = time.Minute
+		var wrote atomic.Bool
+		var readFails atomic.Int32
+		rec.base.SetFaults(func(op mem.Op, key string) mem.Fault {
+			if key != "lock.queue/t01" {
+				return mem.Fault{}
+			}
+			if op == mem.OpWrite && wrote.CompareAndSwap(false, true) {
+				return mem.Fault{Err: driver.Retryable(errors.New("answer lost")), Applied: true}
+			}
+			if op == mem.OpRead && wrote.Load() && readFails.Add(1) <= 3 {
+				return mem.Fault{Err: driver.Retryable(errors.New("read failed"))}
+			}
+			return mem.Fault{}
+		})
+		a := openQueue(t, rec.view("A"))
+		start := time.Now()
+		fence, err := a.Lock(context.Background(), ttl)
+		took := time.Since(start)
+		t.Logf("fence %d, err %v, after %v", fence, err, took)
+		if took > ttl/2 {
+			t.Errorf("Lock of a free lock took %v (fence %d): it waited behind its own orphaned ticket", took, fence)
+		}
+		a.Unlock(context.Background())
+	})
+}

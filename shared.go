@@ -37,14 +37,13 @@ type sharedLock struct {
 	settledTo int64
 	left      map[int64]bool
 	// turn is the ticket whose turn this process last saw come, in the
-	// state first seen then, and since when.
-	// last is the latest read of it, returned at lastAt.
+	// state first seen then, and since when; last is the latest read of
+	// it in that state, nil once a write conditional on it was made.
 	turn struct {
-		fence  int64
-		key    stateKey
-		at     time.Time
-		last   *snapshot
-		lastAt time.Time
+		fence int64
+		key   stateKey
+		at    time.Time
+		last  *snapshot
 	}
 }
 
@@ -271,30 +270,28 @@ func (s *sharedLock) turnSeen(t *snapshot, at time.Time) time.Time {
 	defer s.mu.Unlock()
 	if s.turn.fence != t.obj.Fence || s.turn.key != t.key() {
 		s.turn.fence, s.turn.key, s.turn.at = t.obj.Fence, t.key(), at
-		s.turn.last, s.turn.lastAt = t, at
-	} else if at.After(s.turn.lastAt) {
-		s.turn.last, s.turn.lastAt = t, at
 	}
+	s.turn.last = t
 	return s.turn.at
 }
 
-// forgetTurnRead drops the last read of the ticket whose turn it is, for
-// a ticket that changed since.
-func (s *sharedLock) forgetTurnRead() {
+// lastTurn returns the latest read that turnSeen recorded, and since when
+// the process has seen that ticket's turn come in that state; nil if none,
+// or if forgetTurn dropped it.
+func (s *sharedLock) lastTurn() (*snapshot, time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.turn.last = nil
+	return s.turn.last, s.turn.at
 }
 
-// turnRead returns the last read of ticket k that turnSeen recorded, and
-// when it returned, if that is less than fresh ago; else nil.
-func (s *sharedLock) turnRead(k int64, fresh time.Duration) (*snapshot, time.Time) {
+// forgetTurn drops the read that turnSeen recorded, if it is t: a write
+// conditional on it was made.
+func (s *sharedLock) forgetTurn(t *snapshot) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.turn.last == nil || s.turn.fence != k || time.Since(s.turn.lastAt) >= fresh {
-		return nil, time.Time{}
+	if s.turn.last == t {
+		s.turn.last = nil
 	}
-	return s.turn.last, s.turn.lastAt
 }
 
 // queueTail guesses the last ticket taken of a queue lock, 0 if this
