@@ -309,7 +309,8 @@
 // released, and forward from there. Tickets between the head and n that
 // are not known to have left are its place in the queue; waiters poll at
 // the pace of a plain lock's waiters at that place (see "Waiting in the
-// queue").
+// queue"), but at most every half of their longest poll, since a waiter's
+// lease counts from its last poll (below).
 //
 // A ticket taken when every ticket before it had settled carries the Lock's
 // TTL; one taken to wait carries a hand-off lease, as a plain lock's waiter

@@ -364,29 +364,42 @@ func (m *Mutex) findTail(ctx context.Context, useView bool, a *attempt) (tail in
 	if first.exists {
 		base = first.obj.Fence
 	}
-	// Slot lo holds base+lo; slot hi does not. Out from slot 0 one slot,
-	// then two, four..., and then halving: a short queue costs a few
-	// reads. What a Lock that gives up half-way found, the next goes on
-	// from (sawTaken).
-	lo, hi, step := int64(0), int64(queueSlots), int64(1)
+	// Out from slot 0 one slot, then two, four..., and then halving: a
+	// short queue costs a few reads.
+	tail, err = m.searchTickets(ctx, base, base+queueSlots, 1, a)
+	return tail, true, err
+}
+
+// searchSlots returns the last ticket taken between lo, taken or 0, and
+// hi, not taken, fewer than queueSlots apart, by halving.
+func (m *Mutex) searchSlots(ctx context.Context, lo, hi int64, a *attempt) (int64, error) {
+	return m.searchTickets(ctx, lo, hi, 0, a)
+}
+
+// searchTickets returns the last ticket taken between lo, taken or 0, and
+// hi, not taken (or a lap past lo): out from lo by step, doubling, while
+// taken, if step is positive, and then by halving. Each ticket seen taken
+// it records, so that a Lock that gives up half-way leaves the next one
+// less to search.
+func (m *Mutex) searchTickets(ctx context.Context, lo, hi, step int64, a *attempt) (int64, error) {
 	for hi-lo > 1 {
-		probe := (lo + hi) / 2
+		probe := lo + (hi-lo)/2
 		if step > 0 {
 			probe = min(lo+step, hi-1)
 		}
-		t, _, err := m.readTicket(ctx, base+probe)
+		t, _, err := m.readTicket(ctx, probe)
 		if err != nil {
-			return 0, false, err
+			return 0, err
 		}
 		a.saw(t)
-		if t.exists && t.obj.Fence >= base+probe {
+		if t.exists && t.obj.Fence >= probe {
 			lo, step = probe, 2*step
-			m.shared.sawTaken(base + lo)
+			m.shared.sawTaken(lo)
 		} else {
 			hi, step = probe, 0
 		}
 	}
-	return base + lo, true, nil
+	return lo, nil
 }
 
 // errQueueFull is takeTicket's answer when the slot of the next ticket still
@@ -426,6 +439,25 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 		known = tail
 	}
 	var slot *snapshot // what this call read in slot n, if it has
+	walkedBack := 0
+	// placeAt places ticket n, and reports whether it ended the turn of
+	// a head this process has seen unchanged for longer than its TTL,
+	// rather than join behind it.
+	var placedFor int64
+	placeAt := func(n int64) (ended bool, err error) {
+		if place, err = m.placeTicket(ctx, n); err != nil {
+			return false, err
+		}
+		placedFor = n
+		if place.head == nil {
+			return false, nil
+		}
+		left, err := m.endExpiredTurn(ctx, place.head, place.read)
+		if left == 0 {
+			placedFor = -1 // place again
+		}
+		return left == 0, err
+	}
 	for {
 		if ctx.Err() != nil {
 			return nil, queuePlace{}, m.ctxErr(ctx.Err())
@@ -439,8 +471,17 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 			case err != nil:
 				return nil, queuePlace{}, err
 			case !prev.exists || prev.obj.Fence < n-1:
-				// A guess ahead of the store: walk back.
-				n, slot = n-1, prev
+				// A guess ahead of the store: walk back, or search
+				// if it is far ahead.
+				if walkedBack++; walkedBack <= 1 {
+					n, slot = n-1, prev
+					continue
+				}
+				lo := min(m.shared.lastTaken(), n-2)
+				if tail, err = m.searchSlots(ctx, lo, n-1, a); err != nil {
+					return nil, queuePlace{}, err
+				}
+				n, slot, known = tail+1, nil, tail
 				continue
 			case prev.obj.Fence > n-1:
 				// Behind by a lap or more: search the slots.
@@ -451,6 +492,17 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 				continue
 			}
 		}
+		// Placed first on the first pass, where the guess is usually
+		// right: a Lock that gives up within a few requests has then
+		// read the head, for endLastTurn.
+		if placedFor == 0 {
+			if ended, err := placeAt(n); err != nil || ended {
+				if err != nil {
+					return nil, queuePlace{}, err
+				}
+				continue
+			}
+		}
 		cur := slot
 		if cur == nil {
 			if cur, _, err = m.readTicket(ctx, n); err != nil {
@@ -458,19 +510,18 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 			}
 		}
 		slot = nil
+		if has(cur, n) && a.owns(cur) {
+			// A write of ours, held back, landed after all.
+			return m.adoptTicket(ctx, cur, onlyIfFree)
+		}
 		if cur.exists && cur.obj.Fence >= n {
 			a.saw(cur)
 			m.shared.sawTaken(cur.obj.Fence)
 			known, n = cur.obj.Fence, cur.obj.Fence+1 // taken by another
 			continue
 		}
-		if place, err = m.placeTicket(ctx, n); err != nil {
-			return nil, queuePlace{}, err
-		}
-		if place.head != nil {
-			// A head this process has seen unchanged for longer than
-			// its TTL: end its turn rather than join behind it.
-			if left, err := m.endExpiredTurn(ctx, place.head, place.read); err != nil || left == 0 {
+		if placedFor != n {
+			if ended, err := placeAt(n); err != nil || ended {
 				if err != nil {
 					return nil, queuePlace{}, err
 				}
@@ -668,7 +719,10 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 			}
 			lease := m.opts.timing(mine.obj.ttl())
 			late := time.Since(since)
-			if late <= lease.fresh {
+			// Without renewals nothing would lengthen a hand-off lease
+			// to the caller's TTL: write it first.
+			shortLease := mine.obj.ttl() != ttl && !m.opts.renew
+			if late <= lease.fresh && !shortLease {
 				watch.pacer.handed()
 				return m.holdOn(m.ticketKey(n), func(ctx context.Context) (*snapshot, error) {
 					snap, _, err := m.readTicket(ctx, n)
@@ -676,12 +730,16 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 				}, a, mine, since, lease, timing), nil
 			}
 			// Our turn came long after we joined, or the store answered
-			// late: write the ticket again for a fresh lease, as a
-			// renewal, unless it was abandoned. A store that stays too
+			// late, or renewals are off and the ticket has a hand-off
+			// lease: write the ticket again for a fresh lease of the
+			// caller's TTL, as a renewal, unless it was abandoned. A store that stays too
 			// slow for the lease would have this ticket keep the lock
 			// from everyone: after a few late answers, leave and take a
 			// new ticket later (TryLock gives up).
-			if lateAnswers++; lateAnswers > tryLockRounds {
+			if late > lease.fresh {
+				lateAnswers++
+			}
+			if lateAnswers > tryLockRounds {
 				if !wait {
 					return giveUp(fmt.Errorf("objsync: %s: the store answered a write after %v, and a lease of %v needs an answer within %v; a longer ttl would do", m.loc, late.Round(time.Millisecond), mine.obj.ttl(), lease.fresh))
 				}
@@ -692,7 +750,7 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 				}
 				continue
 			}
-			renewed, err := m.rewriteTicket(ctx, a, mine)
+			renewed, err := m.rewriteTicket(ctx, a, mine, ttl)
 			switch {
 			case err != nil:
 				if err := retry(err); err != nil {
@@ -726,18 +784,22 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 	}
 }
 
-// rewriteTicket writes our ticket again, conditional on its version, and
-// returns it as written; nil if it was abandoned meanwhile. After an
+// rewriteTicket writes our ticket again with the caller's TTL, conditional
+// on its version and paced as its slot requires, and returns it as
+// written; nil if it was abandoned meanwhile. After an
 // answer that was lost, it reads the ticket back to settle it.
-func (m *Mutex) rewriteTicket(ctx context.Context, a *attempt, mine *snapshot) (*snapshot, error) {
+func (m *Mutex) rewriteTicket(ctx context.Context, a *attempt, mine *snapshot, ttl time.Duration) (*snapshot, error) {
 	n := mine.obj.Fence
 	for {
 		if mine.obj.State != stateHeld {
 			return nil, nil
 		}
+		if err := m.paceSlot(ctx, mine); err != nil {
+			return nil, m.ctxErr(err)
+		}
 		now := time.Now()
 		obj := mine.obj
-		obj.Seq, obj.WrittenAt = a.next(now), now.UTC()
+		obj.Seq, obj.TTLMillis, obj.WrittenAt = a.next(now), ttl.Milliseconds(), now.UTC()
 		v, err := m.store.Write(ctx, m.ticketKey(n), obj.encode(), mine.version)
 		if err == nil {
 			return &snapshot{exists: true, version: v, obj: obj}, nil
@@ -768,9 +830,13 @@ type queueWatch struct {
 }
 
 // newWatch starts the watch of a waiter on a lease of ttl, which polls at
-// most every handoffPoll, to take a hand-off well within its lease.
+// most every half of a plain waiter's longest poll (handoffPoll): its
+// lease counts from its last poll that showed its turn not come, and its
+// first renewal is due 0.297 of the lease (four longest polls) after, so
+// a turn seen half a poll and a slow walk late is still held without a
+// write at once.
 func (m *Mutex) newWatch(ttl time.Duration) queueWatch {
-	return queueWatch{pacer: queuePacer{m: m}, poll: m.opts.handoffPoll(ttl)}
+	return queueWatch{pacer: queuePacer{m: m}, poll: max(m.opts.handoffPoll(ttl)/2, time.Millisecond)}
 }
 
 // wait sleeps until the next poll of a waiter with ahead tickets between

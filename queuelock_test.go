@@ -528,3 +528,162 @@ func TestQueueLostJoinAnswerAdopted(t *testing.T) {
 		a.Unlock(context.Background())
 	})
 }
+
+// heldBackTicket fails the first write of ticket slot key at once, as a
+// request the network held back, and lets it land just before the next
+// write to that slot (conditional on the version it named).
+type heldBackTicket struct {
+	*writeRecorder
+	key  string
+	mu   sync.Mutex
+	held func()
+	used bool
+}
+
+func (s *heldBackTicket) Write(ctx context.Context, key string, data []byte, v driver.Version) (driver.Version, error) {
+	if key == s.key {
+		s.mu.Lock()
+		if !s.used {
+			s.used = true
+			s.held = func() { s.writeRecorder.Write(context.Background(), key, data, v) }
+			s.mu.Unlock()
+			return "", driver.Retryable(errors.New("test: held back"))
+		}
+		if h := s.held; h != nil {
+			s.held = nil
+			s.mu.Unlock()
+			h() // the held-back write lands first
+		} else {
+			s.mu.Unlock()
+		}
+	}
+	return s.writeRecorder.Write(ctx, key, data, v)
+}
+
+// TestQueueHeldBackJoinOrphan (found by review): a Lock on a free queue
+// lock writes ticket 1; the write is reported failed (read back: not
+// there) but lands later, just before the Lock writes ticket 1 again. The
+// Lock must find ticket 1 its own and keep it, not queue behind it and
+// wait a whole TTL for its own orphan.
+func TestQueueHeldBackJoinOrphan(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := newRecorders(t)
+		const ttl = time.Minute
+		a := openQueue(t, &heldBackTicket{writeRecorder: rec.view("A"), key: "lock.queue/t01"})
+		start := time.Now()
+		fence, err := a.Lock(context.Background(), ttl)
+		took := time.Since(start)
+		t.Logf("fence %d, err %v, after %v", fence, err, took)
+		if took > ttl/2 {
+			t.Errorf("Lock of a free lock took %v (fence %d): it waited behind its own held-back ticket", took, fence)
+		}
+		a.Unlock(context.Background())
+	})
+}
+
+// TestQueueEndLastTurnReleased (found by review): B waited behind A, so
+// its process recorded A's ticket as the head. A released, B held and
+// released. More than a TTL later, B's next Lock must not write A's
+// ticket abandoned: a ticket seen settled is no head to end.
+func TestQueueEndLastTurnReleased(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := newRecorders(t)
+		const ttl = 10 * time.Second
+		bg := context.Background()
+		a := openQueue(t, rec.view("A"))
+		if _, err := a.Lock(bg, ttl); err != nil {
+			t.Fatal(err)
+		}
+		b := openQueue(t, rec.view("B"))
+		got := make(chan error, 1)
+		go func() { _, err := b.Lock(bg, ttl); got <- err }()
+		time.Sleep(2 * time.Second)
+		if err := a.Unlock(bg); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-got; err != nil {
+			t.Fatal(err)
+		}
+		b.Unlock(bg)
+		time.Sleep(2 * ttl)
+		data, _, _ := rec.base.Read(bg, "lock.queue/t01")
+		before := string(data)
+		if _, err := b.Lock(bg, ttl); err != nil {
+			t.Fatal(err)
+		}
+		data, _, _ = rec.base.Read(bg, "lock.queue/t01")
+		if string(data) != before {
+			t.Errorf("B's Lock rewrote ticket 1, released long ago:\nbefore %s\nafter  %s", before, data)
+		}
+		b.Unlock(bg)
+	})
+}
+
+// TestQueueNoRenewalHandoffLease (found by review): with WithoutRenewal, "a hold ends when
+// its TTL runs out (less the safety margin)". A queue waiter whose turn
+// comes holds on its ticket's hand-off lease, and nothing lengthens it.
+func TestQueueNoRenewalHandoffLease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := newRecorders(t)
+		const ttl = 30 * time.Second
+		bg := context.Background()
+		a := openQueue(t, rec.view("A"))
+		if _, err := a.Lock(bg, ttl); err != nil {
+			t.Fatal(err)
+		}
+		b := objsync.NewMutex(rec.view("B"), "lock", objsync.WithQueue(), objsync.WithoutRenewal())
+		defer b.Close()
+		got := make(chan error, 1)
+		go func() { _, err := b.Lock(bg, ttl); got <- err }()
+		time.Sleep(time.Second)
+		a.Unlock(bg)
+		if err := <-got; err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		<-b.Done()
+		if held := time.Since(start); held < ttl/2 {
+			t.Errorf("B (WithoutRenewal, ttl %v) held for %v only: %v", ttl, held, b.Err())
+		}
+	})
+}
+
+// TestQueueTailGuessOvershoot (found by review): P took tickets 1 and 33 (32 apart, others
+// took the rest); the queue is then idle. P's next Lock guesses the tail
+// 31 tickets ahead; it must find the tail by halving, not walk back one
+// read per slot.
+func TestQueueTailGuessOvershoot(t *testing.T) {
+	base := mem.Namespace(t.Name())
+	base.Reset()
+	defer base.Reset()
+	bg := context.Background()
+	counted := countstore.New(base)
+	p := objsync.NewMutex(counted, "lock", objsync.WithQueue())
+	defer p.Close()
+	q := objsync.NewMutex(view{base, "q"}, "lock", objsync.WithQueue())
+	defer q.Close()
+	cycle := func(m *objsync.Mutex) int64 {
+		f, err := m.Lock(bg, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Unlock(bg); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	cycle(p)
+	for range 31 {
+		cycle(q)
+	}
+	if f := cycle(p); f != 33 {
+		t.Fatalf("fence %d", f)
+	}
+	before := counted.Counts()
+	f := cycle(p)
+	c := counted.Counts().Sub(before)
+	t.Logf("fence %d: %d reads, %d writes", f, c.ReadRequests(), c.WriteRequests())
+	if c.ReadRequests() > 12 {
+		t.Errorf("an uncontended Lock+Unlock read %d objects", c.ReadRequests())
+	}
+}

@@ -206,6 +206,14 @@ func (s *sharedLock) tookTicket(n int64) {
 	s.tail, s.taken = max(s.tail, n), max(s.taken, n)
 }
 
+// lastTaken returns the last ticket of a queue lock this process has seen
+// taken, or 0.
+func (s *sharedLock) lastTaken() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.taken
+}
+
 // sawTaken records that ticket n of a queue lock was seen taken.
 func (s *sharedLock) sawTaken(n int64) {
 	s.mu.Lock()
@@ -236,6 +244,9 @@ func (s *sharedLock) settledUpTo() int64 {
 func (s *sharedLock) sawSettled(k int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.turn.last != nil && s.turn.fence <= k {
+		s.turn.last = nil // settled: its turn is not to be ended
+	}
 	if k <= s.settledTo {
 		return
 	}
