@@ -273,7 +273,11 @@
 // A name holds one kind for good: the lock's key holds a marker,
 // {"state":"queue","slots":64}, written create-only, and a plain Mutex
 // that finds it (or a queue Mutex that finds a plain lock object) fails
-// with ErrNotLock naming the kind; whichever kind comes second fails.
+// with ErrNotLock naming the kind; whichever kind comes second fails. A
+// process reads the marker once per Mutex: deleting it (or any of the
+// objects below) while the lock is in use is outside the protocol, and a
+// plain lock created in its place would not be seen by queue Mutexes
+// already open.
 //
 // Beside the key are 64 ticket slots, K.queue/t00 to t63, and 64 done
 // slots, d00 to d63: ticket n lives in slot n mod 64, and its settling in
