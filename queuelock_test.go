@@ -517,16 +517,23 @@ func TestQueueLostJoinAnswerAdopted(t *testing.T) {
 			}
 			return mem.Fault{}
 		})
-		a := openQueue(t, rec.view("A"))
-		start := time.Now()
-		fence, err := a.Lock(context.Background(), ttl)
-		took := time.Since(start)
-		t.Logf("fence %d, err %v, after %v", fence, err, took)
-		if took > ttl/2 {
-			t.Errorf("Lock of a free lock took %v (fence %d): it waited behind its own orphaned ticket", took, fence)
-		}
-		a.Unlock(context.Background())
+		lockFreeAtOnce(t, openQueue(t, rec.view("A")), ttl)
 	})
+}
+
+// lockFreeAtOnce locks m, a queue lock that nobody else holds or waits
+// for, with ttl, and fails the test if that took half the TTL or more: the
+// Lock waited behind a ticket of its own.
+func lockFreeAtOnce(t *testing.T, m *objsync.Mutex, ttl time.Duration) {
+	t.Helper()
+	start := time.Now()
+	fence, err := m.Lock(context.Background(), ttl)
+	took := time.Since(start)
+	t.Logf("fence %d, err %v, after %v", fence, err, took)
+	if took > ttl/2 {
+		t.Errorf("Lock of a free lock took %v (fence %d): it waited behind its own ticket", took, fence)
+	}
+	m.Unlock(context.Background())
 }
 
 // heldBackTicket fails the first write of ticket slot key at once, as a
@@ -569,15 +576,7 @@ func TestQueueHeldBackJoinOrphan(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := newRecorders(t)
 		const ttl = time.Minute
-		a := openQueue(t, &heldBackTicket{writeRecorder: rec.view("A"), key: "lock.queue/t01"})
-		start := time.Now()
-		fence, err := a.Lock(context.Background(), ttl)
-		took := time.Since(start)
-		t.Logf("fence %d, err %v, after %v", fence, err, took)
-		if took > ttl/2 {
-			t.Errorf("Lock of a free lock took %v (fence %d): it waited behind its own held-back ticket", took, fence)
-		}
-		a.Unlock(context.Background())
+		lockFreeAtOnce(t, openQueue(t, &heldBackTicket{writeRecorder: rec.view("A"), key: "lock.queue/t01"}), ttl)
 	})
 }
 
