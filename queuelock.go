@@ -186,7 +186,7 @@ func (m *Mutex) clearBelow(ctx context.Context, k int64) (clear bool, blocker *s
 		if err != nil {
 			return false, nil, time.Time{}, err
 		}
-		if done.exists && done.obj.Fence > j || done.exists && done.obj.Fence == j && done.obj.State == stateDone {
+		if releasedDone(done, j) {
 			m.shared.sawSettled(k)
 			return true, nil, time.Time{}, nil
 		}
@@ -209,6 +209,13 @@ func (m *Mutex) clearBelow(ctx context.Context, k int64) (clear bool, blocker *s
 	}
 	m.shared.sawSettled(k)
 	return true, nil, time.Time{}, nil
+}
+
+// releasedDone reports whether done, read from ticket k's done slot, shows
+// ticket k and every one before it settled: k released (its turn had
+// come), or the slot holding a later ticket's settling.
+func releasedDone(done *snapshot, k int64) bool {
+	return done.exists && (done.obj.Fence > k || done.obj.Fence == k && done.obj.State == stateDone)
 }
 
 // settledTicket reports whether snap, read from ticket k's slot, shows
@@ -322,7 +329,7 @@ func (m *Mutex) placeFromBack(ctx context.Context, n int64) (queuePlace, error) 
 		if err != nil {
 			return queuePlace{}, err
 		}
-		if done.exists && done.obj.Fence > k || done.exists && done.obj.Fence == k && done.obj.State == stateDone {
+		if releasedDone(done, k) {
 			m.shared.sawSettled(k) // released (its turn had come), or a later lap
 			break
 		}
