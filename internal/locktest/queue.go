@@ -181,6 +181,10 @@ func testQueueDeadWaiter(t *testing.T, s driver.Store, key string) {
 // from expiring nor end a live holder's hold.
 func testQueueChurn(t *testing.T, s driver.Store, key string) {
 	const ttl, churners = 300 * time.Millisecond, 6
+	// Each churner's Lock gives up after 10ms, and after time for a few
+	// requests more on a slow store: a Lock that cannot finish one
+	// request before it gives up cannot end a dead holder's turn either.
+	giveUp := 10*time.Millisecond + 3*requestTime(t, s, key+".rtt")
 	// churn starts the churners and returns what stops them, which also
 	// runs when the test ends early: churners left running would spin on
 	// their closed Mutexes and slow every test after.
@@ -201,7 +205,7 @@ func testQueueChurn(t *testing.T, s driver.Store, key string) {
 					// lands after its Lock gave up leaves a waiter that is
 					// gone, which costs its TTL: a short one.
 					ctx, cancel := context.WithCancel(context.Background())
-					time.AfterFunc(10*time.Millisecond, cancel)
+					time.AfterFunc(giveUp, cancel)
 					if _, err := m.Lock(ctx, time.Second); err == nil {
 						m.Unlock(context.Background())
 					}
@@ -279,4 +283,27 @@ func testHandOffAnswerLost(t *testing.T, s driver.Store, key string) {
 	if fence != first+1 {
 		t.Fatalf("the waiter got fence %d, want %d", fence, first+1)
 	}
+}
+
+// requestTime returns the longest time one request to s took, of a few
+// create-only writes and reads of objects named from scratch: each is
+// written once, since some stores limit writes to one object.
+func requestTime(t *testing.T, s driver.Store, scratch string) time.Duration {
+	t.Helper()
+	ctx := context.Background()
+	var longest time.Duration
+	for i := range 3 {
+		key := fmt.Sprint(scratch, i)
+		start := time.Now()
+		if _, err := s.Write(ctx, key, []byte("{}"), ""); err != nil {
+			t.Fatalf("write %s: %v", key, err)
+		}
+		longest = max(longest, time.Since(start))
+		start = time.Now()
+		if _, _, err := s.Read(ctx, key); err != nil {
+			t.Fatalf("read %s: %v", key, err)
+		}
+		longest = max(longest, time.Since(start))
+	}
+	return longest
 }
