@@ -287,10 +287,18 @@
 // its number is the fence.
 //
 // Taking a ticket: read slot n-1 and see ticket n-1 there, then write
-// ticket n into slot n mod 64, conditional on the version read, which must
-// be absent or hold ticket n-64 with it and every ticket before it
+// ticket n into slot n mod 64, conditional on the slot's version, which
+// must be absent or hold ticket n-64 with it and every ticket before it
 // settled (below). So numbers are taken in order, each once, and never go
-// down. The last ticket is found without a hot object or LIST: guessed
+// down. The version is read, unless the process knows it: absent on the
+// first lap (tickets start at 1), later the settled ticket n-64 as the
+// process last saw it (its own, released; or one it read abandoned), on
+// a store that does not limit writes (below; there a guess that fails, on
+// a slot another just took, may draw a 429). The same goes for done slots
+// on every store (a done slot it wrote or read; only ticket n writes its
+// own). A stale guess fails the condition, and the writer reads the slot.
+// So an uncontended Lock and Unlock in one process costs two writes and
+// one read. The last ticket is found without a hot object or LIST: guessed
 // by the process (its last ticket, plus as many as were taken between its
 // last two), or by a binary search of the slots, which hold tickets in
 // order from slot 0 (about seven reads), and then by walking on while the
@@ -331,7 +339,9 @@
 // have seen it come before. If that is longer ago than
 // the freshness limit of "Acquiring", it writes the ticket again first,
 // conditional on its version. Renewals rewrite the ticket with the full
-// TTL; Unlock writes the done slot.
+// TTL; Unlock writes the done slot, and at the same time reads the ticket
+// to report ErrLockLost if Break ended its turn (a done slot written for
+// such a ticket records only what is so: it settled).
 //
 // A holder that dies: every waiter watches the head's ticket, and when
 // its process has seen it unchanged (holder id and sequence number) for

@@ -103,16 +103,36 @@ func decodeDone(data []byte) (lockObject, error) {
 
 // readTicket and readDone read the slots of ticket n, which must hold a
 // ticket of that slot (n, or n plus or minus laps).
+// A ticket abandoned, and any done slot, keep their state until the
+// slot's next lap: they are recorded for lapBefore.
 func (m *Mutex) readTicket(ctx context.Context, n int64) (*snapshot, time.Time, error) {
 	key := m.ticketKey(n)
 	snap, at, err := m.readKey(ctx, key, decodeTicket)
-	return snap, at, m.inSlot(snap, n, key, err)
+	if err = m.inSlot(snap, n, key, err); err == nil && snap.exists && snap.obj.State == stateAbandoned {
+		m.shared.sawLapEnd(key, snap)
+	}
+	return snap, at, err
 }
 
 func (m *Mutex) readDone(ctx context.Context, n int64) (*snapshot, error) {
 	key := m.doneKey(n)
 	snap, _, err := m.readKey(ctx, key, decodeDone)
-	return snap, m.inSlot(snap, n, key, err)
+	if err = m.inSlot(snap, n, key, err); err == nil && snap.exists {
+		m.shared.sawLapEnd(key, snap)
+	}
+	return snap, err
+}
+
+// lapBefore returns what the slot object at key, ticket n's, holds until
+// n is written there, as far as this process knows without a read: on
+// the first lap nothing, later the settled state of the ticket a lap
+// before, as recorded by sawLapEnd; nil if it does not know. A write
+// conditional on a stale guess fails, and the writer reads the slot.
+func (m *Mutex) lapBefore(key string, n int64) *snapshot {
+	if n <= queueSlots {
+		return &snapshot{} // tickets start at 1: slot n has held none before
+	}
+	return m.shared.lapEnd(key, n-queueSlots)
 }
 
 // inSlot passes on err, or refuses snap, read from key, the slot of
@@ -445,7 +465,8 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 	if seen {
 		known = tail
 	}
-	var slot *snapshot // what this call read in slot n, if it has
+	var slot *snapshot    // what this call read in slot n, if it has
+	var guessFailed int64 // a ticket whose slot lapBefore guessed wrong
 	walkedBack := 0
 	// placeAt places ticket n, and reports whether it ended the turn of
 	// a head this process has seen unchanged for longer than its TTL,
@@ -510,7 +531,14 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 				continue
 			}
 		}
-		cur := slot
+		cur, guessed := slot, false
+		// Not on a store that limits writes: a guess that fails there,
+		// on a slot another just took, may draw a 429 and spend its
+		// interval.
+		if cur == nil && guessFailed != n && driver.WriteInterval(m.store) == 0 {
+			cur = m.lapBefore(m.ticketKey(n), n)
+			guessed = cur != nil
+		}
 		if cur == nil {
 			if cur, _, err = m.readTicket(ctx, n); err != nil {
 				return nil, queuePlace{}, err
@@ -574,7 +602,10 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 			m.shared.tookTicket(n)
 			return &snapshot{exists: true, version: v, obj: obj}, place, nil
 		case errors.Is(err, driver.ErrPrecondition):
-			continue // someone wrote the slot first: read it again
+			if guessed {
+				guessFailed = n
+			}
+			continue // someone wrote the slot first: read it
 		case ctx.Err() != nil:
 			return nil, queuePlace{}, m.ctxErr(ctx.Err())
 		case !driver.IsRetryable(err):
@@ -934,20 +965,25 @@ func (m *Mutex) endTurn(ctx context.Context, t *snapshot, breaker string) error 
 // condition means a write of ours landed or the slot moved on.
 func (m *Mutex) releaseTicket(ctx context.Context, a *attempt, n int64, state string) error {
 	b := m.newBackoff()
-	var werr error // the last write's error
+	key := m.doneKey(n)
+	cur := m.lapBefore(key, n) // if nil, read
+	var werr error             // the last write's error
 	for {
-		cur, err := m.readDone(ctx, n)
-		switch {
-		case err != nil:
-			return errors.Join(werr, err)
-		case cur.exists && cur.obj.Fence >= n:
-			m.sawReleased(n, state) // ours landed, whatever its answer said
-			return nil
-		case werr != nil && !errors.Is(werr, driver.ErrPrecondition) && (ctx.Err() != nil || !driver.IsRetryable(werr)):
-			return werr
-		case werr != nil && !errors.Is(werr, driver.ErrPrecondition):
-			if err := b.wait(ctx, 0); err != nil {
-				return fmt.Errorf("objsync: release %s: %w", m.loc, err)
+		if cur == nil {
+			var err error
+			cur, err = m.readDone(ctx, n)
+			switch {
+			case err != nil:
+				return errors.Join(werr, err)
+			case cur.exists && cur.obj.Fence >= n:
+				m.sawReleased(n, state) // ours landed, whatever its answer said
+				return nil
+			case werr != nil && !errors.Is(werr, driver.ErrPrecondition) && (ctx.Err() != nil || !driver.IsRetryable(werr)):
+				return werr
+			case werr != nil && !errors.Is(werr, driver.ErrPrecondition):
+				if err := b.wait(ctx, 0); err != nil {
+					return fmt.Errorf("objsync: release %s: %w", m.loc, err)
+				}
 			}
 		}
 		if err := m.paceSlot(ctx, cur); err != nil {
@@ -955,13 +991,15 @@ func (m *Mutex) releaseTicket(ctx context.Context, a *attempt, n int64, state st
 		}
 		now := time.Now()
 		obj := lockObject{Format: lockFormat, State: state, Holder: a.id, Fence: n, Seq: a.next(now), AcquiredAt: now.UTC(), WrittenAt: now.UTC()}
-		if _, werr = m.store.Write(ctx, m.doneKey(n), obj.encode(), cur.version); werr == nil {
+		v, err := m.store.Write(ctx, key, obj.encode(), cur.version)
+		if err == nil {
+			m.shared.sawLapEnd(key, &snapshot{exists: true, version: v, obj: obj})
 			m.sawReleased(n, state)
 			return nil
 		}
 		// Settle by reading: even an error that is not transient may
 		// follow a write that landed.
-		werr = fmt.Errorf("objsync: release %s: %w", m.loc, werr)
+		werr, cur = fmt.Errorf("objsync: release %s: %w", m.loc, err), nil
 	}
 }
 
@@ -978,14 +1016,41 @@ func (m *Mutex) sawReleased(n int64, state string) {
 // releaseQueueHold is Unlock's release for a queue lock: it settles the
 // hold's ticket as done, unless Break ended its turn (ErrLockLost).
 func (m *Mutex) releaseQueueHold(ctx context.Context, h *hold) error {
-	t, err := h.read(ctx)
-	if err != nil {
+	// The done slot is written at once, beside the read of the ticket
+	// that tells whether Break ended its turn: a done slot for a ticket
+	// whose turn was ended records only what is so, that it settled, and
+	// only this hold writes that slot in its lap. One round trip, as a
+	// plain lock's release.
+	type ticketRead struct {
+		t   *snapshot
+		err error
+	}
+	read := make(chan ticketRead, 1)
+	go func() {
+		t, err := h.read(ctx)
+		read <- ticketRead{t, err}
+	}()
+	err := m.releaseTicket(ctx, h.a, h.fence, stateDone)
+	r := <-read
+	switch {
+	case r.err != nil:
+		return errors.Join(err, r.err)
+	case !h.a.owns(r.t) || r.t.obj.Fence != h.fence:
+		return fmt.Errorf("%w: %s: the turn of ticket %d was ended by another (Break)", ErrLockLost, m.loc, h.fence)
+	case err != nil:
 		return err
 	}
-	if !h.a.owns(t) || t.obj.Fence != h.fence {
-		return fmt.Errorf("%w: %s: the turn of ticket %d was ended by another (Break)", ErrLockLost, m.loc, h.fence)
-	}
-	return m.releaseTicket(ctx, h.a, h.fence, stateDone)
+	m.sawReleasedTicket(r.t)
+	return nil
+}
+
+// sawReleasedTicket records t, a ticket of this process as read before
+// its release, as the state its slot keeps until the next lap: nothing
+// writes a ticket settled, but a waiter that ends its turn late, from an
+// older read of the same state (the next lap's write then fails its
+// condition, and reads).
+func (m *Mutex) sawReleasedTicket(t *snapshot) {
+	m.shared.sawLapEnd(m.ticketKey(t.obj.Fence), t)
 }
 
 // leaveQueue settles the ticket of an acquisition that is being given up,
@@ -1003,7 +1068,9 @@ func (m *Mutex) leaveQueue(a *attempt) {
 	}
 	if err := m.releaseTicket(ctx, a, a.ticket, stateLeft); err != nil {
 		m.log.Warn("objsync: could not leave the queue; the ticket's turn ends after its ttl", "ticket", a.ticket, "err", err)
+		return
 	}
+	m.sawReleasedTicket(t)
 }
 
 // queueHead finds the ticket whose turn it is, as read, with the number

@@ -36,6 +36,13 @@ type sharedLock struct {
 	// seen left: both stay so, and spare waiters the reads.
 	settledTo int64
 	left      map[int64]bool
+	// lapEnds holds, by slot object key, the last state of a queue
+	// lock's slot this process read or wrote that stays until the slot's
+	// next lap: a settling in a done slot, a ticket of its own it
+	// released, or one abandoned. The next lap's write is conditional on
+	// it without reading it first; if it is stale, that write fails and
+	// the writer reads. At most two entries a slot.
+	lapEnds map[string]*snapshot
 	// turn is the ticket whose turn this process last saw come, in the
 	// state first seen then, and since when; last is the latest read of
 	// it in that state, nil once a write conditional on it was made.
@@ -269,6 +276,28 @@ func (s *sharedLock) sawLeft(k int64) {
 		s.left = map[int64]bool{}
 	}
 	s.left[k] = true
+}
+
+// sawLapEnd records snap, read from or written to the queue slot object
+// at key, as the state it keeps until the slot's next lap.
+func (s *sharedLock) sawLapEnd(key string, snap *snapshot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lapEnds == nil {
+		s.lapEnds = map[string]*snapshot{}
+	}
+	s.lapEnds[key] = snap
+}
+
+// lapEnd returns what sawLapEnd recorded for key if it holds ticket n,
+// or nil.
+func (s *sharedLock) lapEnd(key string, n int64) *snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if snap := s.lapEnds[key]; snap != nil && snap.obj.Fence == n {
+		return snap
+	}
+	return nil
 }
 
 // turnSeen records that ticket t of a queue lock was seen with its turn

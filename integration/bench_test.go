@@ -68,7 +68,7 @@ func TestBenchOnMinIO(t *testing.T) {
 func benchCase(t *testing.T, bins []struct{ name, path string }, env []string, srv S3Server, procs, goroutines int, queue bool) {
 	wantUncontended := 2.0
 	if queue {
-		wantUncontended = 5
+		wantUncontended = 3
 	}
 	for _, bin := range bins {
 		dsn := fmt.Sprintf("s3://%s/bench/%s-%d-%d-%s?endpoint=%s&region=%s", srv.Bucket, bin.name, procs, goroutines, lockKind(queue), url.QueryEscape(srv.Endpoint), srv.Region)
