@@ -292,9 +292,10 @@
 // settled (below). So numbers are taken in order, each once, and never go
 // down. The version is read, unless the process knows it: absent on the
 // first lap (tickets start at 1), later the settled ticket n-64 as the
-// process last saw it (its own, released; or one it read abandoned), on
-// a store that does not limit writes (below; there a guess that fails, on
-// a slot another just took, may draw a 429). The same goes for done slots
+// process last saw it (its own, released; or one it read abandoned), when
+// every ticket before n has settled (else others are likely joining too)
+// and on a store that does not limit writes (below; there a guess that
+// fails, on a slot another just took, may draw a 429). The same goes for done slots
 // on every store (a done slot it wrote or read; only ticket n writes its
 // own). A stale guess fails the condition, and the writer reads the slot.
 // So an uncontended Lock and Unlock in one process costs two writes and

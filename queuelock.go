@@ -532,10 +532,12 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 			}
 		}
 		cur, guessed := slot, false
-		// Not on a store that limits writes: a guess that fails there,
-		// on a slot another just took, may draw a 429 and spend its
-		// interval.
-		if cur == nil && guessFailed != n && driver.WriteInterval(m.store) == 0 {
+		// Only when every ticket before n has settled, so that nobody
+		// waits, and likely nobody else joins: a guess that fails costs a
+		// write and then the read. And not on a store that limits writes:
+		// there a failed guess, on a slot another just took, may draw a
+		// 429 and spend its interval.
+		if cur == nil && placedFor == n && place.turn && guessFailed != n && driver.WriteInterval(m.store) == 0 {
 			cur = m.lapBefore(m.ticketKey(n), n)
 			guessed = cur != nil
 		}
@@ -554,6 +556,14 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 			m.shared.sawTaken(cur.obj.Fence)
 			known, n = cur.obj.Fence, cur.obj.Fence+1 // taken by another
 			continue
+		}
+		if placedFor == n-1 && place.head != nil {
+			// Placed for n-1, which another took, behind a head
+			// unsettled then: n stands behind n-1 too.
+			if settled, _ := m.shared.knownSettled(n - 1); !settled {
+				place.ahead++
+			}
+			placedFor = n
 		}
 		if placedFor != n {
 			if ended, err := placeAt(n); err != nil || ended {
