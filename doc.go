@@ -299,7 +299,7 @@
 // on every store (a done slot it wrote or read; only ticket n writes its
 // own). A stale guess fails the condition, and the writer reads the slot.
 // So an uncontended Lock and Unlock in one process costs two writes and
-// one read. The last ticket is found without a hot object or LIST: guessed
+// one read (two on a store that limits writes). The last ticket is found without a hot object or LIST: guessed
 // by the process (its last ticket, plus as many as were taken between its
 // last two), or by a binary search of the slots, which hold tickets in
 // order from slot 0 (about seven reads), and then by walking on while the
@@ -340,9 +340,10 @@
 // have seen it come before. If that is longer ago than
 // the freshness limit of "Acquiring", it writes the ticket again first,
 // conditional on its version. Renewals rewrite the ticket with the full
-// TTL; Unlock writes the done slot, and at the same time reads the ticket
-// to report ErrLockLost if Break ended its turn (a done slot written for
-// such a ticket records only what is so: it settled).
+// TTL; Unlock reads the ticket (ErrLockLost if Break ended its turn) and
+// then writes the done slot. (Not both at once: a read answered after the
+// release could find the slot taken over, or a late abandonment, and
+// report a loss that did not happen.)
 //
 // A holder that dies: every waiter watches the head's ticket, and when
 // its process has seen it unchanged (holder id and sequence number) for

@@ -1026,31 +1026,17 @@ func (m *Mutex) sawReleased(n int64, state string) {
 // releaseQueueHold is Unlock's release for a queue lock: it settles the
 // hold's ticket as done, unless Break ended its turn (ErrLockLost).
 func (m *Mutex) releaseQueueHold(ctx context.Context, h *hold) error {
-	// The done slot is written at once, beside the read of the ticket
-	// that tells whether Break ended its turn: a done slot for a ticket
-	// whose turn was ended records only what is so, that it settled, and
-	// only this hold writes that slot in its lap. One round trip, as a
-	// plain lock's release.
-	type ticketRead struct {
-		t   *snapshot
-		err error
-	}
-	read := make(chan ticketRead, 1)
-	go func() {
-		t, err := h.read(ctx)
-		read <- ticketRead{t, err}
-	}()
-	err := m.releaseTicket(ctx, h.a, h.fence, stateDone)
-	r := <-read
-	switch {
-	case r.err != nil:
-		return errors.Join(err, r.err)
-	case !h.a.owns(r.t) || r.t.obj.Fence != h.fence:
-		return fmt.Errorf("%w: %s: the turn of ticket %d was ended by another (Break)", ErrLockLost, m.loc, h.fence)
-	case err != nil:
+	t, err := h.read(ctx)
+	if err != nil {
 		return err
 	}
-	m.sawReleasedTicket(r.t)
+	if !h.a.owns(t) || t.obj.Fence != h.fence {
+		return fmt.Errorf("%w: %s: the turn of ticket %d was ended by another (Break)", ErrLockLost, m.loc, h.fence)
+	}
+	if err := m.releaseTicket(ctx, h.a, h.fence, stateDone); err != nil {
+		return err
+	}
+	m.sawReleasedTicket(t)
 	return nil
 }
 

@@ -39,8 +39,7 @@ const (
 // client is one simulated process's view of a store. It has a Location of
 // its own, so that Mutexes opened on different clients share nothing in
 // this test process, as if they ran in different processes. It can inject
-// faults, and it counts requests and the most reads it had in flight at
-// once.
+// faults, and it counts requests and the most it had in flight at once.
 type client struct {
 	driver.Store
 	name  string
@@ -59,13 +58,13 @@ type client struct {
 	late   sync.WaitGroup // writes still to land
 	// onLostAnswer, if set, runs once after a faultAmbiguous write has
 	// landed, before its answer is lost.
-	onLostAnswer  atomic.Pointer[func()]
-	writeNo       atomic.Int64
-	reads         atomic.Int64
-	writes        atomic.Int64
-	readsInFlight atomic.Int64
-	maxMu         sync.Mutex
-	maxReadsIn    int64
+	onLostAnswer atomic.Pointer[func()]
+	writeNo      atomic.Int64
+	reads        atomic.Int64
+	writes       atomic.Int64
+	inFlight     atomic.Int64
+	maxMu        sync.Mutex
+	maxIn        int64
 }
 
 // queueKind is a store whose locks the suite opens WithQueue (RunQueue).
@@ -89,29 +88,23 @@ func (c *client) resetCounts() {
 	c.writes.Store(0)
 }
 
-func (c *client) enter() {
+func (c *client) enter() func() {
 	time.Sleep(c.latency + time.Duration(c.hang.Load()))
-}
-
-// enterRead is enter for a read, counted while it is in flight.
-func (c *client) enterRead() func() {
-	c.enter()
-	n := c.readsInFlight.Add(1)
+	n := c.inFlight.Add(1)
 	c.maxMu.Lock()
-	c.maxReadsIn = max(c.maxReadsIn, n)
+	c.maxIn = max(c.maxIn, n)
 	c.maxMu.Unlock()
-	return func() { c.readsInFlight.Add(-1) }
+	return func() { c.inFlight.Add(-1) }
 }
 
-// maxReadsInFlight returns the most reads that were in flight at once.
-func (c *client) maxReadsInFlight() int64 {
+func (c *client) maxInFlight() int64 {
 	c.maxMu.Lock()
 	defer c.maxMu.Unlock()
-	return c.maxReadsIn
+	return c.maxIn
 }
 
 func (c *client) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
-	defer c.enterRead()()
+	defer c.enter()()
 	c.reads.Add(1)
 	if fault(c.fault.Load()) == faultCut {
 		return nil, "", errPartitioned
@@ -120,7 +113,7 @@ func (c *client) Read(ctx context.Context, key string) ([]byte, driver.Version, 
 }
 
 func (c *client) Write(ctx context.Context, key string, data []byte, ifVersion driver.Version) (driver.Version, error) {
-	c.enter()
+	defer c.enter()()
 	c.writes.Add(1)
 	if d := time.Duration(c.answerDelay.Load()); d > 0 {
 		defer time.Sleep(d)

@@ -346,8 +346,8 @@ func testLocalWaiters(t *testing.T, s driver.Store, key string) {
 	unlockOrFatal(t, other)
 	wg.Wait()
 	x.check(t, waiters)
-	if got := local.maxReadsInFlight(); got != 1 {
-		t.Fatalf("%d reads in flight at once, want 1 poller", got)
+	if got := local.maxInFlight(); got != 1 {
+		t.Fatalf("%d requests in flight at once, want 1 poller", got)
 	}
 	if got := local.writes.Load(); got != 2*waiters {
 		t.Fatalf("%d writes for %d holds, want %d", got, waiters, 2*waiters)
