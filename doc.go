@@ -170,6 +170,31 @@
 // the object are never read by the protocol: an object whose times lie by
 // hours changes nothing.
 //
+// # A holder that ends
+//
+// On Linux every held state (and every waiter of a queue) records, beside
+// the host name and pid, what makes the pid mean one process: the
+// kernel's boot id, the pid namespace (the link /proc/self/ns/pid) and the
+// process's start time in clock ticks after boot (field 22 of its
+// /proc/PID/stat). A contender whose own boot id and pid namespace are the
+// same, and which finds no process with that pid (kill(pid, 0) answers
+// ESRCH), or one with another start time (the pid was reused), or one that
+// has exited and not been reaped, knows that the holder has ended: it
+// takes the lock over at once, with the same conditional write as after
+// the TTL, and a queue waiter ends the turn of such a head at once. It
+// judges nothing where it cannot be sure: another machine or container
+// (containers share the boot id but not the pid namespace), a boot since,
+// a /proc that belongs to another pid namespace than its own, a process
+// hidden from it (hidepid), or a holder that recorded nothing (other
+// systems, objsync before this, WithoutProcessCheck). Inspect reports it
+// as State.HolderGone, and Leader as no leader.
+//
+// It is safe only if nothing works under the lock once the holder's
+// process has ended. A holder whose work runs in other processes (a
+// command it started, which may outlive it) must not record itself:
+// WithoutProcessCheck, which objsync lock and objsync elect use for the
+// commands they run.
+//
 // # Renewal and loss
 //
 // While a lock is held, a goroutine renews the lease with a conditional

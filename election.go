@@ -113,13 +113,15 @@ func (e *Election) Resign(ctx context.Context) error { return e.mu.Unlock(ctx) }
 
 // Leader reads the lock and returns its holder as the leader, with the
 // leader's TTL and how long this process has seen it unchanged. It returns
-// ErrNoLeader if the lock is free or was never taken, or if this process
-// has seen the same state for at least the TTL plus 1%: then the leader
-// stopped renewing. A leader that died is returned as leading until this
-// process has watched it for that long: in a process that has not read
-// the lock before, the first call returns a leader that died a moment ago
-// as it would a live one, with Unchanged about 0. To know which, call
-// Leader again over a TTL, or use Watch.
+// ErrNoLeader if the lock is free or was never taken, if this process
+// has seen the same state for at least the TTL plus 1% (then the leader
+// stopped renewing), or if the leader's process is known to have ended
+// (State.HolderGone). Other than that, a leader that died is returned as
+// leading until this process has watched it for that long: in a process
+// that has not read the lock before, the first call returns a leader that
+// died a moment ago on another machine as it would a live one, with
+// Unchanged about 0. To know which, call Leader again over a TTL, or use
+// Watch.
 func (e *Election) Leader(ctx context.Context) (Leader, error) {
 	cur, err := e.mu.read(ctx)
 	if err != nil {
@@ -134,7 +136,7 @@ func (e *Election) leaderOf(cur *snapshot) (Leader, error) {
 	}
 	o := cur.obj
 	unchanged := e.mu.shared.unchanged(cur)
-	if unchanged >= takeoverAfter(o.ttl()) {
+	if unchanged >= takeoverAfter(o.ttl()) || o.ended() {
 		return Leader{}, ErrNoLeader
 	}
 	return Leader{

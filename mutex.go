@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/objsync/objsync/driver"
+	"github.com/objsync/objsync/internal/procid"
 )
 
 // ErrClosed is returned by the methods of a Mutex after Close.
@@ -31,6 +32,7 @@ type Mutex struct {
 	opts   options
 	log    *slog.Logger
 	shared *sharedLock
+	proc   holderProcess // this process, as its writes record it
 	// own is this Mutex's token: taken by Lock, given back by Unlock. The
 	// shared token, by contrast, is given back as soon as a hold ends.
 	own chan struct{}
@@ -67,6 +69,7 @@ func NewMutex(store driver.Store, key string, opts ...Option) *Mutex {
 		opts:      o,
 		log:       o.logger.With("lock", loc),
 		shared:    acquireShared(store, key),
+		proc:      o.process(),
 		own:       make(chan struct{}, 1),
 		closing:   closing,
 		stopLocks: stopLocks,
@@ -337,6 +340,17 @@ func (a *attempt) owns(snap *snapshot) bool {
 
 var hostname, _ = os.Hostname()
 
+// process returns this process as the lock objects it writes record it:
+// without what identifies it for the same-machine check if
+// WithoutProcessCheck was given.
+func (o *options) process() holderProcess {
+	p := holderProcess{Host: hostname, PID: os.Getpid()}
+	if id := procid.Self(); id.Known() && !o.noProcessCheck {
+		p.Boot, p.PIDNS, p.Start = id.Boot, id.PIDNS, id.Start
+	}
+	return p
+}
+
 // acquire runs the acquisition protocol with the local tokens held. It
 // returns a nil hold when wait is false and the lock is taken.
 func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wait bool) (*hold, error) {
@@ -434,6 +448,10 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 		case cur.exists && cur.obj.held():
 			seen := m.shared.unchanged(cur)
 			left := takeoverAfter(cur.obj.ttl()) - seen
+			if left > 0 && cur.obj.ended() {
+				m.log.Info("objsync: taking over a lock whose holder's process has ended", "holder", cur.obj.Holder, "pid", cur.obj.PID, "fence", cur.obj.Fence)
+				left = 0
+			}
 			if left > 0 {
 				if !wait {
 					return giveUp(lastErr)
@@ -583,7 +601,7 @@ func deadlineWithin(ctx context.Context, d time.Duration) bool {
 func (m *Mutex) join(ctx context.Context, a *attempt, cur *snapshot, value string, ttl time.Duration) (*snapshot, error) {
 	seq := a.next(time.Now())
 	a.joins[seq] = true
-	obj := cur.obj.joined(waiter{Holder: a.id, Seq: seq, TTLMillis: m.opts.handoffTTL(ttl).Milliseconds(), Value: value, Host: hostname, PID: os.Getpid()})
+	obj := cur.obj.joined(waiter{Holder: a.id, Seq: seq, TTLMillis: m.opts.handoffTTL(ttl).Milliseconds(), Value: value, holderProcess: m.proc})
 	v, err := m.store.Write(ctx, m.key, obj.encode(), cur.version)
 	if err != nil {
 		return nil, err
@@ -681,7 +699,7 @@ func (m *Mutex) acquiringState(a *attempt, cur *snapshot, value string, ttl time
 	obj := lockObject{
 		Format: lockFormat, State: stateHeld, Holder: a.id, Fence: cur.fence() + 1,
 		Seq: a.next(now), TTLMillis: ttl.Milliseconds(), Value: value,
-		Host: hostname, PID: os.Getpid(), AcquiredAt: now.UTC(), WrittenAt: now.UTC(),
+		holderProcess: m.proc, AcquiredAt: now.UTC(), WrittenAt: now.UTC(),
 	}
 	if cur.exists {
 		obj.Prev, obj.PrevSeq = cur.obj.Holder, cur.obj.Seq
@@ -821,7 +839,7 @@ func released(holder string, seq int64, snap *snapshot, now time.Time) lockObjec
 		Format: lockFormat, State: stateHeld, Holder: w.Holder, Fence: obj.Fence + 1, Seq: w.Seq,
 		TTLMillis: w.TTLMillis, Prev: holder, PrevSeq: seq, Handed: true,
 		Queue: slices.Clone(obj.Queue[1:]), QueueSeq: obj.QueueSeq + 1,
-		Value: w.Value, Host: w.Host, PID: w.PID, AcquiredAt: now.UTC(), WrittenAt: now.UTC(),
+		Value: w.Value, holderProcess: w.holderProcess, AcquiredAt: now.UTC(), WrittenAt: now.UTC(),
 	}
 }
 
@@ -994,6 +1012,7 @@ func (m *Mutex) state(cur *snapshot) State {
 		Exists: true, Held: o.held(), Holder: o.Holder, Value: o.Value, Fence: o.Fence,
 		TTL: o.ttl(), Host: o.Host, PID: o.PID, AcquiredAt: o.AcquiredAt, RenewedAt: o.WrittenAt,
 		Unchanged: m.shared.unchanged(cur), Waiters: len(o.Queue),
+		HolderGone: o.held() && o.ended(),
 	}
 }
 

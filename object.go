@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/objsync/objsync/driver"
+	"github.com/objsync/objsync/internal/procid"
 )
 
 // lockFormat is the version of the lock object's layout. A reader refuses
@@ -25,9 +26,10 @@ const (
 	stateLeft      = "left"
 )
 
-// lockObject is what is stored at a lock's key, as JSON. Only Holder, Seq,
-// Fence, TTL and State take part in the protocol; the wall-clock times,
-// host and process id are there for people and are never trusted.
+// lockObject is what is stored at a lock's key, as JSON. Holder, Seq,
+// Fence, TTL and State take part in the protocol, and the holder's process
+// identity where a contender can check it (holderProcess); the wall-clock
+// times and the host name are there for people and are never trusted.
 type lockObject struct {
 	Format int    `json:"objsync_lock"`
 	State  string `json:"state"`
@@ -58,10 +60,9 @@ type lockObject struct {
 	// leader has been seen alive only once it wrote.
 	Handed bool `json:"handed,omitempty"`
 	// Slots is the number of ticket slots of a queue lock, in its marker.
-	Slots      int       `json:"slots,omitempty"`
-	Value      string    `json:"value,omitempty"`
-	Host       string    `json:"host,omitempty"`
-	PID        int       `json:"pid,omitempty"`
+	Slots int    `json:"slots,omitempty"`
+	Value string `json:"value,omitempty"`
+	holderProcess
 	AcquiredAt time.Time `json:"acquired_at"`
 	WrittenAt  time.Time `json:"written_at"`
 }
@@ -75,8 +76,25 @@ type waiter struct {
 	Seq       int64  `json:"seq"`
 	TTLMillis int64  `json:"ttl_ms"`
 	Value     string `json:"value,omitempty"`
-	Host      string `json:"host,omitempty"`
-	PID       int    `json:"pid,omitempty"`
+	holderProcess
+}
+
+// holderProcess is the process of a holder or waiter: its host name and
+// pid, for people, and where its system has /proc what lets a process on
+// the same machine know that it has ended (package procid): the kernel's
+// boot id, the pid namespace and the start time. A contender that finds it
+// ended takes the lock over without waiting out its TTL.
+type holderProcess struct {
+	Host  string `json:"host,omitempty"`
+	PID   int    `json:"pid,omitempty"`
+	Boot  string `json:"boot_id,omitempty"`
+	PIDNS string `json:"pid_ns,omitempty"`
+	Start uint64 `json:"start_ticks,omitempty"`
+}
+
+// ended reports whether the process is known to have ended: procid.Ended.
+func (p holderProcess) ended() bool {
+	return procid.Ended(procid.ID{Boot: p.Boot, PIDNS: p.PIDNS, PID: p.PID, Start: p.Start})
 }
 
 // maxQueue bounds the queue, and so the size of the lock object: waiters

@@ -13,7 +13,8 @@ import (
 func FuzzDecodeLock(f *testing.F) {
 	now := time.Date(2026, 12, 2, 4, 16, 0, 0, time.UTC)
 	held := lockObject{Format: lockFormat, State: stateHeld, Holder: "h", Fence: 7, Seq: 2, TTLMillis: 1000,
-		Prev: "p", PrevSeq: 3, Value: "v", Host: "host", PID: 42, AcquiredAt: now, WrittenAt: now}
+		Prev: "p", PrevSeq: 3, Value: "v", AcquiredAt: now, WrittenAt: now,
+		holderProcess: holderProcess{Host: "host", PID: 42, Boot: "b", PIDNS: "pid:[1]", Start: 9}}
 	free := held
 	free.State = stateFree
 	for _, seed := range [][]byte{

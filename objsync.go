@@ -82,7 +82,10 @@ type options struct {
 	maxBackoff time.Duration
 	notice     time.Duration // negative: the default, 5% of the TTL
 	queue      bool
-	err        error // the first option that was refused
+	// noProcessCheck leaves out what lets contenders on this machine
+	// know that this process has ended.
+	noProcessCheck bool
+	err            error // the first option that was refused
 }
 
 func defaultOptions() options {
@@ -115,6 +118,15 @@ func WithoutRenewal() Option { return func(o *options) { o.renew = false } }
 // is. Elections need a plain lock. See "Queue locks" in the package
 // documentation.
 func WithQueue() Option { return func(o *options) { o.queue = true } }
+
+// WithoutProcessCheck leaves out of this Mutex's writes what lets a
+// contender on the same machine take the lock over as soon as this
+// process has ended, without waiting out the TTL (see "A holder that
+// ends" in the package documentation). Use it when work done under the
+// lock runs in other processes, which could outlive this one: then only
+// the TTL frees the lock. The objsync command's lock and elect use it for
+// the commands they run.
+func WithoutProcessCheck() Option { return func(o *options) { o.noProcessCheck = true } }
 
 // WithValue sets the holder value stored in the lock object while this
 // Mutex holds it: who holds the lock, in the caller's terms (an address, a
@@ -192,4 +204,9 @@ type State struct {
 	// Waiters is how many Locks wait in the lock's queue, to which its
 	// releases hand the lock in turn.
 	Waiters int
+	// HolderGone reports, for a held lock, that its holder's process is
+	// known to have ended: it ran on this machine, since its last boot
+	// and in this process's pid namespace, and no process with its pid
+	// and start time runs now. A Lock takes such a lock over at once.
+	HolderGone bool
 }

@@ -28,8 +28,11 @@ const processHolds = 25
 func runRole(role string) int {
 	lock, journal := os.Getenv("OBJSYNC_TEST_LOCK"), os.Getenv("OBJSYNC_TEST_JOURNAL")
 	opts := []objsync.Option{objsync.WithBackoff(time.Millisecond, 20*time.Millisecond)}
-	if role == "queue" {
+	switch role {
+	case "queue", "hold-queue":
 		opts = append(opts, objsync.WithQueue())
+	case "hold-unchecked":
+		opts = append(opts, objsync.WithoutProcessCheck())
 	}
 	m, err := objsync.Open("file", lock, opts...)
 	if err != nil {
@@ -48,6 +51,8 @@ func runRole(role string) int {
 		err = contend(m, j)
 	case "elect":
 		err = elect(m, j)
+	case "hold", "hold-queue", "hold-unchecked":
+		err = holdUntilKilled(m)
 	default:
 		err = fmt.Errorf("unknown role %q", role)
 	}
@@ -73,6 +78,17 @@ func contend(m *objsync.Mutex, j *os.File) error {
 		}
 	}
 	return nil
+}
+
+// holdUntilKilled takes the lock for a minute, says so on standard output,
+// and waits to be killed.
+func holdUntilKilled(m *objsync.Mutex) error {
+	fence, err := m.Lock(context.Background(), time.Minute)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("held %d\n", fence)
+	select {}
 }
 
 // electionTTL is the leaders' lease in the election processes.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"slices"
 	"time"
 
@@ -603,7 +602,7 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 		a.ticket = n
 		obj := lockObject{
 			Format: lockFormat, State: stateHeld, Holder: a.id, Fence: n, Seq: seq,
-			TTLMillis: lease.Milliseconds(), Value: value, Host: hostname, PID: os.Getpid(),
+			TTLMillis: lease.Milliseconds(), Value: value, holderProcess: m.proc,
 			AcquiredAt: now.UTC(), WrittenAt: now.UTC(),
 		}
 		v, err := m.store.Write(ctx, m.ticketKey(n), obj.encode(), cur.version)
@@ -917,10 +916,15 @@ func (m *Mutex) watchTurn(ctx context.Context, w *queueWatch, head *snapshot, re
 // than its TTL, and returns 0; else the time until it may.
 func (m *Mutex) endExpiredTurn(ctx context.Context, head *snapshot, read time.Time) (time.Duration, error) {
 	seenAt := m.shared.turnSeen(head, read)
-	if left := takeoverAfter(head.obj.ttl()) - time.Since(seenAt); left > 0 {
+	left := takeoverAfter(head.obj.ttl()) - time.Since(seenAt)
+	switch {
+	case left > 0 && !head.obj.ended():
 		return left, nil
+	case left > 0:
+		m.log.Info("objsync: ending the turn of a queue ticket whose holder's process has ended", "ticket", head.obj.Fence, "holder", head.obj.Holder, "pid", head.obj.PID)
+	default:
+		m.log.Info("objsync: ending the turn of a queue ticket unchanged for longer than its ttl", "ticket", head.obj.Fence, "holder", head.obj.Holder, "unchanged", time.Since(seenAt))
 	}
-	m.log.Info("objsync: ending the turn of a queue ticket unchanged for longer than its ttl", "ticket", head.obj.Fence, "holder", head.obj.Holder, "unchanged", time.Since(seenAt))
 	err := m.endTurn(ctx, head, "")
 	if err != nil && !errors.Is(err, driver.ErrPrecondition) {
 		return 0, fmt.Errorf("objsync: %w", err)
@@ -939,7 +943,7 @@ func (m *Mutex) endExpiredTurn(ctx context.Context, head *snapshot, read time.Ti
 // holder's turn so.
 func (m *Mutex) endLastTurn(ctx context.Context) error {
 	head, since := m.shared.lastTurn()
-	if head == nil || time.Since(since) <= takeoverAfter(head.obj.ttl()) {
+	if head == nil || time.Since(since) <= takeoverAfter(head.obj.ttl()) && !head.obj.ended() {
 		return nil
 	}
 	_, err := m.endExpiredTurn(ctx, head, since)
@@ -1114,6 +1118,7 @@ func ticketState(t *snapshot, held bool) State {
 	return State{
 		Exists: true, Held: held, Holder: o.Holder, Value: o.Value, Fence: o.Fence,
 		TTL: o.ttl(), Host: o.Host, PID: o.PID, AcquiredAt: o.AcquiredAt, RenewedAt: o.WrittenAt,
+		HolderGone: held && o.ended(),
 	}
 }
 

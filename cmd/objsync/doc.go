@@ -152,6 +152,7 @@
 //	unchanged_ms  number  how long this process saw the lock unchanged
 //	watched_ms    number  how long it watched (--for)
 //	waiters       number  how many waiters are in the lock's queue
+//	holder_gone   bool    true if the holder ran on this machine and its process is gone (a Lock takes it over at once)
 //
 // # unlock
 //

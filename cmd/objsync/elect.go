@@ -106,7 +106,8 @@ func runLeader(args []string) error {
 	if err != nil {
 		return err
 	}
-	m := objsync.NewMutex(store, key)
+	// The command may outlive objsync if it is killed (see lock).
+	m := objsync.NewMutex(store, key, objsync.WithoutProcessCheck())
 	defer m.Close()
 	e := objsync.NewElection(m)
 	show := func(l objsync.Leader, confirmed bool) error {

@@ -104,7 +104,9 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 	}
 	// A hold that cannot be renewed ends --grace before its lease does:
 	// SIGTERM then, SIGKILL when the lease ends (see supervise).
-	m := objsync.NewMutex(store, key, append(queue.options(), objsync.WithValue(*value), objsync.WithLossNotice(o.grace))...)
+	// The command, and what it starts, may outlive objsync if it is
+	// killed: only the TTL may free the lock then.
+	m := objsync.NewMutex(store, key, append(queue.options(), objsync.WithValue(*value), objsync.WithLossNotice(o.grace), objsync.WithoutProcessCheck())...)
 	defer m.Close() // releases the lock on the paths that do not Unlock
 
 	// Until the command runs these signals end the wait; then they are

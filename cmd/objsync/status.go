@@ -39,6 +39,7 @@ With --json it prints one JSON object with these fields:
   unchanged_ms  how long this objsync saw the lock unchanged
   watched_ms    how long it watched (--for)
   waiters       how many waiters are in the lock's queue
+  holder_gone   true if the holder ran on this machine and its process is gone
 
 Example:
   objsync status --for 40s --json gs://ops-locks/nightly
@@ -61,6 +62,7 @@ type statusJSON struct {
 	UnchangedMillis int64      `json:"unchanged_ms"`
 	WatchedMillis   int64      `json:"watched_ms"`
 	Waiters         int        `json:"waiters"`
+	HolderGone      bool       `json:"holder_gone"`
 }
 
 func runStatus(args []string) error {
@@ -123,6 +125,8 @@ func printStatus(m *objsync.Mutex, st objsync.State, watched time.Duration) {
 	case !st.Exists:
 		row("state", "free (never acquired)")
 		return
+	case st.Held && st.HolderGone:
+		row("state", "held, but the holder's process is gone (this machine): a Lock takes it over at once")
 	case st.Held:
 		row("state", "held")
 	default:
@@ -154,6 +158,7 @@ func printJSON(m *objsync.Mutex, st objsync.State, watched time.Duration) error 
 		Lock: m.String(), Exists: st.Exists, Held: st.Held, Value: st.Value, Holder: st.Holder,
 		Host: st.Host, PID: st.PID, Fence: st.Fence, TTLMillis: st.TTL.Milliseconds(),
 		UnchangedMillis: st.Unchanged.Milliseconds(), WatchedMillis: watched.Milliseconds(), Waiters: st.Waiters,
+		HolderGone: st.HolderGone,
 	}
 	if st.Exists {
 		acquired, renewed := st.AcquiredAt.UTC(), st.RenewedAt.UTC()

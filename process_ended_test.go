@@ -1,0 +1,129 @@
+package objsync_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/objsync/objsync"
+)
+
+// startHolder runs the test binary as a holder (holdUntilKilled) of the
+// file lock at lock, under the command prefix if any, and returns it once
+// it holds, with its fence.
+func startHolder(t *testing.T, role, lock string, prefix ...string) (*exec.Cmd, int64) {
+	t.Helper()
+	args := append(prefix, os.Args[0], "-test.run=^$")
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), roleEnv+"="+role, "OBJSYNC_TEST_LOCK="+lock, "OBJSYNC_TEST_JOURNAL="+os.DevNull)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	var fence int64
+	if _, serr := fmt.Sscanf(line, "held %d", &fence); err != nil || serr != nil {
+		t.Fatalf("holder said %q (%v)", line, err)
+	}
+	return cmd, fence
+}
+
+// TestHolderEnded: a holder killed with SIGKILL on this machine, in this
+// pid namespace, leaves a lock that a TryLock in a fresh process takes over
+// at once, with the next fence; Inspect says the holder is gone, and
+// Leader that there is no leader. Not so for a holder that recorded no
+// process (WithoutProcessCheck).
+func TestHolderEnded(t *testing.T) {
+	for _, tc := range []struct {
+		role     string
+		opts     []objsync.Option
+		takeover bool
+	}{
+		{"hold", nil, true},
+		{"hold-queue", []objsync.Option{objsync.WithQueue()}, true},
+		{"hold-unchecked", nil, false},
+	} {
+		t.Run(tc.role, func(t *testing.T) {
+			lock := t.TempDir() + "/lock"
+			holder, fence := startHolder(t, tc.role, lock)
+			m, err := objsync.Open("file", lock, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			if st, err := m.Inspect(context.Background()); err != nil || !st.Held || st.HolderGone {
+				t.Fatalf("Inspect of a live holder's lock: %+v, %v", st, err)
+			}
+			holder.Process.Kill()
+			holder.Wait()
+			st, err := m.Inspect(context.Background())
+			if err != nil || !st.Held || st.HolderGone != tc.takeover {
+				t.Fatalf("Inspect after the holder was killed: %+v, %v; want HolderGone %v", st, err, tc.takeover)
+			}
+			if tc.role != "hold-queue" {
+				_, err := objsync.NewElection(m).Leader(context.Background())
+				if gone := errors.Is(err, objsync.ErrNoLeader); gone != tc.takeover {
+					t.Fatalf("Leader after the holder was killed: %v; want no leader: %v", err, tc.takeover)
+				}
+			}
+			ok, got, err := m.TryLock(context.Background(), time.Minute)
+			if err != nil || ok != tc.takeover {
+				t.Fatalf("TryLock after the holder was killed = %v, %v; want %v", ok, err, tc.takeover)
+			}
+			if ok && got != fence+1 {
+				t.Fatalf("fence %d after the holder's %d", got, fence)
+			}
+		})
+	}
+}
+
+// TestHolderEndedElsewhere: a holder in another pid namespace (as in
+// another container of this machine, whose pids mean other processes) is
+// never judged gone, even once it has ended.
+func TestHolderEndedElsewhere(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, for unshare --pid (CI runs as root)")
+	}
+	lock := t.TempDir() + "/lock"
+	holder, _ := startHolder(t, "hold", lock, "unshare", "--pid", "--fork", "--mount-proc", "--kill-child")
+	// The holder runs as unshare's child: its pid here.
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", holder.Process.Pid, holder.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatalf("unshare's children: %q", data)
+	}
+	holder.Process.Kill() // and unshare kills its child
+	holder.Wait()
+	for deadline := time.Now().Add(5 * time.Second); !errors.Is(syscall.Kill(inner, 0), syscall.ESRCH); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the holder in the other namespace still runs after 5s")
+		}
+	}
+	m, err := objsync.Open("file", lock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if st, err := m.Inspect(context.Background()); err != nil || !st.Held || st.HolderGone {
+		t.Fatalf("Inspect: %+v, %v; want held, not gone", st, err)
+	}
+	if ok, _, err := m.TryLock(context.Background(), time.Minute); ok || err != nil {
+		t.Fatalf("TryLock of the lock of a holder of another pid namespace = %v, %v; want false", ok, err)
+	}
+}
