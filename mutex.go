@@ -346,7 +346,7 @@ var hostname, _ = os.Hostname()
 func (o *options) process() holderProcess {
 	p := holderProcess{Host: hostname, PID: os.Getpid()}
 	if id := procid.Self(); id.Known() && !o.noProcessCheck {
-		p.Boot, p.PIDNS, p.Start = id.Boot, id.PIDNS, id.Start
+		p.Boot, p.PIDNS, p.Start, p.Group = id.Boot, id.PIDNS, id.Start, o.group
 	}
 	return p
 }

@@ -90,11 +90,14 @@ type holderProcess struct {
 	Boot  string `json:"boot_id,omitempty"`
 	PIDNS string `json:"pid_ns,omitempty"`
 	Start uint64 `json:"start_ticks,omitempty"`
+	// Group is a process group that the holder's work runs in
+	// (WithProcessGroup): the holder has ended only once it is empty.
+	Group int `json:"pgid,omitempty"`
 }
 
 // ended reports whether the process is known to have ended: procid.Ended.
 func (p holderProcess) ended() bool {
-	return procid.Ended(procid.ID{Boot: p.Boot, PIDNS: p.PIDNS, PID: p.PID, Start: p.Start})
+	return procid.Ended(procid.ID{Boot: p.Boot, PIDNS: p.PIDNS, PID: p.PID, Start: p.Start, Group: p.Group})
 }
 
 // maxQueue bounds the queue, and so the size of the lock object: waiters

@@ -85,6 +85,7 @@ type options struct {
 	// noProcessCheck leaves out what lets contenders on this machine
 	// know that this process has ended.
 	noProcessCheck bool
+	group          int   // WithProcessGroup
 	err            error // the first option that was refused
 }
 
@@ -123,10 +124,27 @@ func WithQueue() Option { return func(o *options) { o.queue = true } }
 // contender on the same machine take the lock over as soon as this
 // process has ended, without waiting out the TTL (see "A holder that
 // ends" in the package documentation). Use it when work done under the
-// lock runs in other processes, which could outlive this one: then only
-// the TTL frees the lock. The objsync command's lock and elect use it for
-// the commands they run.
+// lock runs in other processes, which could outlive this one, and
+// WithProcessGroup does not fit: then only the TTL frees the lock.
 func WithoutProcessCheck() Option { return func(o *options) { o.noProcessCheck = true } }
+
+// WithProcessGroup records in this Mutex's writes that work done under
+// the lock runs in process group pgid too: a contender on the same
+// machine takes the lock over at once only when this process has ended
+// and no process is left in the group. Start the group before Lock, and
+// have it killed when this process dies (objsync lock and elect do so for
+// the commands they run, with a guardian process). Processes that leave
+// the group (setsid, setpgid) escape the check. It has no effect with
+// WithoutProcessCheck.
+func WithProcessGroup(pgid int) Option {
+	return func(o *options) {
+		if pgid <= 0 {
+			o.refuse("WithProcessGroup(%d): a process group id is positive", pgid)
+			return
+		}
+		o.group = pgid
+	}
+}
 
 // WithValue sets the holder value stored in the lock object while this
 // Mutex holds it: who holds the lock, in the caller's terms (an address, a

@@ -3,6 +3,7 @@ package objsync_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/objsync/objsync"
+	"github.com/objsync/objsync/driver"
 )
 
 // startHolder runs the test binary as a holder (holdUntilKilled) of the
@@ -33,7 +35,13 @@ func startHolder(t *testing.T, role, lock string, prefix ...string) (*exec.Cmd, 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
+	r := bufio.NewReader(out)
+	line, err := r.ReadString('\n')
+	if group, ok := strings.CutPrefix(line, "group "); ok {
+		pgid, _ := strconv.Atoi(strings.TrimSpace(group))
+		t.Cleanup(func() { syscall.Kill(-pgid, syscall.SIGKILL) })
+		line, err = r.ReadString('\n')
+	}
 	var fence int64
 	if _, serr := fmt.Sscanf(line, "held %d", &fence); err != nil || serr != nil {
 		t.Fatalf("holder said %q (%v)", line, err)
@@ -125,5 +133,51 @@ func TestHolderEndedElsewhere(t *testing.T) {
 	}
 	if ok, _, err := m.TryLock(context.Background(), time.Minute); ok || err != nil {
 		t.Fatalf("TryLock of the lock of a holder of another pid namespace = %v, %v; want false", ok, err)
+	}
+}
+
+// TestHolderEndedGroup: a holder whose work runs in a process group
+// (WithProcessGroup) counts as ended only once the group is empty too.
+func TestHolderEndedGroup(t *testing.T) {
+	lock := t.TempDir() + "/lock"
+	holder, fence := startHolder(t, "hold-group", lock)
+	m, err := objsync.Open("file", lock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	holder.Process.Kill()
+	holder.Wait()
+	st, err := m.Inspect(context.Background())
+	if err != nil || !st.Held || st.HolderGone {
+		t.Fatalf("Inspect with the holder killed, its group not: %+v, %v; want held, not gone", st, err)
+	}
+	if ok, _, err := m.TryLock(context.Background(), time.Minute); ok || err != nil {
+		t.Fatalf("TryLock with the holder's group left = %v, %v; want false", ok, err)
+	}
+	d, _ := driver.Lookup("file")
+	store, key, err := d.Open(lock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _, err := store.Read(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj struct{ Pgid int }
+	if err := json.Unmarshal(data, &obj); err != nil || obj.Pgid <= 0 {
+		t.Fatalf("the lock object names no process group (%v): %s", err, data)
+	}
+	syscall.Kill(-obj.Pgid, syscall.SIGKILL)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if ok, got, err := m.TryLock(context.Background(), time.Minute); ok && err == nil {
+			if got != fence+1 {
+				t.Fatalf("fence %d after the holder's %d", got, fence)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("TryLock still fails 5s after the holder's group was killed")
+		}
 	}
 }

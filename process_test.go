@@ -33,6 +33,16 @@ func runRole(role string) int {
 		opts = append(opts, objsync.WithQueue())
 	case "hold-unchecked":
 		opts = append(opts, objsync.WithoutProcessCheck())
+	case "hold-group":
+		// Work in a process group of its own, which outlives this one.
+		g := exec.Command("sleep", "60")
+		g.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := g.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Printf("group %d\n", g.Process.Pid)
+		opts = append(opts, objsync.WithProcessGroup(g.Process.Pid))
 	}
 	m, err := objsync.Open("file", lock, opts...)
 	if err != nil {
@@ -51,7 +61,7 @@ func runRole(role string) int {
 		err = contend(m, j)
 	case "elect":
 		err = elect(m, j)
-	case "hold", "hold-queue", "hold-unchecked":
+	case "hold", "hold-queue", "hold-unchecked", "hold-group":
 		err = holdUntilKilled(m)
 	default:
 		err = fmt.Errorf("unknown role %q", role)

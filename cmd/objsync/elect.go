@@ -106,8 +106,7 @@ func runLeader(args []string) error {
 	if err != nil {
 		return err
 	}
-	// The command may outlive objsync if it is killed (see lock).
-	m := objsync.NewMutex(store, key, objsync.WithoutProcessCheck())
+	m := objsync.NewMutex(store, key)
 	defer m.Close()
 	e := objsync.NewElection(m)
 	show := func(l objsync.Leader, confirmed bool) error {

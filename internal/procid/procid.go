@@ -17,6 +17,9 @@ type ID struct {
 	// (field 22 of /proc/PID/stat): with Boot and PID, it tells the
 	// process apart from a later one given the same pid.
 	Start uint64
+	// Group, if not 0, is a process group that the process's work runs
+	// in: it has ended only once no process is left in it.
+	Group int
 }
 
 // Known reports whether id identifies a process.
@@ -39,7 +42,8 @@ func Of(pid int) ID {
 // id is known, recorded on this machine since its last boot and in the
 // pid namespace of this process, and no process with its pid and start
 // time runs (none has its pid, or one that started at another time, or
-// one that has exited and not yet been reaped). Whenever it cannot be
+// one that has exited and not yet been reaped), nor any process in its
+// Group (kill(-Group, 0) answers ESRCH). Whenever it cannot be
 // sure (another machine, boot or namespace, a /proc that hides other
 // users' processes), it returns false.
 func Ended(id ID) bool {
@@ -47,8 +51,11 @@ func Ended(id ID) bool {
 	if !id.Known() || !me.Known() || id.Boot != me.Boot || id.PIDNS != me.PIDNS {
 		return false
 	}
-	if id.PID == me.PID {
-		return id.Start != me.Start
+	switch {
+	case id.PID == me.PID && id.Start == me.Start:
+		return false // this process
+	case id.PID != me.PID && !ended(id):
+		return false
 	}
-	return ended(id)
+	return id.Group <= 0 || groupEnded(id.Group)
 }

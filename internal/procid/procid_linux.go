@@ -54,6 +54,9 @@ func ended(id ID) bool {
 	return st.start != id.Start || st.state == 'Z' || st.state == 'X'
 }
 
+// groupEnded reports whether no process is left in process group g.
+func groupEnded(g int) bool { return errors.Is(syscall.Kill(-g, 0), syscall.ESRCH) }
+
 // stat is what Ended needs of /proc/PID/stat.
 type stat struct {
 	pid   int

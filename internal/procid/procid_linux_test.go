@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -159,5 +160,48 @@ func TestOtherNamespace(t *testing.T) {
 	inner, ended = judgeIn(t, id, "--pid", "--fork")
 	if inner.Known() || ended {
 		t.Errorf("with the /proc of another namespace: identity %+v, judged ended %v; want none, false", inner, ended)
+	}
+}
+
+// TestGroup: a process whose work runs in a process group has ended only
+// once the group is empty too.
+func TestGroup(t *testing.T) {
+	_, id := child(t)
+	group := exec.Command("sh", "-c", "sleep 60 & echo started; wait")
+	group.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := group.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := group.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-group.Process.Pid, syscall.SIGKILL); group.Wait() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); line != "started\n" {
+		t.Fatalf("the shell said %q (%v)", line, err)
+	}
+	id.Group = group.Process.Pid
+	syscall.Kill(id.PID, syscall.SIGKILL)
+	for deadline := time.Now().Add(5 * time.Second); !Ended(ID{Boot: id.Boot, PIDNS: id.PIDNS, PID: id.PID, Start: id.Start}); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the killed process not judged ended after 5s")
+		}
+	}
+	// The shell, then its sleep once the shell is gone.
+	for range 2 {
+		if Ended(id) {
+			t.Fatal("judged ended with processes left in its group")
+		}
+		group.Process.Kill()
+		group.Wait()
+	}
+	if Ended(id) {
+		t.Fatal("judged ended with the sleep(1) left in its group")
+	}
+	syscall.Kill(-id.Group, syscall.SIGKILL)
+	for deadline := time.Now().Add(5 * time.Second); !Ended(id); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("not judged ended 5s after its group was killed")
+		}
 	}
 }

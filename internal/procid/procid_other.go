@@ -7,3 +7,5 @@ func self() ID { return ID{} }
 func ended(ID) bool { return false }
 
 func of(int) ID { return ID{} }
+
+func groupEnded(int) bool { return false }
