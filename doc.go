@@ -174,26 +174,30 @@
 //
 // On Linux every held state (and every waiter of a queue) records, beside
 // the host name and pid, what makes the pid mean one process: the
-// kernel's boot id, the pid namespace (the link /proc/self/ns/pid) and the
-// process's start time in clock ticks after boot (field 22 of its
-// /proc/PID/stat). A contender whose own boot id and pid namespace are the
-// same, and which finds no process with that pid (kill(pid, 0) answers
-// ESRCH), or one with another start time (the pid was reused), or one that
-// has exited and not been reaped, knows that the holder has ended: it
-// takes the lock over at once, with the same conditional write as after
-// the TTL, and a queue waiter ends the turn of such a head at once. It
-// judges nothing where it cannot be sure: another machine or container
-// (containers share the boot id but not the pid namespace), a boot since,
-// a /proc that belongs to another pid namespace than its own, a process
-// hidden from it (hidepid), or a holder that recorded nothing (other
-// systems, objsync before this, WithoutProcessCheck). Inspect reports it
-// as State.HolderGone, and Leader as no leader.
+// kernel's boot id, the pid and time namespaces (the links
+// /proc/self/ns/pid and time) and the process's start time in clock ticks
+// after boot (field 22 of its /proc/PID/stat, which the reader's time
+// namespace shifts). A contender with the same host name, boot id and
+// namespaces that finds no process with that pid (kill(pid, 0) answers
+// ESRCH), or one with another start time (the pid was reused), or one
+// whose every thread has exited and that is not yet reaped, knows that the
+// holder has ended; with WithProcessGroup, no process may be left in the
+// group either (kill(-pgid, 0) answers ESRCH). It then takes the lock over
+// at once, with the same conditional write as after the TTL, and a queue
+// waiter ends the turn of such a head at once. It judges nothing where it
+// cannot be sure: another machine or container (containers share the boot
+// id but not the pid namespace), a boot since, a /proc that belongs to
+// another pid namespace than its own, a process hidden from it (hidepid),
+// or a holder that recorded nothing (other systems, objsync before this,
+// WithoutProcessCheck). Inspect reports it as State.HolderGone, and Leader
+// as no leader. A process restored from a checkpoint (CRIU) has a new
+// start time, and counts as ended: do not checkpoint a holder.
 //
-// It is safe only if nothing works under the lock once the holder's
-// process has ended. A holder whose work runs in other processes (a
-// command it started, which may outlive it) must not record itself:
-// WithoutProcessCheck, which objsync lock and objsync elect use for the
-// commands they run.
+// It is safe only if nothing works under the lock once the holder has
+// ended. Work in other processes must be in the process group given to
+// WithProcessGroup, and killed when the holder dies (objsync lock does
+// both: see its documentation), or the holder must not record itself
+// (WithoutProcessCheck).
 //
 // # Renewal and loss
 //

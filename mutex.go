@@ -345,8 +345,8 @@ var hostname, _ = os.Hostname()
 // WithoutProcessCheck was given.
 func (o *options) process() holderProcess {
 	p := holderProcess{Host: hostname, PID: os.Getpid()}
-	if id := procid.Self(); id.Known() && !o.noProcessCheck {
-		p.Boot, p.PIDNS, p.Start, p.Group = id.Boot, id.PIDNS, id.Start, o.group
+	if id := procid.Self(); id.Known() && id.Host == hostname && !o.noProcessCheck {
+		p.Boot, p.PIDNS, p.TimeNS, p.Start, p.Group = id.Boot, id.PIDNS, id.TimeNS, id.Start, o.group
 	}
 	return p
 }

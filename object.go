@@ -80,16 +80,17 @@ type waiter struct {
 }
 
 // holderProcess is the process of a holder or waiter: its host name and
-// pid, for people, and where its system has /proc what lets a process on
-// the same machine know that it has ended (package procid): the kernel's
-// boot id, the pid namespace and the start time. A contender that finds it
+// pid, and where its system has /proc what lets a process on the same
+// machine know that it has ended (package procid): the kernel's boot id,
+// the pid and time namespaces and the start time. A contender that finds it
 // ended takes the lock over without waiting out its TTL.
 type holderProcess struct {
-	Host  string `json:"host,omitempty"`
-	PID   int    `json:"pid,omitempty"`
-	Boot  string `json:"boot_id,omitempty"`
-	PIDNS string `json:"pid_ns,omitempty"`
-	Start uint64 `json:"start_ticks,omitempty"`
+	Host   string `json:"host,omitempty"`
+	PID    int    `json:"pid,omitempty"`
+	Boot   string `json:"boot_id,omitempty"`
+	PIDNS  string `json:"pid_ns,omitempty"`
+	TimeNS string `json:"time_ns,omitempty"`
+	Start  uint64 `json:"start_ticks,omitempty"`
 	// Group is a process group that the holder's work runs in
 	// (WithProcessGroup): the holder has ended only once it is empty.
 	Group int `json:"pgid,omitempty"`
@@ -97,7 +98,7 @@ type holderProcess struct {
 
 // ended reports whether the process is known to have ended: procid.Ended.
 func (p holderProcess) ended() bool {
-	return procid.Ended(procid.ID{Boot: p.Boot, PIDNS: p.PIDNS, PID: p.PID, Start: p.Start, Group: p.Group})
+	return procid.Ended(procid.ID{Host: p.Host, Boot: p.Boot, PIDNS: p.PIDNS, TimeNS: p.TimeNS, PID: p.PID, Start: p.Start, Group: p.Group})
 }
 
 // maxQueue bounds the queue, and so the size of the lock object: waiters

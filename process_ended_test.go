@@ -2,12 +2,14 @@ package objsync_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -179,5 +181,108 @@ func TestHolderEndedGroup(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("TryLock still fails 5s after the holder's group was killed")
 		}
+	}
+}
+
+// leaderExitsEnv makes the test binary hold the lock at OBJSYNC_TEST_LOCK
+// with a 3s lease, print "held FENCE", and then end its main thread (the
+// thread group's leader) with exit(2), not exit_group(2): the rest of the
+// process, and its renewals, run on.
+const leaderExitsEnv = "OBJSYNC_TEST_LEADER_EXITS"
+
+func init() {
+	if os.Getenv(leaderExitsEnv) == "" {
+		return
+	}
+	runtime.LockOSThread() // init runs on the main thread: stay there
+	m, err := objsync.Open("file", os.Getenv("OBJSYNC_TEST_LOCK"))
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(2)
+	}
+	fence, err := m.Lock(context.Background(), 3*time.Second)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(2)
+	}
+	fmt.Printf("held %d\n", fence)
+	syscall.Syscall(syscall.SYS_EXIT, 0, 0, 0)
+}
+
+// TestHolderLeaderThreadExited (found by review): a holder whose first
+// thread has exited shows as a zombie in /proc/PID/stat while its other
+// threads run and renew: it was judged ended and its lock taken.
+func TestHolderLeaderThreadExited(t *testing.T) {
+	lock := t.TempDir() + "/lock"
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), leaderExitsEnv+"=1", "OBJSYNC_TEST_LOCK="+lock)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if line, _ := bufio.NewReader(out).ReadString('\n'); !strings.HasPrefix(line, "held ") {
+		t.Fatalf("holder said %q", line)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+		if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the holder's first thread has not exited after 5s: %s", stat)
+		}
+	}
+	m, err := objsync.Open("file", lock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if st, err := m.Inspect(context.Background()); err != nil || !st.Held || st.HolderGone {
+		t.Errorf("Inspect of a live holder's lock: %+v, %v; want held, not gone", st, err)
+	}
+	if ok, _, err := m.TryLock(context.Background(), time.Minute); ok || err != nil {
+		t.Errorf("TryLock of a live holder's lock = %v, %v; want false", ok, err)
+	}
+}
+
+// TestHolderOtherTimeNamespace (found by review): /proc shows start times
+// shifted by the reader's boot-time offset, so a live holder in another
+// time namespace (same pid namespace) was judged ended.
+func TestHolderOtherTimeNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, for unshare --time (CI runs as root)")
+	}
+	for _, tc := range []struct {
+		role string
+		opts []objsync.Option
+	}{{"hold", nil}, {"hold-queue", []objsync.Option{objsync.WithQueue()}}} {
+		t.Run(tc.role, func(t *testing.T) {
+			lock := t.TempDir() + "/lock"
+			holder, _ := startHolder(t, tc.role, lock, "unshare", "--time", "--boottime", "1000", "--fork", "--kill-child")
+			m, err := objsync.Open("file", lock, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			if st, err := m.Inspect(context.Background()); err != nil || !st.Held || st.HolderGone {
+				t.Errorf("Inspect of a live holder's lock: %+v, %v; want held, not gone", st, err)
+			}
+			if tc.opts == nil {
+				if _, err := objsync.NewElection(m).Leader(context.Background()); err != nil {
+					t.Errorf("Leader with a live leader: %v", err)
+				}
+			}
+			if ok, _, err := m.TryLock(context.Background(), time.Minute); ok || err != nil {
+				t.Errorf("TryLock of a live holder's lock = %v, %v; want false", ok, err)
+			}
+			if holder.ProcessState != nil {
+				t.Error("the holder is not running")
+			}
+		})
 	}
 }

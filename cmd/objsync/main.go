@@ -80,6 +80,9 @@ var commands = map[string]func(args []string) error{
 }
 
 func main() {
+	if code, ok := runInternal(); ok {
+		os.Exit(code)
+	}
 	os.Exit(exitCode(run(os.Args[1:])))
 }
 

@@ -1,18 +1,27 @@
 // Package procid identifies a process well enough for another process on
-// the same machine to know that it has ended: the kernel's boot id, the
-// pid namespace, the pid, and the process's start time. On Linux these
-// come from /proc; elsewhere a process has no identity, and no process is
-// ever judged ended.
+// the same machine to know that it has ended: the host name, the kernel's
+// boot id, the pid and time namespaces, the pid, and the process's start
+// time. On Linux these come from /proc; elsewhere a process has no
+// identity, and no process is ever judged ended.
 package procid
+
+import "math"
 
 // ID identifies a process. The zero ID identifies none.
 type ID struct {
+	// Host is the host name, which tells apart machines cloned from one
+	// memory snapshot (which share a boot id) if they were renamed.
+	Host string
 	// Boot is the kernel's boot id: a new one at every boot.
 	Boot string
 	// PIDNS names the pid namespace that PID belongs to, as the link
 	// /proc/self/ns/pid reads, for example "pid:[4026531836]".
 	PIDNS string
-	PID   int
+	// TimeNS names the time namespace the process read its Start in
+	// (/proc/self/ns/time; empty on kernels without them): /proc shows
+	// start times shifted by the reader's boot-time offset.
+	TimeNS string
+	PID    int
 	// Start is when the process started, in clock ticks after boot
 	// (field 22 of /proc/PID/stat): with Boot and PID, it tells the
 	// process apart from a later one given the same pid.
@@ -23,7 +32,12 @@ type ID struct {
 }
 
 // Known reports whether id identifies a process.
-func (id ID) Known() bool { return id.Boot != "" && id.PIDNS != "" && id.PID > 0 && id.Start > 0 }
+// A pid or group beyond what the kernel's pid_t holds is not: kill(2)
+// would take it for another.
+func (id ID) Known() bool {
+	return id.Boot != "" && id.PIDNS != "" && id.PID > 0 && id.PID <= math.MaxInt32 && id.Start > 0 &&
+		id.Group >= 0 && id.Group <= math.MaxInt32
+}
 
 // Self returns the identity of this process; the zero ID where it has
 // none.
@@ -39,16 +53,18 @@ func Of(pid int) ID {
 }
 
 // Ended reports whether the process that id identifies has surely ended:
-// id is known, recorded on this machine since its last boot and in the
-// pid namespace of this process, and no process with its pid and start
-// time runs (none has its pid, or one that started at another time, or
-// one that has exited and not yet been reaped), nor any process in its
+// id is known, recorded on this machine (host name and boot id) since its
+// last boot and in the pid and time namespaces of this process, and no
+// process with its pid and start time runs (none has its pid, or one that
+// started at another time, or one whose every thread has exited and that
+// is not yet reaped), nor any process in its
 // Group (kill(-Group, 0) answers ESRCH). Whenever it cannot be
 // sure (another machine, boot or namespace, a /proc that hides other
-// users' processes), it returns false.
+// users' processes), it returns false. A process restored from a
+// checkpoint (CRIU) has a new start time: it counts as another.
 func Ended(id ID) bool {
 	me := Self()
-	if !id.Known() || !me.Known() || id.Boot != me.Boot || id.PIDNS != me.PIDNS {
+	if !id.Known() || !me.Known() || id.Host != me.Host || id.Boot != me.Boot || id.PIDNS != me.PIDNS || id.TimeNS != me.TimeNS {
 		return false
 	}
 	switch {

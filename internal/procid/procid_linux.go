@@ -18,6 +18,11 @@ var self = sync.OnceValue(func() ID {
 	if err != nil {
 		return ID{}
 	}
+	timeNS, _ := os.Readlink("/proc/self/ns/time") // none before Linux 5.6
+	host, err := os.Hostname()
+	if err != nil {
+		return ID{}
+	}
 	// /proc/self is this process as the /proc mount's pid namespace
 	// numbers it: if that is not its own (a /proc of another namespace),
 	// the pids under /proc are not ours, and nothing is judged.
@@ -26,13 +31,13 @@ var self = sync.OnceValue(func() ID {
 	if err != nil || st.pid != pid {
 		return ID{}
 	}
-	return ID{Boot: strings.TrimSpace(string(boot)), PIDNS: ns, PID: pid, Start: st.start}
+	return ID{Host: host, Boot: strings.TrimSpace(string(boot)), PIDNS: ns, TimeNS: timeNS, PID: pid, Start: st.start}
 })
 
 func of(pid int) ID {
 	id := Self()
 	st, err := readStat(strconv.Itoa(pid))
-	if !id.Known() || err != nil || st.pid != pid || st.state == 'Z' || st.state == 'X' {
+	if !id.Known() || err != nil || st.pid != pid || exited(st.state) && allExited(pid) {
 		return ID{}
 	}
 	id.PID, id.Start = pid, st.start
@@ -51,7 +56,26 @@ func ended(id ID) bool {
 	if err != nil || st.pid != id.PID {
 		return false // hidden, or gone just now: not sure
 	}
-	return st.start != id.Start || st.state == 'Z' || st.state == 'X'
+	return st.start != id.Start || exited(st.state) && allExited(id.PID)
+}
+
+func exited(state byte) bool { return state == 'Z' || state == 'X' }
+
+// allExited reports whether every thread of process pid has exited: the
+// state in /proc/PID/stat is its first thread's, which may exit alone.
+func allExited(pid int) bool {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, err := os.ReadDir(dir)
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, task := range tasks {
+		st, err := readStat(strconv.Itoa(pid) + "/task/" + task.Name())
+		if err != nil || !exited(st.state) {
+			return false
+		}
+	}
+	return true
 }
 
 // groupEnded reports whether no process is left in process group g.

@@ -44,10 +44,19 @@ func TestEnded(t *testing.T) {
 	}
 	// Recorded elsewhere, or without what tells processes apart: never
 	// judged, before the process ends or after.
-	unknown := map[string]ID{
-		"another boot":      {Boot: "another", PIDNS: id.PIDNS, PID: id.PID, Start: id.Start},
-		"another namespace": {Boot: id.Boot, PIDNS: "pid:[1]", PID: id.PID, Start: id.Start},
-		"no start time":     {Boot: id.Boot, PIDNS: id.PIDNS, PID: id.PID},
+	unknown := map[string]ID{}
+	for name, change := range map[string]func(*ID){
+		"another host":           func(o *ID) { o.Host = "another" },
+		"another boot":           func(o *ID) { o.Boot = "another" },
+		"another pid namespace":  func(o *ID) { o.PIDNS = "pid:[1]" },
+		"another time namespace": func(o *ID) { o.TimeNS = "time:[1]" },
+		"no start time":          func(o *ID) { o.Start = 0 },
+		"a pid beyond pid_t":     func(o *ID) { o.PID += 1 << 32 },
+		"a group beyond pid_t":   func(o *ID) { o.Group = 1<<32 - 1 },
+	} {
+		other := id
+		change(&other)
+		unknown[name] = other
 	}
 	check := func() {
 		for name, other := range unknown {
@@ -182,7 +191,9 @@ func TestGroup(t *testing.T) {
 	}
 	id.Group = group.Process.Pid
 	syscall.Kill(id.PID, syscall.SIGKILL)
-	for deadline := time.Now().Add(5 * time.Second); !Ended(ID{Boot: id.Boot, PIDNS: id.PIDNS, PID: id.PID, Start: id.Start}); time.Sleep(time.Millisecond) {
+	alone := id
+	alone.Group = 0
+	for deadline := time.Now().Add(5 * time.Second); !Ended(alone); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the killed process not judged ended after 5s")
 		}
