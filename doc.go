@@ -195,9 +195,10 @@
 //
 // It is safe only if nothing works under the lock once the holder has
 // ended. Work in other processes must be in the process group given to
-// WithProcessGroup, and killed when the holder dies (objsync lock does
-// both: see its documentation), or the holder must not record itself
-// (WithoutProcessCheck).
+// WithProcessGroup, and killed when the holder dies (processes that leave
+// the group, as timeout(1) and setsid(1) do, escape the check), or the
+// holder must not record itself (WithoutProcessCheck), as objsync lock and
+// objsync elect do for the commands they run.
 //
 // # Renewal and loss
 //

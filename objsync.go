@@ -132,10 +132,9 @@ func WithoutProcessCheck() Option { return func(o *options) { o.noProcessCheck =
 // the lock runs in process group pgid too: a contender on the same
 // machine takes the lock over at once only when this process has ended
 // and no process is left in the group. Start the group before Lock, and
-// have it killed when this process dies (objsync lock and elect do so for
-// the commands they run, with a guardian process). Processes that leave
-// the group (setsid, setpgid) escape the check. It has no effect with
-// WithoutProcessCheck.
+// have it killed when this process dies. Processes that leave the group
+// (setsid, setpgid: timeout(1) does) escape the check. It has no effect
+// with WithoutProcessCheck.
 func WithProcessGroup(pgid int) Option {
 	return func(o *options) {
 		if pgid <= 0 {

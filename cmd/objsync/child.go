@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"strconv"
 	"syscall"
 	"time"
 	"unsafe"
@@ -18,15 +17,12 @@ import (
 )
 
 // child is the command, run in a process group of its own so that the
-// signals objsync sends reach whatever the command started too. It starts
-// before the lock is taken, waiting (startAfterGo), with its guardian.
+// signals objsync sends reach whatever the command started too.
 type child struct {
 	pid      int         // also the process group's id
 	states   chan waited // its stops, then its exit
 	tty      *os.File    // objsync's controlling terminal, or nil
 	wantsTTY bool        // it tried to use the terminal
-	goPipe   *os.File    // "go" starts the command; closed, it exits
-	guard    *guardian
 }
 
 type waited struct {
@@ -34,67 +30,31 @@ type waited struct {
 	err error
 }
 
-// startChild starts the process that will run the command path with argv,
-// once run gives it the fence, and the guardian of its process group.
-func startChild(path string, argv []string) (*child, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	goR, goW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
+func startChild(path string, argv, env []string) (*child, error) {
 	attr := &syscall.SysProcAttr{Setpgid: true}
 	setDeathSignal(attr)
 	// The death signal comes when the thread that started the command
 	// ends, not the process: keep this goroutine, the main one, on its
 	// thread for good.
 	runtime.LockOSThread()
-	p, err := os.StartProcess(self, append([]string{argv[0], path}, argv...), &os.ProcAttr{
-		Env:   append(os.Environ(), internalEnv+"="+roleStart),
-		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr, goR},
+	p, err := os.StartProcess(path, argv, &os.ProcAttr{
+		Env:   env,
+		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
 		Sys:   attr,
 	})
-	goR.Close()
 	if err != nil {
-		goW.Close()
 		return nil, err
 	}
-	c := &child{pid: p.Pid, states: make(chan waited), goPipe: goW}
+	c := &child{pid: p.Pid, states: make(chan waited)}
 	p.Release() // wait4 below reaps it
-	go c.wait()
-	if c.guard, err = startGuardian(c.pid); err != nil {
-		c.abort()
-		return nil, err
-	}
 	if tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0); err == nil {
 		c.tty = tty
 		// Taking the terminal back from the command's group is done from
 		// the background, which SIGTTOU would otherwise stop.
 		signal.Ignore(syscall.SIGTTOU)
 	}
+	go c.wait()
 	return c, nil
-}
-
-// run has the command run, with the fence and the lock's location.
-func (c *child) run(fence int64, lock string) error {
-	_, err := fmt.Fprintf(c.goPipe, "go %d %s\n", fence, strconv.Quote(lock))
-	c.goPipe.Close()
-	return err
-}
-
-// abort ends the child before the command ran, and its guardian.
-func (c *child) abort() {
-	c.goPipe.Close()
-	for w := range c.states {
-		if w.err != nil || !w.ws.Stopped() {
-			break
-		}
-	}
-	if c.guard != nil {
-		c.guard.done()
-	}
 }
 
 // wait reports the command's job-control stops and then its exit.
@@ -117,17 +77,10 @@ func (c *child) wait() {
 // command's exit status, as a shell reports it, and whether the lock was
 // lost.
 func (c *child) supervise(m *objsync.Mutex, grace time.Duration, sigs <-chan os.Signal) (status int, lost bool) {
-	defer c.guard.done()
-	done, guardGone := m.Done(), c.guard.gone
+	done := m.Done()
 	var kill <-chan time.Time
 	for {
 		select {
-		case <-guardGone:
-			// Nothing would kill the command if objsync died now.
-			guardGone, lost = nil, true
-			out.errorf("the guardian of the command's process group has died; sending SIGTERM to the command, and SIGKILL after %v", grace)
-			c.forward(syscall.SIGTERM)
-			kill = time.After(grace)
 		case w := <-c.states:
 			switch {
 			case w.err != nil:

@@ -116,17 +116,9 @@
 //     or bg continue both. While objsync is stopped nothing renews the
 //     lease: a job stopped for longer than the ttl loses the lock, and its
 //     command is stopped when it is continued.
-//   - If objsync dies (kill -9, the OOM killer), a guardian process, which
-//     objsync starts in a session of its own before it takes the lock,
-//     kills the command's whole process group with SIGKILL, grandchildren
-//     that ignore SIGTERM included (Linux also sends the command itself
-//     SIGTERM first). Processes that leave the group (setsid) escape it.
-//     The lock records objsync's process and the group, which exists from
-//     before the lock is taken (the command starts at once when it is):
-//     on Linux, objsync lock on the same machine takes the lock as soon as
-//     neither runs, even with --try; elsewhere, after the ttl. If the
-//     guardian dies, objsync stops the command as if the lock were lost
-//     (exit 123).
+//   - If objsync is killed with SIGKILL, Linux sends the command SIGTERM
+//     (elsewhere the command runs on, and the lock is taken over after its
+//     ttl).
 //
 // If the release fails (the store is unreachable), objsync says so and
 // still exits with the command's status: the command did run under the

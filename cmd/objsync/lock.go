@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -101,23 +102,11 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 	if err != nil {
 		return err
 	}
-	// The command's process group exists from before the lock is taken
-	// until nothing of it runs: with objsync's process, it is what a
-	// contender on this machine checks before it takes the lock from a
-	// holder that died (see guard.go).
-	c, err := startChild(path, argv)
-	if err != nil {
-		return cannotRun(err)
-	}
 	// A hold that cannot be renewed ends --grace before its lease does:
 	// SIGTERM then, SIGKILL when the lease ends (see supervise).
-	opts := append(queue.options(), objsync.WithValue(*value), objsync.WithLossNotice(o.grace), objsync.WithProcessGroup(c.pid))
-	if name == "elect" {
-		// Followers (objsync leader) still wait out the ttl of a leader
-		// that died: how they report it is yet to be settled.
-		opts = append(opts, objsync.WithoutProcessCheck())
-	}
-	m := objsync.NewMutex(store, key, opts...)
+	// The command, and what it starts, may outlive objsync if it is
+	// killed: only the TTL may free the lock then.
+	m := objsync.NewMutex(store, key, append(queue.options(), objsync.WithValue(*value), objsync.WithLossNotice(o.grace), objsync.WithoutProcessCheck())...)
 	defer m.Close() // releases the lock on the paths that do not Unlock
 
 	// Until the command runs these signals end the wait; then they are
@@ -126,13 +115,13 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	fence, err := acquire(m, o, sigs)
 	if err != nil {
-		c.abort()
 		return err
 	}
 	// From now on objsync follows the command's job-control stops.
 	signal.Notify(sigs, syscall.SIGTSTP, syscall.SIGCONT)
-	if err := c.run(fence, m.String()); err != nil {
-		c.abort()
+	env := append(os.Environ(), "OBJSYNC_FENCE="+strconv.FormatInt(fence, 10), "OBJSYNC_LOCK="+m.String())
+	c, err := startChild(path, argv, env)
+	if err != nil {
 		return cannotRun(err)
 	}
 	status, lost := c.supervise(m, o.grace, sigs)

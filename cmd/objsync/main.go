@@ -80,9 +80,6 @@ var commands = map[string]func(args []string) error{
 }
 
 func main() {
-	if code, ok := runInternal(); ok {
-		os.Exit(code)
-	}
 	os.Exit(exitCode(run(os.Args[1:])))
 }
 
