@@ -51,6 +51,30 @@ func startHolder(t *testing.T, role, lock string, prefix ...string) (*exec.Cmd, 
 	return cmd, fence
 }
 
+// holdsOn checks that the file lock at lock is held, by a holder not
+// judged gone: Inspect says so, TryLock fails, and (for a plain lock)
+// Leader names a leader. It returns the Mutex it opened with opts.
+func holdsOn(t *testing.T, lock string, opts ...objsync.Option) *objsync.Mutex {
+	t.Helper()
+	m, err := objsync.Open("file", lock, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if st, err := m.Inspect(context.Background()); err != nil || !st.Held || st.HolderGone {
+		t.Errorf("Inspect: %+v, %v; want held, not gone", st, err)
+	}
+	if len(opts) == 0 {
+		if _, err := objsync.NewElection(m).Leader(context.Background()); err != nil {
+			t.Errorf("Leader: %v; want the holder", err)
+		}
+	}
+	if ok, _, err := m.TryLock(context.Background(), time.Minute); ok || err != nil {
+		t.Errorf("TryLock = %v, %v; want false", ok, err)
+	}
+	return m
+}
+
 // TestHolderEnded: a holder killed with SIGKILL on this machine, in this
 // pid namespace, leaves a lock that a TryLock in a fresh process takes over
 // at once, with the next fence; Inspect says the holder is gone, and
@@ -125,17 +149,7 @@ func TestHolderEndedElsewhere(t *testing.T) {
 			t.Fatal("the holder in the other namespace still runs after 5s")
 		}
 	}
-	m, err := objsync.Open("file", lock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	if st, err := m.Inspect(context.Background()); err != nil || !st.Held || st.HolderGone {
-		t.Fatalf("Inspect: %+v, %v; want held, not gone", st, err)
-	}
-	if ok, _, err := m.TryLock(context.Background(), time.Minute); ok || err != nil {
-		t.Fatalf("TryLock of the lock of a holder of another pid namespace = %v, %v; want false", ok, err)
-	}
+	holdsOn(t, lock)
 }
 
 // TestHolderEndedGroup: a holder whose work runs in a process group
@@ -143,20 +157,9 @@ func TestHolderEndedElsewhere(t *testing.T) {
 func TestHolderEndedGroup(t *testing.T) {
 	lock := t.TempDir() + "/lock"
 	holder, fence := startHolder(t, "hold-group", lock)
-	m, err := objsync.Open("file", lock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
 	holder.Process.Kill()
 	holder.Wait()
-	st, err := m.Inspect(context.Background())
-	if err != nil || !st.Held || st.HolderGone {
-		t.Fatalf("Inspect with the holder killed, its group not: %+v, %v; want held, not gone", st, err)
-	}
-	if ok, _, err := m.TryLock(context.Background(), time.Minute); ok || err != nil {
-		t.Fatalf("TryLock with the holder's group left = %v, %v; want false", ok, err)
-	}
+	m := holdsOn(t, lock) // the group runs on
 	d, _ := driver.Lookup("file")
 	store, key, err := d.Open(lock)
 	if err != nil {
@@ -184,14 +187,12 @@ func TestHolderEndedGroup(t *testing.T) {
 	}
 }
 
-// leaderExitsEnv makes the test binary hold the lock at OBJSYNC_TEST_LOCK
-// with a 3s lease, print "held FENCE", and then end its main thread (the
-// thread group's leader) with exit(2), not exit_group(2): the rest of the
-// process, and its renewals, run on.
-const leaderExitsEnv = "OBJSYNC_TEST_LEADER_EXITS"
-
+// The role "leader-exits" holds the lock at OBJSYNC_TEST_LOCK with a 3s
+// lease, prints "held FENCE", and then ends its main thread (the thread
+// group's leader) with exit(2), not exit_group(2): the rest of the
+// process, and its renewals, run on. It runs in init, on the main thread.
 func init() {
-	if os.Getenv(leaderExitsEnv) == "" {
+	if os.Getenv(roleEnv) != "leader-exits" {
 		return
 	}
 	runtime.LockOSThread() // init runs on the main thread: stay there
@@ -214,20 +215,7 @@ func init() {
 // threads run and renew: it was judged ended and its lock taken.
 func TestHolderLeaderThreadExited(t *testing.T) {
 	lock := t.TempDir() + "/lock"
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), leaderExitsEnv+"=1", "OBJSYNC_TEST_LOCK="+lock)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	if line, _ := bufio.NewReader(out).ReadString('\n'); !strings.HasPrefix(line, "held ") {
-		t.Fatalf("holder said %q", line)
-	}
+	cmd, _ := startHolder(t, "leader-exits", lock)
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
 		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
 		if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
@@ -237,17 +225,7 @@ func TestHolderLeaderThreadExited(t *testing.T) {
 			t.Fatalf("the holder's first thread has not exited after 5s: %s", stat)
 		}
 	}
-	m, err := objsync.Open("file", lock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	if st, err := m.Inspect(context.Background()); err != nil || !st.Held || st.HolderGone {
-		t.Errorf("Inspect of a live holder's lock: %+v, %v; want held, not gone", st, err)
-	}
-	if ok, _, err := m.TryLock(context.Background(), time.Minute); ok || err != nil {
-		t.Errorf("TryLock of a live holder's lock = %v, %v; want false", ok, err)
-	}
+	holdsOn(t, lock)
 }
 
 // TestHolderOtherTimeNamespace (found by review): /proc shows start times
@@ -264,22 +242,7 @@ func TestHolderOtherTimeNamespace(t *testing.T) {
 		t.Run(tc.role, func(t *testing.T) {
 			lock := t.TempDir() + "/lock"
 			holder, _ := startHolder(t, tc.role, lock, "unshare", "--time", "--boottime", "1000", "--fork", "--kill-child")
-			m, err := objsync.Open("file", lock, tc.opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
-			if st, err := m.Inspect(context.Background()); err != nil || !st.Held || st.HolderGone {
-				t.Errorf("Inspect of a live holder's lock: %+v, %v; want held, not gone", st, err)
-			}
-			if tc.opts == nil {
-				if _, err := objsync.NewElection(m).Leader(context.Background()); err != nil {
-					t.Errorf("Leader with a live leader: %v", err)
-				}
-			}
-			if ok, _, err := m.TryLock(context.Background(), time.Minute); ok || err != nil {
-				t.Errorf("TryLock of a live holder's lock = %v, %v; want false", ok, err)
-			}
+			holdsOn(t, lock, tc.opts...)
 			if holder.ProcessState != nil {
 				t.Error("the holder is not running")
 			}
