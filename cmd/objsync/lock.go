@@ -163,7 +163,7 @@ func acquire(m *objsync.Mutex, o lockOptions, sigs <-chan os.Signal) (int64, err
 		ctx, stop = context.WithTimeout(ctx, o.timeout)
 		defer stop()
 	}
-	timedOut := func() error { return notAcquired(m, fmt.Sprintf("gave up after %v (--timeout)", o.timeout)) }
+	timedOut := func() error { return notAcquired(m, fmt.Sprintf("gave up after %v (--timeout)", o.timeout), o.timeout) }
 
 	// A first try, so that nothing is said when the lock is free.
 	ok, fence, err := m.TryLock(ctx, o.ttl)
@@ -175,7 +175,7 @@ func acquire(m *objsync.Mutex, o lockOptions, sigs <-chan os.Signal) (int64, err
 	case err != nil && (o.try || !driver.IsRetryable(err)):
 		return 0, err
 	case o.try:
-		return 0, notAcquired(m, "not waiting (--try)")
+		return 0, notAcquired(m, "not waiting (--try)", 0)
 	}
 
 	type result struct {
@@ -218,16 +218,25 @@ func acquire(m *objsync.Mutex, o lockOptions, sigs <-chan os.Signal) (int64, err
 // account: reading a lock to report on it, breaking it, probing a store.
 const storeTimeout = 30 * time.Second
 
-// notAcquired reports that the lock was not taken, and who holds it if a
-// read tells quickly: a user who gave up waiting is not kept waiting.
-func notAcquired(m *objsync.Mutex, why string) error {
+// notAcquired reports that the lock was not taken after waiting as long as
+// waited, and who holds it if a read tells quickly: a user who gave up
+// waiting is not kept waiting. After a wait shorter than the ttl it says
+// how to get a lock whose holder died.
+func notAcquired(m *objsync.Mutex, why string, waited time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout/10)
 	defer cancel()
 	st, err := m.Inspect(ctx)
 	if err != nil {
 		return &exitError{exitNotAcquired, fmt.Errorf("%s not acquired: %s", m, why)}
 	}
-	return &exitError{exitNotAcquired, fmt.Errorf("%s is %s; %s", m, describe(st), why)}
+	msg := fmt.Sprintf("%s is %s; %s", m, describe(st), why)
+	if st.Held && st.Unchanged < st.TTL && waited < st.TTL+st.TTL/100 {
+		// One read, or a wait shorter than the ttl, cannot tell a holder
+		// that died (on another machine, or as objsync lock) from a live one.
+		msg += fmt.Sprintf("; a holder that died frees it once unchanged for its ttl of %v: wait for it with --timeout %v, or break it with 'objsync unlock --force'",
+			st.TTL, (st.TTL + st.TTL/100 + time.Second).Truncate(time.Second))
+	}
+	return &exitError{exitNotAcquired, errors.New(msg)}
 }
 
 // statusLine is the line on stderr that says who holds the lock while lock

@@ -68,7 +68,7 @@ func TestTryWhileHeld(t *testing.T) {
 	}
 	line := oneLine(t, "stderr", r.stderr)
 	want := fmt.Sprintf(`objsync: file://%s/lock is held by "holder A" on host `, dir)
-	if !strings.HasPrefix(line, want) || !strings.Contains(line, fmt.Sprintf("pid %d, fence 1, since ", h.cmd.Process.Pid)) || !strings.HasSuffix(line, "(holder's clock); not waiting (--try)") {
+	if !strings.HasPrefix(line, want) || !strings.Contains(line, fmt.Sprintf("pid %d, fence 1, since ", h.cmd.Process.Pid)) || !strings.HasSuffix(line, "(holder's clock); not waiting (--try); a holder that died frees it once unchanged for its ttl of 30s: wait for it with --timeout 31s, or break it with 'objsync unlock --force'") {
 		t.Errorf("stderr = %q; want it to say who holds the lock", line)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "ran")); err == nil {
@@ -83,7 +83,7 @@ func TestTimeout(t *testing.T) {
 	if r.code != exitNotAcquired {
 		t.Errorf("exit code %d, want %d", r.code, exitNotAcquired)
 	}
-	if line := oneLine(t, "stderr", r.stderr); !strings.HasSuffix(line, "; gave up after 300ms (--timeout)") {
+	if line := oneLine(t, "stderr", r.stderr); !strings.Contains(line, "; gave up after 300ms (--timeout); a holder that died frees it once unchanged for its ttl of 30s: wait for it with --timeout 31s") {
 		t.Errorf("stderr = %q", line)
 	}
 }
