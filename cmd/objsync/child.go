@@ -73,9 +73,10 @@ func (c *child) wait() {
 }
 
 // supervise waits for the command to exit, passing on the signals objsync
-// gets and stopping the command if the lock is lost. It returns the
-// command's exit status, as a shell reports it, and whether the lock was
-// lost.
+// gets and stopping the command if the lock is lost: SIGTERM to its group,
+// and SIGKILL when grace ends, even if the command exited before. It
+// returns the command's exit status, as a shell reports it, and whether
+// the lock was lost.
 func (c *child) supervise(m *objsync.Mutex, grace time.Duration, sigs <-chan os.Signal) (status int, lost bool) {
 	done := m.Done()
 	var kill <-chan time.Time
@@ -91,6 +92,12 @@ func (c *child) supervise(m *objsync.Mutex, grace time.Duration, sigs <-chan os.
 				continue
 			}
 			c.reclaimTerminal()
+			if kill != nil {
+				// The lock was lost: what is left of the group gets
+				// SIGKILL too, when --grace ends, before objsync exits.
+				<-kill
+				c.signal(syscall.SIGKILL)
+			}
 			if w.ws.Signaled() {
 				return exitSignal + int(w.ws.Signal()), lost
 			}
@@ -103,6 +110,7 @@ func (c *child) supervise(m *objsync.Mutex, grace time.Duration, sigs <-chan os.
 			c.forward(syscall.SIGTERM)
 			kill = time.After(grace)
 		case <-kill:
+			kill = nil
 			c.signal(syscall.SIGKILL)
 		}
 	}

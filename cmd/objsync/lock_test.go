@@ -161,6 +161,28 @@ func TestLostLockKill(t *testing.T) {
 	}
 }
 
+// TestLostLockKillsLeftovers (found by review): when the lock is lost and
+// the command exits on SIGTERM, a process of its group that ignores
+// SIGTERM still gets SIGKILL when --grace ends, before objsync exits; it
+// ran on before.
+func TestLostLockKillsLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	h := startCLI(t, dir, append([]string{"lock", "--ttl", "1s", "--grace", "200ms", "lock"},
+		shell(`(trap "" TERM; while :; do echo $i >> beats; i=$((i+1)); sleep 0.01; done) & touch ready; sleep 30`)...)...)
+	waitFile(t, filepath.Join(dir, "ready"))
+	if r := runCLI(t, dir, "unlock", "--force", "lock"); r.code != 0 {
+		t.Fatalf("unlock --force: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := h.wait(t); r.code != exitLost {
+		t.Errorf("exit code %d, want %d", r.code, exitLost)
+	}
+	before := readFile(t, filepath.Join(dir, "beats"))
+	syscall.Nanosleep(&syscall.Timespec{Nsec: 3e8}, nil)
+	if after := readFile(t, filepath.Join(dir, "beats")); after != before {
+		t.Fatal("a process of the command's group that ignores SIGTERM ran on after objsync exited")
+	}
+}
+
 // TestSignalsForwarded sends SIGINT or SIGTERM to objsync: the command gets
 // it, and the lock is free once objsync has exited with the command's code.
 func TestSignalsForwarded(t *testing.T) {
