@@ -28,8 +28,9 @@ const (
 
 // lockObject is what is stored at a lock's key, as JSON. Holder, Seq,
 // Fence, TTL and State take part in the protocol, and the holder's process
-// identity where a contender can check it (holderProcess); the wall-clock
-// times and the host name are there for people and are never trusted.
+// identity, host name included, where a contender on the same machine can
+// check it (holderProcess); the wall-clock times are there for people and
+// are never trusted.
 type lockObject struct {
 	Format int    `json:"objsync_lock"`
 	State  string `json:"state"`
