@@ -182,7 +182,10 @@
 // ESRCH), or one with another start time (the pid was reused), or one
 // whose every thread has exited and that is not yet reaped, knows that the
 // holder has ended; with WithProcessGroup, no process may be left in the
-// group either (kill(-pgid, 0) answers ESRCH). It then takes the lock over
+// group either (kill(-pgid, 0) answers ESRCH), and with WithCgroup none in
+// the cgroup v2 or below it (its cgroup.events says "populated 0", or it
+// is gone; the contender must be in the same cgroup namespace, the link
+// /proc/self/ns/cgroup). It then takes the lock over
 // at once, with the same conditional write as after the TTL, and a queue
 // waiter ends the turn of such a head at once. It judges nothing where it
 // cannot be sure: another machine or container (containers share the boot
@@ -194,11 +197,14 @@
 // start time, and counts as ended: do not checkpoint a holder.
 //
 // It is safe only if nothing works under the lock once the holder has
-// ended. Work in other processes must be in the process group given to
-// WithProcessGroup, and killed when the holder dies (processes that leave
-// the group, as timeout(1) and setsid(1) do, escape the check), or the
-// holder must not record itself (WithoutProcessCheck), as objsync lock and
-// objsync elect do for the commands they run.
+// ended. Work in other processes must be in the cgroup given to WithCgroup
+// (only a process allowed to move itself between cgroups can leave it), or
+// in the process group given to WithProcessGroup (processes that leave the
+// group, as timeout(1) and setsid(1) do, escape the check), and killed
+// when the holder dies; or the holder must not record itself
+// (WithoutProcessCheck). objsync lock and objsync elect run their command
+// in a cgroup of its own where they may create one, and record nothing
+// where they may not.
 //
 // # Renewal and loss
 //

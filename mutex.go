@@ -347,6 +347,9 @@ func (o *options) process() holderProcess {
 	p := holderProcess{Host: hostname, PID: os.Getpid()}
 	if id := procid.Self(); id.Known() && id.Host == hostname && !o.noProcessCheck {
 		p.Boot, p.PIDNS, p.TimeNS, p.Start, p.Group = id.Boot, id.PIDNS, id.TimeNS, id.Start, o.group
+		if o.cgroup != "" {
+			p.Cgroup, p.CgroupNS = o.cgroup, id.CgroupNS
+		}
 	}
 	return p
 }

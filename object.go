@@ -95,11 +95,16 @@ type holderProcess struct {
 	// Group is a process group that the holder's work runs in
 	// (WithProcessGroup): the holder has ended only once it is empty.
 	Group int `json:"pgid,omitempty"`
+	// Cgroup is a cgroup v2 that the holder's work runs in (WithCgroup),
+	// from the root of the hierarchy of cgroup namespace CgroupNS: the
+	// holder has ended only once it is empty.
+	Cgroup   string `json:"cgroup,omitempty"`
+	CgroupNS string `json:"cgroup_ns,omitempty"`
 }
 
 // ended reports whether the process is known to have ended: procid.Ended.
 func (p holderProcess) ended() bool {
-	return procid.Ended(procid.ID{Host: p.Host, Boot: p.Boot, PIDNS: p.PIDNS, TimeNS: p.TimeNS, PID: p.PID, Start: p.Start, Group: p.Group})
+	return procid.Ended(procid.ID{Host: p.Host, Boot: p.Boot, PIDNS: p.PIDNS, TimeNS: p.TimeNS, PID: p.PID, Start: p.Start, Group: p.Group, Cgroup: p.Cgroup, CgroupNS: p.CgroupNS})
 }
 
 // maxQueue bounds the queue, and so the size of the lock object: waiters

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/objsync/objsync/driver"
+	"github.com/objsync/objsync/internal/procid"
 )
 
 var (
@@ -85,8 +86,9 @@ type options struct {
 	// noProcessCheck leaves out what lets contenders on this machine
 	// know that this process has ended.
 	noProcessCheck bool
-	group          int   // WithProcessGroup
-	err            error // the first option that was refused
+	group          int    // WithProcessGroup
+	cgroup         string // WithCgroup, from the hierarchy's root
+	err            error  // the first option that was refused
 }
 
 func defaultOptions() options {
@@ -142,6 +144,26 @@ func WithProcessGroup(pgid int) Option {
 			return
 		}
 		o.group = pgid
+	}
+}
+
+// WithCgroup records in this Mutex's writes that work done under the lock
+// runs in the cgroup v2 at dir too (a directory under the cgroup2 mount,
+// such as /sys/fs/cgroup/…): a contender on the same machine, in the same
+// cgroup namespace, takes the lock over at once only when this process has
+// ended and no process is left in the cgroup or below it. Have the cgroup
+// killed when this process dies (cgroup.kill), as objsync lock does. Only a
+// process allowed to move itself between cgroups (root, or one with a
+// delegated subtree) can leave it. It has no effect with
+// WithoutProcessCheck, and is refused where dir is not a cgroup v2.
+func WithCgroup(dir string) Option {
+	return func(o *options) {
+		rel, err := procid.CgroupPath(dir)
+		if err != nil {
+			o.refuse("WithCgroup(%q): %v", dir, err)
+			return
+		}
+		o.cgroup = rel
 	}
 }
 

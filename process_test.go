@@ -43,6 +43,14 @@ func runRole(role string) int {
 		}
 		fmt.Printf("group %d\n", g.Process.Pid)
 		opts = append(opts, objsync.WithProcessGroup(g.Process.Pid))
+	case "hold-cgroup":
+		// Work in a cgroup, which outlives this process.
+		cg := os.Getenv("OBJSYNC_TEST_CGROUP")
+		if err := startInCgroup(cg, "sleep", "60"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		opts = append(opts, objsync.WithCgroup(cg))
 	}
 	m, err := objsync.Open("file", lock, opts...)
 	if err != nil {
@@ -61,7 +69,7 @@ func runRole(role string) int {
 		err = contend(m, j)
 	case "elect":
 		err = elect(m, j)
-	case "hold", "hold-queue", "hold-unchecked", "hold-group":
+	case "hold", "hold-queue", "hold-unchecked", "hold-group", "hold-cgroup":
 		err = holdUntilKilled(m)
 	default:
 		err = fmt.Errorf("unknown role %q", role)

@@ -20,6 +20,7 @@ import (
 // signals objsync sends reach whatever the command started too.
 type child struct {
 	pid      int         // also the process group's id
+	cg       *workCgroup // the cgroup it runs in, or nil
 	states   chan waited // its stops, then its exit
 	tty      *os.File    // objsync's controlling terminal, or nil
 	wantsTTY bool        // it tried to use the terminal
@@ -30,9 +31,10 @@ type waited struct {
 	err error
 }
 
-func startChild(path string, argv, env []string) (*child, error) {
+func startChild(path string, argv, env []string, cg *workCgroup) (*child, error) {
 	attr := &syscall.SysProcAttr{Setpgid: true}
 	setDeathSignal(attr)
+	cg.setAttr(attr)
 	// The death signal comes when the thread that started the command
 	// ends, not the process: keep this goroutine, the main one, on its
 	// thread for good.
@@ -45,7 +47,7 @@ func startChild(path string, argv, env []string) (*child, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &child{pid: p.Pid, states: make(chan waited)}
+	c := &child{pid: p.Pid, cg: cg, states: make(chan waited)}
 	p.Release() // wait4 below reaps it
 	if tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0); err == nil {
 		c.tty = tty
@@ -116,7 +118,14 @@ func (c *child) supervise(m *objsync.Mutex, grace time.Duration, sigs <-chan os.
 	}
 }
 
-func (c *child) signal(sig syscall.Signal) { syscall.Kill(-c.pid, sig) }
+// signal sends sig to the command's process group; SIGKILL goes to its
+// cgroup too, which holds whatever left the group.
+func (c *child) signal(sig syscall.Signal) {
+	syscall.Kill(-c.pid, sig)
+	if sig == syscall.SIGKILL {
+		c.cg.kill()
+	}
+}
 
 // forward passes a signal objsync got on to the command's process group.
 func (c *child) forward(sig syscall.Signal) {

@@ -92,11 +92,31 @@
 // While it waits, objsync prints one line on stderr saying who holds the
 // lock (value, host, pid, fence, since when by the holder's clock),
 // rewritten in place every second on a terminal and printed again every ten
-// seconds otherwise; --quiet silences it. A holder that died is taken over
-// once a waiting objsync has seen the lock unchanged for its ttl. --try
-// cannot do that, as it does not wait: it fails while a dead holder's lock
-// still says held. Use --timeout, longer than the ttl, for a bounded wait
-// that takes over dead holders.
+// seconds otherwise; --quiet silences it. A holder that died on this
+// machine is taken over at once, --try included, once nothing of its
+// command runs (see below). Any other holder that died is taken over once a
+// waiting objsync has seen the lock unchanged for its ttl. --try cannot do
+// that, as it does not wait: it fails while such a holder's lock still says
+// held. Use --timeout, longer than the ttl, for a bounded wait that takes
+// over dead holders.
+//
+// On Linux, where objsync may create a cgroup v2 below its own (as root, or
+// in a subtree that the service manager delegated; Linux 5.14 or later),
+// the command starts in a cgroup of its own, "objsync-" and a random
+// suffix, and a guardian process ("objsync (guardian)", in a session of
+// its own) waits for objsync to end. If objsync dies, however it dies, the
+// guardian kills every process in the cgroup (cgroup.kill): those that
+// left the command's process group too. The lock records objsync's process
+// and the cgroup, and a contender on the same machine, in the same pid,
+// time and cgroup namespaces, takes the lock over at once only when
+// objsync has ended and the cgroup is empty. If the guardian is killed
+// too, nothing empties the cgroup, and only the ttl frees the lock. Only a
+// process allowed to move itself between cgroups (root) can leave the
+// cgroup. When objsync exits as it should, what the command left running
+// in the background runs on, as before, and the guardian removes the
+// cgroup once it has ended. Where no cgroup can be created, the command
+// runs in objsync's cgroup, and the lock records nothing of objsync's
+// process: the ttl frees it.
 //
 // The command runs in a process group of its own, so that signals reach
 // whatever it starts:
@@ -116,9 +136,11 @@
 //     or bg continue both. While objsync is stopped nothing renews the
 //     lease: a job stopped for longer than the ttl loses the lock, and its
 //     command is stopped when it is continued.
-//   - If objsync is killed with SIGKILL, Linux sends the command SIGTERM
-//     (elsewhere the command runs on, and the lock is taken over after its
-//     ttl).
+//   - If the lock is lost, SIGKILL goes to the command's cgroup too, if it
+//     has one: it reaches the processes that left the group.
+//   - If objsync is killed with SIGKILL, the guardian kills the command's
+//     cgroup; without one, Linux sends the command SIGTERM (elsewhere the
+//     command runs on, and the lock is taken over after its ttl).
 //
 // If the release fails (the store is unreachable), objsync says so and
 // still exits with the command's status: the command did run under the

@@ -77,12 +77,13 @@ func waitState(t *testing.T, pid int, state byte) {
 	t.Fatalf("process %d not in state %c: %s", pid, state, stat)
 }
 
-// TestHolderKilled kills objsync lock with SIGKILL: its command gets
-// SIGTERM from the kernel, and a waiting objsync takes the lock over once
-// it has seen it unchanged for its ttl.
+// TestHolderKilled kills objsync lock with SIGKILL where it cannot run its
+// command in a cgroup: the command gets SIGTERM from the kernel, and a
+// waiting objsync takes the lock over once it has seen it unchanged for
+// its ttl. (TestHolderKilledAtOnce has the cgroup.)
 func TestHolderKilled(t *testing.T) {
 	dir := t.TempDir()
-	h := holder(t, dir, "--ttl", "1s")
+	h := holderVia(t, dir, withoutCgroups(t), "--ttl", "1s")
 	waiter := startCLI(t, dir, "lock", "--quiet", "--timeout", "10s", "lock", "--", "sh", "-c", "echo $OBJSYNC_FENCE > fence")
 	h.cmd.Process.Signal(syscall.SIGKILL)
 	h.wait(t)

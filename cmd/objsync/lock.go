@@ -36,9 +36,12 @@ lock is broken or taken over, SIGTERM comes at once.) SIGINT, SIGTERM and
 SIGHUP sent to objsync are passed on to the group, and the lock is released
 once COMMAND has exited.
 
-While it waits, objsync says on stderr who holds the lock. --try fails even
-if that holder has died: only a waiting objsync takes over a lock whose holder
-stopped renewing it, after watching it unchanged for its ttl.
+While it waits, objsync says on stderr who holds the lock. A holder that
+died on this machine (Linux) is taken over at once, once nothing of its command
+runs: objsync runs COMMAND in a cgroup of its own, and a guardian process kills
+all of it if objsync dies. Otherwise (another machine, no cgroup v2 that
+objsync may write to), only a waiting objsync takes over a lock whose holder
+stopped renewing it, after watching it unchanged for its ttl: --try fails.
 
 Example:
   objsync lock --ttl 1m --timeout 10m --value "deploy by $USER" \
@@ -102,11 +105,16 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 	if err != nil {
 		return err
 	}
+	// The command runs in a cgroup of its own, killed if objsync dies, so
+	// that a contender on this machine may take the lock over as soon as
+	// objsync and the command have ended. Where there is none, the command
+	// may outlive a killed objsync: only the TTL frees the lock then.
+	cg, _ := newWorkCgroup()
+	defer cg.release() // after the lock is released
 	// A hold that cannot be renewed ends --grace before its lease does:
 	// SIGTERM then, SIGKILL when the lease ends (see supervise).
-	// The command, and what it starts, may outlive objsync if it is
-	// killed: only the TTL may free the lock then.
-	m := objsync.NewMutex(store, key, append(queue.options(), objsync.WithValue(*value), objsync.WithLossNotice(o.grace), objsync.WithoutProcessCheck())...)
+	opts := append(queue.options(), objsync.WithValue(*value), objsync.WithLossNotice(o.grace))
+	m := objsync.NewMutex(store, key, append(opts, cg.options()...)...)
 	defer m.Close() // releases the lock on the paths that do not Unlock
 
 	// Until the command runs these signals end the wait; then they are
@@ -120,7 +128,7 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 	// From now on objsync follows the command's job-control stops.
 	signal.Notify(sigs, syscall.SIGTSTP, syscall.SIGCONT)
 	env := append(os.Environ(), "OBJSYNC_FENCE="+strconv.FormatInt(fence, 10), "OBJSYNC_LOCK="+m.String())
-	c, err := startChild(path, argv, env)
+	c, err := startChild(path, argv, env, cg)
 	if err != nil {
 		return cannotRun(err)
 	}

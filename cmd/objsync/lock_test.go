@@ -46,8 +46,14 @@ func TestLockTakesTurns(t *testing.T) {
 // waits for dies goes to /dev/null.)
 func holder(t *testing.T, dir string, flags ...string) *proc {
 	t.Helper()
+	return holderVia(t, dir, nil, flags...)
+}
+
+// holderVia is holder, with objsync run through via (see startCLIVia).
+func holderVia(t *testing.T, dir string, via []string, flags ...string) *proc {
+	t.Helper()
 	args := append(append([]string{"lock"}, flags...), "lock")
-	p := startCLI(t, dir, append(args, shell(`trap "echo INT > signal; exit 7" INT; trap "echo TERM > signal; exit 8" TERM
+	p := startCLIVia(t, dir, via, append(args, shell(`trap "echo INT > signal; exit 7" INT; trap "echo TERM > signal; exit 8" TERM
 		echo $$ > pid; touch ready; { for i in $(seq 300); do sleep 0.1; done; } 2>/dev/null`)...)...)
 	waitFile(t, filepath.Join(dir, "ready"))
 	// The test ends the command's process group too, in case objsync did not.

@@ -80,6 +80,9 @@ var commands = map[string]func(args []string) error{
 }
 
 func main() {
+	if len(os.Args) == 2 && os.Args[0] == guardianArg0 {
+		os.Exit(runGuardian(os.Args[1]))
+	}
 	os.Exit(exitCode(run(os.Args[1:])))
 }
 

@@ -104,6 +104,13 @@ type proc struct {
 // startCLI runs objsync with args in dir.
 func startCLI(t *testing.T, dir string, args ...string) *proc {
 	t.Helper()
+	return startCLIVia(t, dir, nil, args...)
+}
+
+// startCLIVia runs objsync with args in dir, through a command (such as
+// withoutCgroups) that ends by running its arguments, if via is not nil.
+func startCLIVia(t *testing.T, dir string, via []string, args ...string) *proc {
+	t.Helper()
 	out, err := os.CreateTemp(t.TempDir(), "stdout")
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +121,8 @@ func startCLI(t *testing.T, dir string, args ...string) *proc {
 	}
 	defer out.Close()
 	defer errOut.Close()
-	p := &proc{cmd: exec.Command(bin, args...), stdout: out.Name(), stderr: errOut.Name(), done: make(chan struct{})}
+	argv := append(append(via, bin), args...)
+	p := &proc{cmd: exec.Command(argv[0], argv[1:]...), stdout: out.Name(), stderr: errOut.Name(), done: make(chan struct{})}
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = out, errOut
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -144,7 +152,7 @@ func (p *proc) wait(t *testing.T) result {
 	select {
 	case <-p.done:
 	case <-time.After(safety):
-		t.Fatalf("objsync %q still runs after %v", p.cmd.Args[1:], safety)
+		t.Fatalf("%q still runs after %v", p.cmd.Args, safety)
 	}
 	stdout, _ := os.ReadFile(p.stdout)
 	stderr, _ := os.ReadFile(p.stderr)

@@ -1,11 +1,16 @@
 // Package procid identifies a process well enough for another process on
 // the same machine to know that it has ended: the host name, the kernel's
 // boot id, the pid and time namespaces, the pid, and the process's start
-// time. On Linux these come from /proc; elsewhere a process has no
+// time, and optionally a process group or a cgroup that its work runs in.
+// On Linux these come from /proc; elsewhere a process has no
 // identity, and no process is ever judged ended.
 package procid
 
-import "math"
+import (
+	"math"
+	"path"
+	"strings"
+)
 
 // ID identifies a process. The zero ID identifies none.
 type ID struct {
@@ -29,6 +34,11 @@ type ID struct {
 	// Group, if not 0, is a process group that the process's work runs
 	// in: it has ended only once no process is left in it.
 	Group int
+	// Cgroup, if not empty, is a cgroup v2 that the process's work runs
+	// in, as a path from the root of the hierarchy of the cgroup namespace
+	// CgroupNS (/proc/self/ns/cgroup): the process has ended only once no
+	// process is left in it.
+	Cgroup, CgroupNS string
 }
 
 // Known reports whether id identifies a process.
@@ -36,7 +46,7 @@ type ID struct {
 // would take it for another.
 func (id ID) Known() bool {
 	return id.Boot != "" && id.PIDNS != "" && id.PID > 0 && id.PID <= math.MaxInt32 && id.Start > 0 &&
-		id.Group >= 0 && id.Group <= math.MaxInt32
+		id.Group >= 0 && id.Group <= math.MaxInt32 && (id.Cgroup == "" || id.CgroupNS != "" && validCgroup(id.Cgroup))
 }
 
 // Self returns the identity of this process; the zero ID where it has
@@ -57,8 +67,9 @@ func Of(pid int) ID {
 // last boot and in the pid and time namespaces of this process, and no
 // process with its pid and start time runs (none has its pid, or one that
 // started at another time, or one whose every thread has exited and that
-// is not yet reaped), nor any process in its
-// Group (kill(-Group, 0) answers ESRCH). Whenever it cannot be
+// is not yet reaped), nor any process in its Group (kill(-Group, 0)
+// answers ESRCH) or its Cgroup (of this process's cgroup namespace, gone
+// or "populated 0"). Whenever it cannot be
 // sure (another machine, boot or namespace, a /proc that hides other
 // users' processes), it returns false. A process restored from a
 // checkpoint (CRIU) has a new start time: it counts as another.
@@ -73,5 +84,13 @@ func Ended(id ID) bool {
 	case id.PID != me.PID && !ended(id):
 		return false
 	}
-	return id.Group <= 0 || groupEnded(id.Group)
+	return (id.Group <= 0 || groupEnded(id.Group)) &&
+		(id.Cgroup == "" || id.CgroupNS == me.CgroupNS && cgroupEmpty(id.Cgroup))
+}
+
+// validCgroup reports whether rel is a clean absolute path, as a cgroup
+// path relative to the hierarchy's root is: one read from a lock object
+// must not lead outside the hierarchy.
+func validCgroup(rel string) bool {
+	return strings.HasPrefix(rel, "/") && path.Clean(rel) == rel && !strings.ContainsRune(rel, 0)
 }

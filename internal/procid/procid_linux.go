@@ -31,7 +31,7 @@ var self = sync.OnceValue(func() ID {
 	if err != nil || st.pid != pid {
 		return ID{}
 	}
-	return ID{Host: host, Boot: strings.TrimSpace(string(boot)), PIDNS: ns, TimeNS: timeNS, PID: pid, Start: st.start}
+	return ID{Host: host, Boot: strings.TrimSpace(string(boot)), PIDNS: ns, TimeNS: timeNS, PID: pid, Start: st.start, CgroupNS: cgroupNS()}
 })
 
 func of(pid int) ID {

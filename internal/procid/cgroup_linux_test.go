@@ -1,0 +1,95 @@
+package procid
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestCgroup: a process whose work runs in a cgroup has ended only once
+// the cgroup is empty too, and only in the same cgroup namespace.
+func TestCgroup(t *testing.T) {
+	dir, err := NewCgroup("objsync-test-")
+	if err != nil {
+		t.Fatalf("cannot create a cgroup (run the tests as root on Linux 5.14 or later, with a writable cgroup v2 hierarchy): %v", err)
+	}
+	defer os.Remove(dir)
+	rel, err := CgroupPath(dir)
+	if err != nil || filepath.Join(cgroupMount(), rel) != dir {
+		t.Fatalf("CgroupPath(%s) = %q, %v", dir, rel, err)
+	}
+	if _, err := CgroupPath(t.TempDir()); err == nil {
+		t.Error("CgroupPath of a directory outside the hierarchy: no error")
+	}
+	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := exec.Command("sleep", "60")
+	work.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+	err = work.Start()
+	syscall.Close(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { work.Process.Kill(); work.Wait() })
+	if populated, err := CgroupPopulated(dir); !populated || err != nil {
+		t.Fatalf("CgroupPopulated with a sleep(1) in it: %v, %v", populated, err)
+	}
+
+	cmd, id := child(t)
+	id.Cgroup, id.CgroupNS = rel, Self().CgroupNS
+	cmd.Process.Kill()
+	cmd.Wait()
+	unknown := map[string]ID{}
+	for name, change := range map[string]func(*ID){
+		"another cgroup namespace": func(o *ID) { o.CgroupNS = "cgroup:[1]" },
+		"no cgroup namespace":      func(o *ID) { o.CgroupNS = "" },
+		"a path out of the tree":   func(o *ID) { o.Cgroup = "/../" + rel },
+		"a relative path":          func(o *ID) { o.Cgroup = rel[1:] },
+	} {
+		other := id
+		change(&other)
+		unknown[name] = other
+	}
+	if Ended(id) {
+		t.Fatal("judged ended with a process left in its cgroup")
+	}
+	if err := KillCgroup(dir); err != nil {
+		t.Fatal(err)
+	}
+	work.Wait()
+	for deadline := time.Now().Add(5 * time.Second); !Ended(id); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("not judged ended 5s after its cgroup was killed")
+		}
+	}
+	for name, other := range unknown {
+		if Ended(other) {
+			t.Errorf("%s: judged ended", name)
+		}
+	}
+	// A cgroup that is gone was empty.
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if !Ended(id) {
+		t.Fatal("not judged ended once its cgroup was removed")
+	}
+}
+
+func TestUnescapeMount(t *testing.T) {
+	for in, want := range map[string]string{
+		`/sys/fs/cgroup`:          "/sys/fs/cgroup",
+		`/mnt/a\040b`:             "/mnt/a b",
+		`/mnt/tab\011and\134back`: "/mnt/tab\tand\\back",
+		`/mnt/short\04`:           `/mnt/short\04`,
+	} {
+		if got := unescapeMount(in); got != want {
+			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
