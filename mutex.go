@@ -1015,7 +1015,7 @@ func (m *Mutex) state(cur *snapshot) State {
 		Exists: true, Held: o.held(), Holder: o.Holder, Value: o.Value, Fence: o.Fence,
 		TTL: o.ttl(), Host: o.Host, PID: o.PID, AcquiredAt: o.AcquiredAt, RenewedAt: o.WrittenAt,
 		Unchanged: m.shared.unchanged(cur), Waiters: len(o.Queue),
-		HolderGone: o.held() && o.ended(),
+		HolderGone: o.held() && o.ended(), HolderRunning: o.held() && o.running(),
 	}
 }
 

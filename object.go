@@ -103,8 +103,13 @@ type holderProcess struct {
 }
 
 // ended reports whether the process is known to have ended: procid.Ended.
-func (p holderProcess) ended() bool {
-	return procid.Ended(procid.ID{Host: p.Host, Boot: p.Boot, PIDNS: p.PIDNS, TimeNS: p.TimeNS, PID: p.PID, Start: p.Start, Group: p.Group, Cgroup: p.Cgroup, CgroupNS: p.CgroupNS})
+func (p holderProcess) ended() bool { return procid.Ended(p.id()) }
+
+// running reports whether the process is known to run: procid.Running.
+func (p holderProcess) running() bool { return procid.Running(p.id()) }
+
+func (p holderProcess) id() procid.ID {
+	return procid.ID{Host: p.Host, Boot: p.Boot, PIDNS: p.PIDNS, TimeNS: p.TimeNS, PID: p.PID, Start: p.Start, Group: p.Group, Cgroup: p.Cgroup, CgroupNS: p.CgroupNS}
 }
 
 // maxQueue bounds the queue, and so the size of the lock object: waiters

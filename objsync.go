@@ -248,4 +248,9 @@ type State struct {
 	// and in this process's pid namespace, and no process with its pid
 	// and start time runs now. A Lock takes such a lock over at once.
 	HolderGone bool
+	// HolderRunning reports, for a held lock, that its holder's process is
+	// known to run: it runs on this machine, in this process's pid
+	// namespace, with the pid and start time it recorded. It says nothing
+	// of whether it renews the lease (a stopped process runs too).
+	HolderRunning bool
 }

@@ -98,13 +98,14 @@ func TestHolderEnded(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer m.Close()
-			if st, err := m.Inspect(context.Background()); err != nil || !st.Held || st.HolderGone {
-				t.Fatalf("Inspect of a live holder's lock: %+v, %v", st, err)
+			// Known to run only if it recorded its process.
+			if st, err := m.Inspect(context.Background()); err != nil || !st.Held || st.HolderGone || st.HolderRunning != tc.takeover {
+				t.Fatalf("Inspect of a live holder's lock: %+v, %v; want HolderRunning %v", st, err, tc.takeover)
 			}
 			holder.Process.Kill()
 			holder.Wait()
 			st, err := m.Inspect(context.Background())
-			if err != nil || !st.Held || st.HolderGone != tc.takeover {
+			if err != nil || !st.Held || st.HolderGone != tc.takeover || st.HolderRunning {
 				t.Fatalf("Inspect after the holder was killed: %+v, %v; want HolderGone %v", st, err, tc.takeover)
 			}
 			if tc.role != "hold-queue" {

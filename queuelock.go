@@ -1118,7 +1118,7 @@ func ticketState(t *snapshot, held bool) State {
 	return State{
 		Exists: true, Held: held, Holder: o.Holder, Value: o.Value, Fence: o.Fence,
 		TTL: o.ttl(), Host: o.Host, PID: o.PID, AcquiredAt: o.AcquiredAt, RenewedAt: o.WrittenAt,
-		HolderGone: held && o.ended(),
+		HolderGone: held && o.ended(), HolderRunning: held && o.running(),
 	}
 }
 

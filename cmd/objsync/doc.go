@@ -175,6 +175,7 @@
 //	watched_ms    number  how long it watched (--for)
 //	waiters       number  how many waiters are in the lock's queue
 //	holder_gone   bool    true if the holder ran on this machine and its process is gone (a Lock takes it over at once)
+//	holder_running bool   true if the holder's process runs on this machine
 //
 // # unlock
 //

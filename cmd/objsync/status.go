@@ -40,6 +40,7 @@ With --json it prints one JSON object with these fields:
   watched_ms    how long it watched (--for)
   waiters       how many waiters are in the lock's queue
   holder_gone   true if the holder ran on this machine and its process is gone
+  holder_running true if the holder's process runs on this machine
 
 Example:
   objsync status --for 40s --json gs://ops-locks/nightly
@@ -63,6 +64,7 @@ type statusJSON struct {
 	WatchedMillis   int64      `json:"watched_ms"`
 	Waiters         int        `json:"waiters"`
 	HolderGone      bool       `json:"holder_gone"`
+	HolderRunning   bool       `json:"holder_running"`
 }
 
 func runStatus(args []string) error {
@@ -127,6 +129,8 @@ func printStatus(m *objsync.Mutex, st objsync.State, watched time.Duration) {
 		return
 	case st.Held && st.HolderGone:
 		row("state", "held, but the holder's process is gone (this machine): a Lock takes it over at once")
+	case st.Held && st.HolderRunning:
+		row("state", "held, by a process that runs on this machine")
 	case st.Held:
 		row("state", "held")
 	default:
@@ -158,7 +162,7 @@ func printJSON(m *objsync.Mutex, st objsync.State, watched time.Duration) error 
 		Lock: m.String(), Exists: st.Exists, Held: st.Held, Value: st.Value, Holder: st.Holder,
 		Host: st.Host, PID: st.PID, Fence: st.Fence, TTLMillis: st.TTL.Milliseconds(),
 		UnchangedMillis: st.Unchanged.Milliseconds(), WatchedMillis: watched.Milliseconds(), Waiters: st.Waiters,
-		HolderGone: st.HolderGone,
+		HolderGone: st.HolderGone, HolderRunning: st.HolderRunning,
 	}
 	if st.Exists {
 		acquired, renewed := st.AcquiredAt.UTC(), st.RenewedAt.UTC()

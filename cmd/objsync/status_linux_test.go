@@ -6,7 +6,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/objsync/objsync/internal/procid"
 )
@@ -50,5 +52,32 @@ func TestStatusHolderGone(t *testing.T) {
 	if st := status(t, dir); st.Held || st.Fence != 8 {
 		t.Errorf("after lock --try: %+v; want free, fence 8", st)
 	}
+}
 
+// TestStatusHolderRunning: status says when the holder's process runs on
+// this machine, and when it is gone.
+func TestStatusHolderRunning(t *testing.T) {
+	needCgroups(t)
+	dir := t.TempDir()
+	h := holder(t, dir)
+	if st := status(t, dir); !st.Held || !st.HolderRunning || st.HolderGone {
+		t.Fatalf("status of a lock held by objsync lock on this machine: %+v", st)
+	}
+	if r := runCLI(t, dir, "status", "lock"); !strings.Contains(r.stdout, "held, by a process that runs on this machine") {
+		t.Errorf("status: %q; want it to say the holder runs on this machine", r.stdout)
+	}
+	h.cmd.Process.Signal(syscall.SIGKILL)
+	h.wait(t)
+	for deadline := time.Now().Add(safety); ; time.Sleep(10 * time.Millisecond) {
+		st := status(t, dir)
+		if st.HolderRunning {
+			t.Fatalf("status after objsync lock was killed: %+v", st)
+		}
+		if st.HolderGone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status %v after objsync lock was killed: %+v", safety, st)
+		}
+	}
 }

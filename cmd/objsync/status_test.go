@@ -26,6 +26,7 @@ func TestStatusJSON(t *testing.T) {
 		Lock: "file://" + dir + "/lock", Exists: true, Held: true, Value: "json holder",
 		Holder: st.Holder, Host: host, PID: h.cmd.Process.Pid, Fence: 1, TTLMillis: 5000,
 		AcquiredAt: st.AcquiredAt, RenewedAt: st.RenewedAt,
+		HolderRunning: st.HolderRunning, // see TestStatusHolderRunning
 	}
 	if st != want || len(st.Holder) != 32 {
 		t.Errorf("a held lock: %+v, want %+v", st, want)

@@ -75,7 +75,7 @@ func Of(pid int) ID {
 // checkpoint (CRIU) has a new start time: it counts as another.
 func Ended(id ID) bool {
 	me := Self()
-	if !id.Known() || !me.Known() || id.Host != me.Host || id.Boot != me.Boot || id.PIDNS != me.PIDNS || id.TimeNS != me.TimeNS {
+	if !here(id, me) {
 		return false
 	}
 	switch {
@@ -93,4 +93,21 @@ func Ended(id ID) bool {
 // must not lead outside the hierarchy.
 func validCgroup(rel string) bool {
 	return strings.HasPrefix(rel, "/") && path.Clean(rel) == rel && !strings.ContainsRune(rel, 0)
+}
+
+// Running reports whether the process that id identifies surely runs: id
+// is known, recorded on this machine since its last boot and in the pid
+// and time namespaces of this process, and a process with its pid and
+// start time runs, one of whose threads at least has not exited. Its Group
+// and Cgroup do not count. It returns false whenever it cannot be sure.
+func Running(id ID) bool {
+	me := Self()
+	return here(id, me) && (id.PID == me.PID && id.Start == me.Start || running(id))
+}
+
+// here reports whether id and this process's identity me are both known,
+// and id was recorded on this machine, since its last boot, in the pid and
+// time namespaces of this process.
+func here(id, me ID) bool {
+	return id.Known() && me.Known() && id.Host == me.Host && id.Boot == me.Boot && id.PIDNS == me.PIDNS && id.TimeNS == me.TimeNS
 }

@@ -59,6 +59,12 @@ func ended(id ID) bool {
 	return st.start != id.Start || exited(st.state) && allExited(id.PID)
 }
 
+// running is Running for an id of this machine, boot and namespace.
+func running(id ID) bool {
+	st, err := readStat(strconv.Itoa(id.PID))
+	return err == nil && st.pid == id.PID && st.start == id.Start && !(exited(st.state) && allExited(id.PID))
+}
+
 func exited(state byte) bool { return state == 'Z' || state == 'X' }
 
 // allExited reports whether every thread of process pid has exited: the
