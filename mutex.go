@@ -61,6 +61,12 @@ func NewMutex(store driver.Store, key string, opts ...Option) *Mutex {
 		opt(&o)
 	}
 	loc := store.Location(key)
+	if _, ok := store.(driver.AgeReader); o.storeClock && !ok {
+		o.refuse("WithStoreClock: the driver of %s cannot tell an object's age by the store's clock (driver.AgeReader)", loc)
+	}
+	if o.storeClock && o.queue {
+		o.refuse("WithStoreClock: not for queue locks, whose turns do not begin with a write of the ticket's object")
+	}
 	closing, stopLocks := context.WithCancel(context.Background())
 	return &Mutex{
 		store:     store,
@@ -735,7 +741,7 @@ func (m *Mutex) read(ctx context.Context) (*snapshot, error) {
 func (m *Mutex) readKey(ctx context.Context, key string, decode func([]byte) (lockObject, error)) (*snapshot, time.Time, error) {
 	b := m.newBackoff()
 	for try := 1; ; try++ {
-		data, v, err := m.store.Read(ctx, key)
+		data, v, age, err := m.readAge(ctx, key)
 		returned := time.Now()
 		switch {
 		case err == nil:
@@ -743,7 +749,11 @@ func (m *Mutex) readKey(ctx context.Context, key string, decode func([]byte) (lo
 			if derr != nil {
 				return nil, returned, fmt.Errorf("objsync: %s: %w", m.store.Location(key), derr)
 			}
-			return &snapshot{exists: true, version: v, obj: obj}, returned, nil
+			snap := &snapshot{exists: true, version: v, obj: obj}
+			if age > 0 {
+				snap.since = returned.Add(-age)
+			}
+			return snap, returned, nil
 		case errors.Is(err, driver.ErrNotExist):
 			return &snapshot{}, returned, nil
 		case driver.IsRetryable(err) && try < readTries && ctx.Err() == nil:
@@ -755,6 +765,16 @@ func (m *Mutex) readKey(ctx context.Context, key string, decode func([]byte) (lo
 			return nil, returned, fmt.Errorf("objsync: %w", err)
 		}
 	}
+}
+
+// readAge reads the object at key, with its age by the store's clock if
+// the Mutex was opened WithStoreClock (else 0).
+func (m *Mutex) readAge(ctx context.Context, key string) ([]byte, driver.Version, time.Duration, error) {
+	if ages, ok := m.store.(driver.AgeReader); ok && m.opts.storeClock {
+		return ages.ReadAge(ctx, key)
+	}
+	data, v, err := m.store.Read(ctx, key)
+	return data, v, 0, err
 }
 
 // release writes the free state, signed with a's holder id, over snap. It
@@ -1011,10 +1031,11 @@ func (m *Mutex) state(cur *snapshot) State {
 		return State{}
 	}
 	o := cur.obj
+	watched, byStore := m.shared.unchangedBy(cur)
 	return State{
 		Exists: true, Held: o.held(), Holder: o.Holder, Value: o.Value, Fence: o.Fence,
 		TTL: o.ttl(), Host: o.Host, PID: o.PID, AcquiredAt: o.AcquiredAt, RenewedAt: o.WrittenAt,
-		Unchanged: m.shared.unchanged(cur), Waiters: len(o.Queue),
+		Unchanged: watched, StoreAge: byStore, Waiters: len(o.Queue),
 		HolderGone: o.held() && o.ended(), HolderRunning: o.held() && o.running(),
 	}
 }

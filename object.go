@@ -220,6 +220,10 @@ type snapshot struct {
 	exists  bool
 	version driver.Version
 	obj     lockObject
+	// since, if not zero, is an instant of this process's monotonic clock
+	// before which, by the store's clock, the object was last written
+	// (WithStoreClock): the read's return less the age the store gave.
+	since time.Time
 }
 
 func (s *snapshot) key() stateKey {

@@ -88,6 +88,7 @@ type options struct {
 	noProcessCheck bool
 	group          int    // WithProcessGroup
 	cgroup         string // WithCgroup, from the hierarchy's root
+	storeClock     bool   // WithStoreClock
 	err            error  // the first option that was refused
 }
 
@@ -167,6 +168,24 @@ func WithCgroup(dir string) Option {
 	}
 }
 
+// WithStoreClock lets this Mutex count how long a lock has been unchanged
+// by the store's clock as well as its own: a Lock, TryLock or Leader in a
+// process that has just started then takes over a lock whose holder died
+// long ago in one read, instead of watching it unchanged for a TTL itself.
+// It needs a store whose driver implements driver.AgeReader (s3, minio
+// and mem do; the others refuse the option) and works for plain locks only
+// (with WithQueue it is refused).
+//
+// It trusts that one clock stamps both the store's answers and the times
+// of its objects' last writes, or clocks that agree and run at a rate
+// within 1% of this machine's: a single server, or AWS S3, GCS, R2. A
+// distributed MinIO or Ceph whose nodes' clocks disagree by more than the
+// resolution (a second) breaks it: a holder could be taken over while its
+// lease runs. Without this option no clock but each process's own
+// monotonic clock is trusted. See "The store's clock" in the package
+// documentation.
+func WithStoreClock() Option { return func(o *options) { o.storeClock = true } }
+
 // WithValue sets the holder value stored in the lock object while this
 // Mutex holds it: who holds the lock, in the caller's terms (an address, a
 // job id). Others read it with Inspect.
@@ -237,8 +256,8 @@ type State struct {
 	// Unchanged is how long this process has seen the holder's state
 	// unchanged (waiters joining or leaving the queue do not count),
 	// counted on its own monotonic clock from the first read that
-	// returned it. A held lock unchanged for longer than TTL has
-	// a holder that stopped renewing.
+	// returned it. A held lock unchanged for longer than TTL has a holder
+	// that stopped renewing.
 	Unchanged time.Duration
 	// Waiters is how many Locks wait in the lock's queue, to which its
 	// releases hand the lock in turn.
@@ -253,4 +272,10 @@ type State struct {
 	// namespace, with the pid and start time it recorded. It says nothing
 	// of whether it renews the lease (a stopped process runs too).
 	HolderRunning bool
+	// StoreAge is, WithStoreClock, how long the holder's state has at
+	// least been unchanged by the store's clock: the object's age in the
+	// answer of a read that returned it, plus the time since that read
+	// returned. 0 if unknown. A held lock whose StoreAge or Unchanged
+	// exceeds the TTL by 1% is taken over by a Lock WithStoreClock.
+	StoreAge time.Duration
 }

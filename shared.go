@@ -17,13 +17,16 @@ type sharedLock struct {
 	id    sharedID
 	token chan struct{} // holds a value while a goroutine acquires or holds
 
-	mu        sync.Mutex
-	last      *snapshot // the latest state this process read or wrote
-	seen      stateKey  // the state whose unchanged time is being counted
-	seenAt    time.Time // when the first read returning seen returned
-	refs      int       // 0 for a sharedLock that is not in the table
-	handoff   *snapshot // the last hand-off this process wrote
-	handoffAt time.Time // when it was answered
+	mu     sync.Mutex
+	last   *snapshot // the latest state this process read or wrote
+	seen   stateKey  // the state whose unchanged time is being counted
+	seenAt time.Time // when the first read returning seen returned
+	// storeSince is the earliest instant, by the store's clock, before
+	// which seen was written (WithStoreClock), or zero.
+	storeSince time.Time
+	refs       int       // 0 for a sharedLock that is not in the table
+	handoff    *snapshot // the last hand-off this process wrote
+	handoffAt  time.Time // when it was answered
 	// every estimates how fast the lock's queue moves on by one place,
 	// as this process's waiters have seen it; 0 until one has.
 	every time.Duration
@@ -145,7 +148,11 @@ func (s *sharedLock) observed(snap *snapshot, returned time.Time) {
 	defer s.mu.Unlock()
 	s.last = snap
 	if snap.key() != s.seen || s.seenAt.IsZero() {
-		s.seen, s.seenAt = snap.key(), returned
+		s.seen, s.seenAt, s.storeSince = snap.key(), returned, time.Time{}
+	}
+	// By the store's clock the object, and so the state, may be older.
+	if !snap.since.IsZero() && (s.storeSince.IsZero() || snap.since.Before(s.storeSince)) {
+		s.storeSince = snap.since
 	}
 }
 
@@ -362,12 +369,23 @@ func (s *sharedLock) handoffEvery() time.Duration {
 // unchanged returns how long reads have returned snap's state, by its
 // key: changes to the queue alone do not count.
 func (s *sharedLock) unchanged(snap *snapshot) time.Duration {
+	watched, byStore := s.unchangedBy(snap)
+	return max(watched, byStore)
+}
+
+// unchangedBy returns how long this process has seen snap's state
+// unchanged, and how long it has been so by the store's clock (0 unless
+// WithStoreClock).
+func (s *sharedLock) unchangedBy(snap *snapshot) (watched, byStore time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if snap.key() != s.seen {
-		return 0
+		return 0, 0
 	}
-	return time.Since(s.seenAt)
+	if !s.storeSince.IsZero() {
+		byStore = time.Since(s.storeSince)
+	}
+	return time.Since(s.seenAt), byStore
 }
 
 // backoff yields capped, doubling, jittered waits.

@@ -133,6 +133,9 @@ func simulate(seed uint64) (simStats, string) {
 				if crng.IntN(5) == 0 {
 					opts = append(opts, objsync.WithoutRenewal())
 				}
+				if len(kind) == 0 && crng.IntN(2) == 0 {
+					opts = append(opts, objsync.WithStoreClock()) // mem's clock is this one
+				}
 				return objsync.NewMutex(fs, "lock", opts...)
 			}
 			m := newMutex()

@@ -100,6 +100,24 @@ func WriteInterval(s Store) time.Duration {
 	return time.Second
 }
 
+// AgeReader is implemented by a Store whose reads can tell how long the
+// object has been unchanged by the store's own clock: the time of the
+// answer less the time of the object's last write, both taken from the one
+// answer that returned the content (on S3 and compatible stores, the Date
+// and Last-Modified headers). Locks opened WithStoreClock use it to take
+// over a dead holder's lock without watching it for a TTL themselves.
+//
+// The age must be a lower bound, the resolution of the store's times
+// already taken off (S3's times are whole seconds: Date − Last-Modified −
+// 1s), and never negative; that is only true if one clock, or clocks that
+// agree, stamp both times. A store that cannot promise that must not
+// implement AgeReader.
+type AgeReader interface {
+	// ReadAge is Read, and how long the object had at least been
+	// unchanged when the store answered, by the store's clock.
+	ReadAge(ctx context.Context, key string) ([]byte, Version, time.Duration, error)
+}
+
 // Driver turns a data source name into a store handle and a key.
 type Driver interface {
 	// Open parses dsn and returns the store that holds the object and the

@@ -106,7 +106,7 @@ func (r Requests) Total() int64 { return r.Reads + r.Writes }
 type object struct {
 	data    []byte
 	version driver.Version
-	written time.Time // monotonic; for the rate limit
+	written time.Time // monotonic; for the rate limit and ReadAge
 }
 
 // Store is one namespace of the in-process store. It is safe for
@@ -214,21 +214,28 @@ func (s *Store) before(ctx context.Context, op Op, key string) (Fault, time.Dura
 
 // Read implements driver.Store.
 func (s *Store) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
+	data, v, _, err := s.ReadAge(ctx, key)
+	return data, v, err
+}
+
+// ReadAge implements driver.AgeReader: the time since the object's last
+// write, on this process's monotonic clock (the store's).
+func (s *Store) ReadAge(ctx context.Context, key string) ([]byte, driver.Version, time.Duration, error) {
 	s.reads.Add(1)
 	f, _, err := s.before(ctx, OpRead, key)
 	if err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
 	if f.Err != nil {
-		return nil, "", f.Err
+		return nil, "", 0, f.Err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o, ok := s.objects[key]
 	if !ok {
-		return nil, "", fmt.Errorf("%s: %w", s.Location(key), driver.ErrNotExist)
+		return nil, "", 0, fmt.Errorf("%s: %w", s.Location(key), driver.ErrNotExist)
 	}
-	return append([]byte(nil), o.data...), o.version, nil
+	return append([]byte(nil), o.data...), o.version, max(time.Since(o.written), 0), nil
 }
 
 // Write implements driver.Store.

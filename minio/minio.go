@@ -231,19 +231,26 @@ func (s *store) String() string {
 
 // Read implements driver.Store.
 func (s *store) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
-	body, info, _, err := s.client.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
+	data, v, _, err := s.ReadAge(ctx, key)
+	return data, v, err
+}
+
+// ReadAge implements driver.AgeReader, from the answer's Date and
+// Last-Modified headers.
+func (s *store) ReadAge(ctx context.Context, key string) ([]byte, driver.Version, time.Duration, error) {
+	body, info, header, err := s.client.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
 	if err != nil {
-		return nil, "", s.readError(key, err)
+		return nil, "", 0, s.readError(key, err)
 	}
 	defer body.Close()
 	data, err := io.ReadAll(body)
 	if err != nil {
-		return nil, "", s.readError(key, err)
+		return nil, "", 0, s.readError(key, err)
 	}
 	if info.ETag == "" {
-		return nil, "", fmt.Errorf("read %s: the store sent no ETag", s.Location(key))
+		return nil, "", 0, fmt.Errorf("read %s: the store sent no ETag", s.Location(key))
 	}
-	return data, driver.Version(info.ETag), nil
+	return data, driver.Version(info.ETag), s3compat.Age(header.Get("Date"), info.LastModified), nil
 }
 
 // Delete implements driver.Deleter.

@@ -78,8 +78,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/objsync/objsync/driver"
 	"github.com/objsync/objsync/internal/s3compat"
@@ -253,23 +255,34 @@ func (s *store) Location(key string) string {
 
 // Read implements driver.Store.
 func (s *store) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
+	data, v, _, err := s.ReadAge(ctx, key)
+	return data, v, err
+}
+
+// ReadAge implements driver.AgeReader, from the answer's Date and
+// Last-Modified headers.
+func (s *store) ReadAge(ctx context.Context, key string) ([]byte, driver.Version, time.Duration, error) {
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{
 		Bucket: aws.String(s.bucket),
 		Key:    aws.String(key),
 	})
 	if err != nil {
-		return nil, "", s.readError(key, err)
+		return nil, "", 0, s.readError(key, err)
 	}
 	defer out.Body.Close()
 	data, err := io.ReadAll(out.Body)
 	if err != nil {
-		return nil, "", s.readError(key, err)
+		return nil, "", 0, s.readError(key, err)
 	}
 	etag := s3compat.Unquote(aws.ToString(out.ETag))
 	if etag == "" {
-		return nil, "", fmt.Errorf("read %s: the store sent no ETag", s.Location(key))
+		return nil, "", 0, fmt.Errorf("read %s: the store sent no ETag", s.Location(key))
 	}
-	return data, driver.Version(etag), nil
+	var age time.Duration
+	if raw, ok := awsmiddleware.GetRawResponse(out.ResultMetadata).(*smithyhttp.Response); ok && out.LastModified != nil {
+		age = s3compat.Age(raw.Header.Get("Date"), *out.LastModified)
+	}
+	return data, driver.Version(etag), age, nil
 }
 
 // Delete implements driver.Deleter.

@@ -176,6 +176,7 @@
 //	waiters       number  how many waiters are in the lock's queue
 //	holder_gone   bool    true if the holder ran on this machine and its process is gone (a Lock takes it over at once)
 //	holder_running bool   true if the holder's process runs on this machine
+//	store_age_ms  number  how long the lock has at least been unchanged by the store's clock (s3, minio); null elsewhere, or under a second
 //
 // # unlock
 //

@@ -42,6 +42,10 @@ runs: objsync runs COMMAND in a cgroup of its own, and a guardian process kills
 all of it if objsync dies. Otherwise (another machine, no cgroup v2 that
 objsync may write to), only a waiting objsync takes over a lock whose holder
 stopped renewing it, after watching it unchanged for its ttl: --try fails.
+With --store-clock (s3:// and minio://), the store's clock counts too: the
+lock is taken over, --try included, once the store's Date and Last-Modified
+say it has been unchanged for its ttl and 1%. Use it only with a store whose
+clocks agree to well under a second (one server, AWS S3, R2).
 
 Example:
   objsync lock --ttl 1m --timeout 10m --value "deploy by $USER" \
@@ -75,6 +79,7 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 	if name == "lock" {
 		fs.BoolVar(queue.on, "queue", false, "a queue lock: waiters served in turn, many hand-offs a second on stores that allow one write per second to an object; a lock name is of one kind for good")
 	}
+	storeClock := fs.Bool("store-clock", false, "also take over a dead holder's lock once the store's clock says it has been unchanged for its ttl and 1% (s3 and minio drivers; trusts that the store's clocks agree: see --help)")
 	driverName := driverFlag(fs)
 	pos, argv, err := parseArgs(fs, help, args, true)
 	if err != nil {
@@ -105,6 +110,9 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 	if err != nil {
 		return err
 	}
+	if _, ok := store.(driver.AgeReader); *storeClock && (!ok || *queue.on) {
+		return usageErrorf("%s: --store-clock: %s cannot tell an object's age by the store's clock (s3:// and minio:// can, for locks without --queue)", name, store.Location(key))
+	}
 	// The command runs in a cgroup of its own, killed if objsync dies, so
 	// that a contender on this machine may take the lock over as soon as
 	// objsync and the command have ended. Where there is none, the command
@@ -114,6 +122,9 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 	// A hold that cannot be renewed ends --grace before its lease does:
 	// SIGTERM then, SIGKILL when the lease ends (see supervise).
 	opts := append(queue.options(), objsync.WithValue(*value), objsync.WithLossNotice(o.grace))
+	if *storeClock {
+		opts = append(opts, objsync.WithStoreClock())
+	}
 	m := objsync.NewMutex(store, key, append(opts, cg.options()...)...)
 	defer m.Close() // releases the lock on the paths that do not Unlock
 

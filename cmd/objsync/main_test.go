@@ -211,6 +211,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"lock", "l", "--"}, []string{"lock: missing -- COMMAND"}},
 		{[]string{"lock", "l", "m", "--", "true"}, []string{"lock: want one DSN, got 2 arguments"}},
 		{[]string{"lock", "--ttl", "5ms", "l", "--", "true"}, []string{"lock: --ttl: ttl 5ms is below the minimum 100ms"}},
+		{[]string{"lock", "--store-clock", "l", "--", "true"}, []string{"lock: --store-clock: file://", "cannot tell an object's age by the store's clock"}},
 		{[]string{"lock", "--ttl", "soon", "l", "--", "true"}, []string{`invalid value "soon" for flag -ttl`}},
 		// A TTL whose drift margin once overflowed, and gave two holders.
 		{[]string{"lock", "--ttl", "2562047h", "l", "--", "true"}, []string{"lock: --ttl: ttl 2562047h0m0s is above the maximum 720h0m0s"}},

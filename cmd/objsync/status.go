@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/objsync/objsync"
+	"github.com/objsync/objsync/driver"
 )
 
 const statusHelp = `Usage: objsync status [--json] [--for DURATION] DSN
@@ -41,6 +42,8 @@ With --json it prints one JSON object with these fields:
   waiters       how many waiters are in the lock's queue
   holder_gone   true if the holder ran on this machine and its process is gone
   holder_running true if the holder's process runs on this machine
+  store_age_ms  how long the lock has at least been unchanged by the store's
+                clock (s3:// and minio://; null elsewhere, or under a second)
 
 Example:
   objsync status --for 40s --json gs://ops-locks/nightly
@@ -65,6 +68,7 @@ type statusJSON struct {
 	Waiters         int        `json:"waiters"`
 	HolderGone      bool       `json:"holder_gone"`
 	HolderRunning   bool       `json:"holder_running"`
+	StoreAgeMillis  *int64     `json:"store_age_ms"`
 }
 
 func runStatus(args []string) error {
@@ -84,7 +88,11 @@ func runStatus(args []string) error {
 	if err != nil {
 		return err
 	}
-	m := objsync.NewMutex(store, key, queue.options()...)
+	opts := queue.options()
+	if _, ok := store.(driver.AgeReader); ok && !*queue.on {
+		opts = append(opts, objsync.WithStoreClock()) // to show the store's age
+	}
+	m := objsync.NewMutex(store, key, opts...)
 	defer m.Close()
 	st, watched, err := observe(m, *watch)
 	if err != nil {
@@ -152,6 +160,9 @@ func printStatus(m *objsync.Mutex, st objsync.State, watched time.Duration) {
 	} else {
 		row("unchanged", "%s, watched for %s", short(st.Unchanged), short(watched))
 	}
+	if st.StoreAge > 0 {
+		row("store age", "%s (by the store's clock: Date less Last-Modified)", short(st.StoreAge.Truncate(time.Millisecond)))
+	}
 	if st.Held && st.Unchanged > st.TTL {
 		out.printf("\nUnchanged for longer than its ttl: the holder stopped renewing it, and a\nwaiting 'objsync lock' takes it over ('objsync unlock --force' breaks it).\n")
 	}
@@ -163,6 +174,10 @@ func printJSON(m *objsync.Mutex, st objsync.State, watched time.Duration) error 
 		Host: st.Host, PID: st.PID, Fence: st.Fence, TTLMillis: st.TTL.Milliseconds(),
 		UnchangedMillis: st.Unchanged.Milliseconds(), WatchedMillis: watched.Milliseconds(), Waiters: st.Waiters,
 		HolderGone: st.HolderGone, HolderRunning: st.HolderRunning,
+	}
+	if st.StoreAge > 0 {
+		age := st.StoreAge.Milliseconds()
+		j.StoreAgeMillis = &age
 	}
 	if st.Exists {
 		acquired, renewed := st.AcquiredAt.UTC(), st.RenewedAt.UTC()

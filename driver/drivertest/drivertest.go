@@ -63,6 +63,7 @@ func Run(t *testing.T, h Harness, opts ...Option) {
 	t.Run("OddKeys", func(t *testing.T) { testOddKeys(t, h) })
 	t.Run("CancelledContext", func(t *testing.T) { testCancelledContext(t, h) })
 	t.Run("WriteInterval", func(t *testing.T) { testWriteInterval(t, h) })
+	t.Run("Age", func(t *testing.T) { testAge(t, h) })
 	t.Run("RaceCreate", func(t *testing.T) { testRace(t, h, cfg, false) })
 	t.Run("RaceReplace", func(t *testing.T) { testRace(t, h, cfg, true) })
 }
@@ -153,6 +154,44 @@ func testWriteInterval(t *testing.T, h Harness) {
 		time.Sleep(interval)
 		v = mustWrite(t, s, key, []byte(fmt.Sprint(i)), v)
 	}
+}
+
+// testAge: a store that tells an object's age (driver.AgeReader) returns
+// with it what Read returns, and an age that is never more than the time
+// since the write was sent (it is a lower bound), and at least a second
+// once more than two seconds have passed since the write was answered.
+func testAge(t *testing.T, h Harness) {
+	s, p := h(t)
+	ages, ok := s.(driver.AgeReader)
+	if !ok {
+		t.Skip("the store does not implement driver.AgeReader, which is optional")
+	}
+	ctx := context.Background()
+	key := p + "age"
+	if _, _, _, err := ages.ReadAge(ctx, key); !errors.Is(err, driver.ErrNotExist) {
+		t.Fatalf("ReadAge of a missing object: err = %v, want ErrNotExist", err)
+	}
+	data := randomBytes(t, 64)
+	sent := time.Now()
+	v := mustWrite(t, s, key, data, "")
+	check := func(least time.Duration) {
+		t.Helper()
+		got, gotV, age, err := ages.ReadAge(ctx, key)
+		since := time.Since(sent)
+		switch {
+		case err != nil:
+			t.Fatalf("ReadAge: %v", err)
+		case !bytes.Equal(got, data) || gotV != v:
+			t.Fatalf("ReadAge = %q, version %q; want %q, version %q", abbrev(got), gotV, abbrev(data), v)
+		case age < 0 || age > since+since/100:
+			t.Fatalf("ReadAge says the object is %v old, %v after its write was sent: more than it can be", age, since)
+		case age < least:
+			t.Fatalf("ReadAge says the object is %v old, %v after its write was sent; want at least %v", age, since, least)
+		}
+	}
+	check(0)
+	time.Sleep(2100 * time.Millisecond)
+	check(time.Second)
 }
 
 func testNewVersionEveryWrite(t *testing.T, h Harness, cfg config) {

@@ -137,18 +137,34 @@ func (d draw) wait(ctx context.Context, dur time.Duration) error {
 
 // Read implements driver.Store.
 func (s *Store) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
+	data, v, _, err := s.ReadAge(ctx, key)
+	return data, v, err
+}
+
+// ReadAge implements driver.AgeReader with the wrapped store's, with the
+// same faults as Read; the age is 0 if that store tells none. An answer
+// that comes late says the age the object had when the store answered.
+func (s *Store) ReadAge(ctx context.Context, key string) ([]byte, driver.Version, time.Duration, error) {
 	d := s.draw(false)
 	if err := d.wait(ctx, d.latency); err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
 	if d.fail {
-		return nil, "", driver.Retryable(ErrInjected)
+		return nil, "", 0, driver.Retryable(ErrInjected)
 	}
-	data, v, err := s.store.Read(ctx, key)
+	var data []byte
+	var v driver.Version
+	var age time.Duration
+	var err error
+	if ages, ok := s.store.(driver.AgeReader); ok {
+		data, v, age, err = ages.ReadAge(ctx, key)
+	} else {
+		data, v, err = s.store.Read(ctx, key)
+	}
 	if werr := d.wait(ctx, d.answer); werr != nil {
-		return nil, "", werr
+		return nil, "", 0, werr
 	}
-	return data, v, err
+	return data, v, age, err
 }
 
 // Write implements driver.Store.

@@ -104,12 +104,23 @@ func (c *client) maxInFlight() int64 {
 }
 
 func (c *client) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
+	data, v, _, err := c.ReadAge(ctx, key)
+	return data, v, err
+}
+
+// ReadAge implements driver.AgeReader with the store's; the age is 0 if
+// the store tells none.
+func (c *client) ReadAge(ctx context.Context, key string) ([]byte, driver.Version, time.Duration, error) {
 	defer c.enter()()
 	c.reads.Add(1)
 	if fault(c.fault.Load()) == faultCut {
-		return nil, "", errPartitioned
+		return nil, "", 0, errPartitioned
 	}
-	return c.Store.Read(ctx, key)
+	if ages, ok := c.Store.(driver.AgeReader); ok {
+		return ages.ReadAge(ctx, key)
+	}
+	data, v, err := c.Store.Read(ctx, key)
+	return data, v, 0, err
 }
 
 func (c *client) Write(ctx context.Context, key string, data []byte, ifVersion driver.Version) (driver.Version, error) {

@@ -64,7 +64,7 @@ func run(t *testing.T, h Harness, tests []lockTest, queue bool) {
 // plain lock.
 var queueSuite = slices.DeleteFunc(slices.Clone(suite), func(tc lockTest) bool {
 	switch tc.name {
-	case "Cost", "LastFence", "ProclaimLateWrite":
+	case "Cost", "LastFence", "ProclaimLateWrite", "StoreClock":
 		return true
 	}
 	return false
@@ -79,6 +79,7 @@ var suite = []lockTest{
 	{"LocalWaiters", testLocalWaiters},
 	{"TakeoverWaitsTTL", testTakeoverWaitsTTL},
 	{"TryLocksTakeOver", testTryLocksTakeOver},
+	{"StoreClock", testStoreClock},
 	{"NoTakeoverWhileRenewing", testNoTakeoverWhileRenewing},
 	{"LossBeforeDeadline", testLossBeforeDeadline},
 	{"StaleUnlock", testStaleUnlock},
@@ -434,6 +435,47 @@ func testTryLocksTakeOver(t *testing.T, s driver.Store, key string) {
 			t.Fatalf("TryLock every 10ms still fails after %v on a lock whose holder is gone", waited)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// testStoreClock: on a store that tells ages (driver.AgeReader), a fresh
+// process opened WithStoreClock takes over a lock whose holder is gone in
+// one read once the store's clock says it has been unchanged for the TTL
+// and 1%; never before that much time has passed since the holder's write
+// was sent.
+func testStoreClock(t *testing.T, s driver.Store, key string) {
+	if _, ok := s.(driver.AgeReader); !ok {
+		t.Skip("the store does not tell ages (driver.AgeReader), which is optional")
+	}
+	const ttl = time.Second
+	sent := time.Now()
+	dead := writeDeadHolder(t, s, key, ttl, 0)
+	for i := 0; ; i++ {
+		// A new client each time: a process that has just started.
+		m := newMutex(newClient(s, fmt.Sprint("fresh-", i)), key, objsync.WithStoreClock())
+		ok, fence, err := m.TryLock(context.Background(), time.Minute)
+		since := time.Since(sent)
+		switch {
+		case err != nil:
+			m.Close()
+			t.Fatalf("TryLock: %v", err)
+		case ok && since < ttl+ttl/100:
+			m.Close()
+			t.Fatalf("took over %v after the dead holder's write was sent, before its TTL and 1%%", since)
+		case ok && fence != dead+1:
+			m.Close()
+			t.Fatalf("fence after takeover = %d, want %d", fence, dead+1)
+		case ok:
+			t.Logf("a fresh process took over in one read %v after the dead holder's write was sent", since)
+			unlockOrFatal(t, m)
+			m.Close()
+			return
+		case since > ttl+5*time.Second:
+			m.Close()
+			t.Fatalf("fresh processes WithStoreClock still fail to take over %v after the dead holder's write", since)
+		}
+		m.Close()
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

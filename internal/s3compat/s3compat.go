@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"strings"
 	"time"
 
@@ -136,4 +137,17 @@ func Unquote(etag string) string {
 // drivers returned always can; "*" or a list would match other objects.
 func IsETag(v driver.Version) bool {
 	return v != "" && v != "*" && !strings.ContainsAny(string(v), "\", \t")
+}
+
+// Age returns a lower bound of how long an object had been unchanged when
+// the server answered, from one answer's Date header and the object's
+// Last-Modified time: both are whole seconds, so their difference less a
+// second. It returns 0 when the Date header is missing or unreadable, or
+// when the times say less.
+func Age(date string, lastModified time.Time) time.Duration {
+	answered, err := http.ParseTime(date)
+	if err != nil || lastModified.IsZero() {
+		return 0
+	}
+	return max(answered.Sub(lastModified)-time.Second, 0)
 }
