@@ -203,8 +203,13 @@
 // holder has ended; with WithProcessGroup, no process may be left in the
 // group either (kill(-pgid, 0) answers ESRCH), and with WithCgroup none in
 // the cgroup v2 or below it (its cgroup.events says "populated 0", or it
-// is gone; the contender must be in the same cgroup namespace, the link
-// /proc/self/ns/cgroup). It then takes the lock over
+// is gone: no directory at its path, or one with another id, in the
+// cgroup2 file system with nothing mounted over it; the contender must be
+// in the same cgroup namespace, the link /proc/self/ns/cgroup). The
+// process record is a JSON object of its own ("process"): objsync before
+// it does not read it, and a reader that finds a field it does not know
+// there judges nothing, and writes the record back as it found it. It
+// then takes the lock over
 // at once, with the same conditional write as after the TTL, and a queue
 // waiter ends the turn of such a head at once. It judges nothing where it
 // cannot be sure: another machine or container (containers share the boot
@@ -217,7 +222,8 @@
 //
 // It is safe only if nothing works under the lock once the holder has
 // ended. Work in other processes must be in the cgroup given to WithCgroup
-// (only a process allowed to move itself between cgroups can leave it), or
+// (only a process allowed to move itself between cgroups can leave it, and
+// work handed to a daemon, such as docker or tmux, is never in it), or
 // in the process group given to WithProcessGroup (processes that leave the
 // group, as timeout(1) and setsid(1) do, escape the check), and killed
 // when the holder dies; or the holder must not record itself

@@ -352,9 +352,9 @@ var hostname, _ = os.Hostname()
 func (o *options) process() holderProcess {
 	p := holderProcess{Host: hostname, PID: os.Getpid()}
 	if id := procid.Self(); id.Known() && id.Host == hostname && !o.noProcessCheck {
-		p.Boot, p.PIDNS, p.TimeNS, p.Start, p.Group = id.Boot, id.PIDNS, id.TimeNS, id.Start, o.group
+		p.Process = &processID{Boot: id.Boot, PIDNS: id.PIDNS, TimeNS: id.TimeNS, Start: id.Start, Group: o.group}
 		if o.cgroup != "" {
-			p.Cgroup, p.CgroupNS = o.cgroup, id.CgroupNS
+			p.Process.Cgroup, p.Process.CgroupNS, p.Process.CgroupID = o.cgroup, id.CgroupNS, o.cgroupID
 		}
 	}
 	return p

@@ -1,6 +1,7 @@
 package objsync
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -81,25 +82,68 @@ type waiter struct {
 }
 
 // holderProcess is the process of a holder or waiter: its host name and
-// pid, and where its system has /proc what lets a process on the same
-// machine know that it has ended (package procid): the kernel's boot id,
-// the pid and time namespaces and the start time. A contender that finds it
-// ended takes the lock over without waiting out its TTL.
+// pid, and, where its system has /proc, what lets a process on the same
+// machine know that it has ended (package procid). A contender that finds
+// it ended takes the lock over without waiting out its TTL.
 type holderProcess struct {
-	Host   string `json:"host,omitempty"`
-	PID    int    `json:"pid,omitempty"`
-	Boot   string `json:"boot_id,omitempty"`
-	PIDNS  string `json:"pid_ns,omitempty"`
-	TimeNS string `json:"time_ns,omitempty"`
-	Start  uint64 `json:"start_ticks,omitempty"`
-	// Group is a process group that the holder's work runs in
-	// (WithProcessGroup): the holder has ended only once it is empty.
-	Group int `json:"pgid,omitempty"`
-	// Cgroup is a cgroup v2 that the holder's work runs in (WithCgroup),
-	// from the root of the hierarchy of cgroup namespace CgroupNS: the
-	// holder has ended only once it is empty.
+	Host string `json:"host,omitempty"`
+	PID  int    `json:"pid,omitempty"`
+	// Process is kept apart from the fields above so that a reader that
+	// knows less of it than its writer meant never judges it: objsync
+	// before this never looks there, and a field this version does not
+	// know makes the whole of it unknown (see processID.UnmarshalJSON).
+	Process *processID `json:"process,omitempty"`
+}
+
+// processID is what makes a pid mean one process (procid.ID): the
+// kernel's boot id, the pid and time namespaces, the start time, and what
+// the holder's work runs in besides: a process group (WithProcessGroup),
+// or a cgroup v2 (WithCgroup), by its path from the root of the hierarchy
+// of cgroup namespace CgroupNS and its id (the directory's inode number).
+// The holder has ended only once those are empty too.
+type processID struct {
+	Boot     string `json:"boot_id"`
+	PIDNS    string `json:"pid_ns"`
+	TimeNS   string `json:"time_ns,omitempty"`
+	Start    uint64 `json:"start_ticks"`
+	Group    int    `json:"pgid,omitempty"`
 	Cgroup   string `json:"cgroup,omitempty"`
 	CgroupNS string `json:"cgroup_ns,omitempty"`
+	CgroupID uint64 `json:"cgroup_id,omitempty"`
+	// unknown is set when the stored object holds a field this version
+	// does not know: a condition on the holder's end it cannot check.
+	unknown bool
+	// raw is the JSON it was read from, written back as it was (by a
+	// waiter joining, a hand-off), so that nothing of it is lost.
+	raw json.RawMessage
+}
+
+// UnmarshalJSON decodes p strictly: an unknown field leaves p unknown,
+// never judged, rather than judged on part of what its writer recorded.
+func (p *processID) UnmarshalJSON(data []byte) error {
+	var loose map[string]json.RawMessage
+	if err := json.Unmarshal(data, &loose); err != nil {
+		return err // not an object at all
+	}
+	type plain processID
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var v plain
+	if dec.Decode(&v) != nil {
+		v = plain{unknown: true}
+	}
+	*p = processID(v)
+	p.raw = bytes.Clone(data)
+	return nil
+}
+
+// MarshalJSON writes p as it was read, or as this process made it.
+func (p *processID) MarshalJSON() ([]byte, error) {
+	if p.raw != nil {
+		return p.raw, nil
+	}
+	type plain processID
+	return json.Marshal((*plain)(p))
 }
 
 // ended reports whether the process is known to have ended: procid.Ended.
@@ -108,8 +152,15 @@ func (p holderProcess) ended() bool { return procid.Ended(p.id()) }
 // running reports whether the process is known to run: procid.Running.
 func (p holderProcess) running() bool { return procid.Running(p.id()) }
 
+// id returns the process as package procid knows it; the zero ID, never
+// judged, if it recorded nothing or what it recorded is not known here.
 func (p holderProcess) id() procid.ID {
-	return procid.ID{Host: p.Host, Boot: p.Boot, PIDNS: p.PIDNS, TimeNS: p.TimeNS, PID: p.PID, Start: p.Start, Group: p.Group, Cgroup: p.Cgroup, CgroupNS: p.CgroupNS}
+	q := p.Process
+	if q == nil || q.unknown {
+		return procid.ID{}
+	}
+	return procid.ID{Host: p.Host, PID: p.PID, Boot: q.Boot, PIDNS: q.PIDNS, TimeNS: q.TimeNS, Start: q.Start,
+		Group: q.Group, Cgroup: q.Cgroup, CgroupNS: q.CgroupNS, CgroupID: q.CgroupID}
 }
 
 // maxQueue bounds the queue, and so the size of the lock object: waiters

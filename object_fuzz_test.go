@@ -14,13 +14,14 @@ func FuzzDecodeLock(f *testing.F) {
 	now := time.Date(2026, 12, 2, 4, 16, 0, 0, time.UTC)
 	held := lockObject{Format: lockFormat, State: stateHeld, Holder: "h", Fence: 7, Seq: 2, TTLMillis: 1000,
 		Prev: "p", PrevSeq: 3, Value: "v", AcquiredAt: now, WrittenAt: now,
-		holderProcess: holderProcess{Host: "host", PID: 42, Boot: "b", PIDNS: "pid:[1]", Start: 9}}
+		holderProcess: holderProcess{Host: "host", PID: 42, Process: &processID{Boot: "b", PIDNS: "pid:[1]", Start: 9, Cgroup: "/c", CgroupNS: "cgroup:[2]", CgroupID: 5}}}
 	free := held
 	free.State = stateFree
 	for _, seed := range [][]byte{
 		held.encode(), free.encode(), nil, []byte("{}"), []byte(`{"objsync_lock":2}`),
 		[]byte(`{"objsync_lock":1,"state":"held","holder":"x","fence":9223372036854775807,"ttl_ms":9300000000000}`),
 		[]byte(`{"objsync_lock":1,"state":"free","holder":"x","fence":1,"ttl_ms":-5}`),
+		[]byte(`{"objsync_lock":1,"state":"held","holder":"x","fence":1,"ttl_ms":1000,"process":{"boot_id":"b","future":1}}`),
 	} {
 		f.Add(seed)
 	}

@@ -88,6 +88,7 @@ type options struct {
 	noProcessCheck bool
 	group          int    // WithProcessGroup
 	cgroup         string // WithCgroup, from the hierarchy's root
+	cgroupID       uint64 // and its id
 	storeClock     bool   // WithStoreClock
 	err            error  // the first option that was refused
 }
@@ -155,16 +156,19 @@ func WithProcessGroup(pgid int) Option {
 // ended and no process is left in the cgroup or below it. Have the cgroup
 // killed when this process dies (cgroup.kill), as objsync lock does. Only a
 // process allowed to move itself between cgroups (root, or one with a
-// delegated subtree) can leave it. It has no effect with
-// WithoutProcessCheck, and is refused where dir is not a cgroup v2.
+// delegated subtree) can leave it, but work handed to a daemon that runs
+// elsewhere (docker, tmux, systemd-run, ssh) is not in it. The lock
+// records the cgroup's path and id: another cgroup made later at that path
+// does not stand for it. It has no effect with WithoutProcessCheck, and is
+// refused where dir is not a cgroup v2.
 func WithCgroup(dir string) Option {
 	return func(o *options) {
-		rel, err := procid.CgroupPath(dir)
+		rel, id, err := procid.CgroupPath(dir)
 		if err != nil {
 			o.refuse("WithCgroup(%q): %v", dir, err)
 			return
 		}
-		o.cgroup = rel
+		o.cgroup, o.cgroupID = rel, id
 	}
 }
 

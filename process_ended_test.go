@@ -18,6 +18,7 @@ import (
 
 	"github.com/objsync/objsync"
 	"github.com/objsync/objsync/driver"
+	"github.com/objsync/objsync/internal/procid"
 )
 
 // startHolder runs the test binary as a holder (holdUntilKilled) of the
@@ -170,11 +171,11 @@ func TestHolderEndedGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var obj struct{ Pgid int }
-	if err := json.Unmarshal(data, &obj); err != nil || obj.Pgid <= 0 {
+	var obj struct{ Process struct{ Pgid int } }
+	if err := json.Unmarshal(data, &obj); err != nil || obj.Process.Pgid <= 0 {
 		t.Fatalf("the lock object names no process group (%v): %s", err, data)
 	}
-	syscall.Kill(-obj.Pgid, syscall.SIGKILL)
+	syscall.Kill(-obj.Process.Pgid, syscall.SIGKILL)
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
 		if ok, got, err := m.TryLock(context.Background(), time.Minute); ok && err == nil {
 			if got != fence+1 {
@@ -246,6 +247,76 @@ func TestHolderOtherTimeNamespace(t *testing.T) {
 			holdsOn(t, lock, tc.opts...)
 			if holder.ProcessState != nil {
 				t.Error("the holder is not running")
+			}
+		})
+	}
+}
+
+// TestHolderProcessUnknownField: a holder whose process record holds a
+// field this version does not know (a later version's condition on the
+// holder's end) is never judged gone, and the field survives the writes of
+// others (a waiter joining and leaving the queue). Objects of objsync
+// before the record was nested are never judged either.
+func TestHolderProcessUnknownField(t *testing.T) {
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	id := procid.Of(sleeper.Process.Pid)
+	sleeper.Process.Kill()
+	sleeper.Wait()
+	if !id.Known() {
+		t.Fatal("no process identity on this system")
+	}
+	record := fmt.Sprintf(`"boot_id":%q,"pid_ns":%q,"time_ns":%q,"start_ticks":%d`, id.Boot, id.PIDNS, id.TimeNS, id.Start)
+	for _, tc := range []struct {
+		name, process string
+		gone          bool
+	}{
+		{"known", `"process":{` + record + `}`, true},
+		{"unknown field", `"process":{` + record + `,"future_condition":"x"}`, false},
+		{"not nested", record, false}, // dropped by the next write: only less is known then
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lock := t.TempDir() + "/lock"
+			d, _ := driver.Lookup("file")
+			store, key, err := d.Open(lock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			obj := fmt.Sprintf(`{"objsync_lock":1,"state":"held","holder":"dead","fence":7,"seq":1,"ttl_ms":60000,"host":%q,"pid":%d,%s,"acquired_at":"2026-12-03T00:00:00Z","written_at":"2026-12-03T00:00:00Z"}`,
+				id.Host, id.PID, tc.process)
+			if _, err := store.Write(context.Background(), key, []byte(obj), ""); err != nil {
+				t.Fatal(err)
+			}
+			m, err := objsync.Open("file", lock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			if st, err := m.Inspect(context.Background()); err != nil || !st.Held || st.HolderGone != tc.gone {
+				t.Fatalf("Inspect: %+v, %v; want HolderGone %v", st, err, tc.gone)
+			}
+			if tc.gone || !strings.HasPrefix(tc.process, `"process"`) {
+				return
+			}
+			// A Lock that waits joins the queue, and leaves it when it
+			// gives up: two writes of the holder's state by another.
+			ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond) // joins only with a second to spare
+			defer cancel()
+			if _, err := m.Lock(ctx, time.Minute); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Lock = %v, want the deadline", err)
+			}
+			data, _, err := store.Read(context.Background(), key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var written struct {
+				QueueSeq int64 `json:"queue_seq"`
+			}
+			json.Unmarshal(data, &written)
+			if written.QueueSeq == 0 || !bytes.Contains(data, []byte(tc.process)) {
+				t.Fatalf("after a waiter joined and left (queue_seq %d), the holder's process record is not as written: %s", written.QueueSeq, data)
 			}
 		})
 	}

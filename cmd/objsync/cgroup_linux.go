@@ -1,13 +1,22 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/objsync/objsync"
 	"github.com/objsync/objsync/internal/procid"
@@ -17,72 +26,60 @@ import (
 // runGuardian): not a name a user would give the binary.
 const guardianArg0 = "objsync (guardian)"
 
-// workCgroup is the cgroup v2 that the command runs in, with a guardian: a
-// process of its own session that kills every process left in the cgroup
-// when objsync dies, however it dies. The lock records the cgroup
-// (objsync.WithCgroup), so that a contender on this machine takes the lock
-// over as soon as objsync has ended and the cgroup is empty, and not
-// before: nothing of the command runs then, grandchildren and processes
-// that left the command's process group included.
+// workCgroup is the cgroup v2 that the command runs in, with its
+// guardian: a process of its own session that creates the cgroup, kills
+// every process left in it when objsync dies, however it dies, and removes
+// it. The lock records the cgroup (objsync.WithCgroup), so that a
+// contender on this machine takes the lock over as soon as objsync has
+// ended and the cgroup is empty, and not before: nothing of the command
+// runs then, grandchildren and processes that left the command's process
+// group included.
 type workCgroup struct {
-	dir   string
-	fd    int      // the cgroup's directory, for CLONE_INTO_CGROUP
-	kills *os.File // its cgroup.kill, opened while objsync had descriptors to spare
-	guard *os.File // the guardian's stdin: "r" then EOF for a release, EOF alone for a death
+	dir     string
+	fd      int           // the cgroup's directory, for CLONE_INTO_CGROUP
+	kills   *os.File      // its cgroup.kill, opened while objsync had descriptors to spare
+	guard   *os.File      // the guardian's stdin: "r" then EOF for a release, EOF alone for a death
+	guarded chan struct{} // closed when the guardian has exited
+	done    bool          // released: the guardian's exit is expected
 }
 
-// newWorkCgroup creates the command's cgroup below objsync's own and starts
-// its guardian. It returns nil, and why, where that cannot be done: no
-// cgroup v2, no right to create cgroups (not root, nothing delegated),
+// newWorkCgroup starts the guardian, which creates the command's cgroup
+// below objsync's own. It returns nil, and why, where that cannot be done:
+// no cgroup v2, no right to create cgroups (not root, nothing delegated),
 // clone3 refused, a guardian that does not answer.
 func newWorkCgroup() (*workCgroup, error) {
-	dir, err := procid.NewCgroup("objsync-")
-	if err != nil {
-		return nil, err
-	}
-	w := &workCgroup{dir: dir, fd: -1}
+	w := &workCgroup{fd: -1}
 	if err := w.start(); err != nil {
-		w.close()
-		os.Remove(dir)
+		w.close() // the guardian, if any, removes the cgroup
 		return nil, err
 	}
 	return w, nil
 }
 
-func (w *workCgroup) close() {
-	w.guard.Close()
-	w.kills.Close()
-	syscall.Close(w.fd)
-}
-
 func (w *workCgroup) start() error {
-	fd, err := syscall.Open(w.dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	own, err := procid.OwnCgroup()
 	if err != nil {
 		return err
 	}
-	w.fd = fd
-	if w.kills, err = os.OpenFile(filepath.Join(w.dir, "cgroup.kill"), os.O_WRONLY, 0); err != nil {
-		return err
-	}
-	// The guardian starts in objsync's own cgroup (the command's parent),
-	// the way the command will start in its own: should clone3 be refused
-	// (a seccomp filter), it is refused here, before anything is locked.
-	own, err := syscall.Open(filepath.Dir(w.dir), syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	// The guardian starts in objsync's own cgroup, the way the command
+	// will start in its own: should clone3 be refused (a seccomp filter),
+	// it is refused here, before anything is locked.
+	ownFD, err := syscall.Open(own, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
-	defer syscall.Close(own)
+	defer syscall.Close(ownFD)
 	stdin, guard, err := os.Pipe()
 	if err != nil {
 		return err
 	}
 	defer stdin.Close()
 	w.guard = guard
-	ready, stdout, err := os.Pipe()
+	answers, stdout, err := os.Pipe()
 	if err != nil {
 		return err
 	}
-	defer ready.Close()
+	defer answers.Close()
 	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
 		stdout.Close()
@@ -92,26 +89,50 @@ func (w *workCgroup) start() error {
 	// /proc/self/exe is this very binary, even if it was replaced or
 	// removed since. A session of its own keeps the guardian out of the
 	// reach of signals sent to objsync's process group or terminal.
-	p, err := os.StartProcess("/proc/self/exe", []string{guardianArg0, w.dir}, &os.ProcAttr{
+	p, err := os.StartProcess("/proc/self/exe", []string{guardianArg0}, &os.ProcAttr{
 		Dir:   "/",
 		Files: []*os.File{stdin, stdout, null},
-		Sys:   &syscall.SysProcAttr{Setsid: true, UseCgroupFD: true, CgroupFD: own},
+		Sys:   &syscall.SysProcAttr{Setsid: true, UseCgroupFD: true, CgroupFD: ownFD},
 	})
 	stdout.Close()
 	if err != nil {
 		return fmt.Errorf("starting the guardian: %w", err)
 	}
-	go p.Wait() // reap it, should it end while objsync runs
-	// It says "ready" once it runs as a guardian: whatever else ran (a
-	// binary started through ld.so, whose /proc/self/exe is the loader)
-	// does not.
-	ready.SetReadDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, len("ready\n"))
-	if n, err := ready.Read(buf); string(buf[:n]) != "ready\n" {
+	w.guarded = make(chan struct{})
+	go func() {
+		state, err := p.Wait()
+		if !w.done {
+			out.errorf("the guardian of the command's cgroup exited (%v%v): should objsync die now, its lock is freed only by its ttl", state, err)
+		}
+		close(w.guarded)
+	}()
+	// It says "ready DIR" once it has made the cgroup. Whatever else ran
+	// (a binary started through ld.so, whose /proc/self/exe is the
+	// loader) does not.
+	answers.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(answers).ReadString('\n')
+	dir, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "ready ")
+	if !ok {
+		w.done = true // a failure said here, not by the goroutine
 		p.Kill()
-		return fmt.Errorf("the guardian did not start: %q, %v", buf[:n], err)
+		return fmt.Errorf("the guardian did not start: %q, %v", line, err)
 	}
-	return nil
+	w.dir = dir
+	if w.fd, err = syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0); err != nil {
+		return err
+	}
+	w.kills, err = os.OpenFile(filepath.Join(dir, "cgroup.kill"), os.O_WRONLY, 0)
+	return err
+}
+
+// close lets the guardian go: what is left in the cgroup is killed unless
+// release said "r" first.
+func (w *workCgroup) close() {
+	w.guard.Close()
+	w.kills.Close()
+	if w.fd >= 0 {
+		syscall.Close(w.fd)
+	}
 }
 
 // options returns what the lock records of the command's processes: the
@@ -131,6 +152,19 @@ func (w *workCgroup) setAttr(attr *syscall.SysProcAttr) {
 	}
 }
 
+// startError says why the command could not start when its cgroup is the
+// cause (someone removed it): the error would otherwise name the command,
+// as if it were missing.
+func (w *workCgroup) startError(err error) error {
+	if w == nil {
+		return err
+	}
+	if _, serr := os.Stat(filepath.Join(w.dir, "cgroup.procs")); serr != nil {
+		return fmt.Errorf("cannot start the command in its cgroup %s (%v): %v", w.dir, serr, err)
+	}
+	return err
+}
+
 // kill sends SIGKILL to every process left in the cgroup.
 func (w *workCgroup) kill() {
 	if w != nil {
@@ -141,27 +175,47 @@ func (w *workCgroup) kill() {
 }
 
 // release tells the guardian that objsync ends as it should: the guardian
-// removes the cgroup once the processes left in it, if any, have ended
-// by themselves.
+// removes the cgroup once the processes left in it, if any, have ended by
+// themselves. If none is left, the guardian exits at once, and objsync
+// waits for that (a second at most) and reaps it: an init that reaps no
+// orphans would keep it as a zombie.
 func (w *workCgroup) release() {
-	if w != nil {
-		w.guard.Write([]byte("r"))
-		w.close()
+	if w == nil {
+		return
+	}
+	w.done = true
+	w.guard.Write([]byte("r"))
+	populated, err := procid.CgroupPopulated(w.dir)
+	w.close()
+	if err == nil && !populated {
+		select {
+		case <-w.guarded:
+		case <-time.After(time.Second):
+		}
 	}
 }
 
-// runGuardian is the guardian of the cgroup dir (see workCgroup): it reads
-// its stdin until objsync closes it, kills every process in the cgroup
-// unless objsync wrote "r" first, and removes the cgroup once it is empty.
-func runGuardian(dir string) int {
-	if !strings.HasPrefix(filepath.Base(dir), "objsync-") {
-		return exitUsage
+// runGuardian is the guardian (see workCgroup): it creates the cgroup and
+// says "ready DIR" on stdout, reads its stdin until objsync closes it,
+// kills every process in the cgroup unless objsync wrote "r" first, and
+// removes the cgroup, and any made below it, once it is empty.
+func runGuardian() int {
+	// objsync may be gone before it reads the answer: that write must
+	// fail, not kill the guardian before it has cleaned up.
+	signal.Ignore(syscall.SIGPIPE)
+	if name, err := unix.BytePtrFromString("objsync-guard"); err == nil {
+		unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(name)), 0, 0, 0) // ps shows it so, not "exe"
 	}
-	os.Stdout.WriteString("ready\n")
+	closeInherited()
+	dir, err := procid.NewCgroup("objsync-")
+	if err != nil {
+		fmt.Printf("error %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+		return exitFailed
+	}
+	fmt.Printf("ready %s\n", dir)
 	os.Stdout.Close()
 	var buf [1]byte
-	n, _ := os.Stdin.Read(buf[:])
-	if n == 0 || buf[0] != 'r' {
+	if n, _ := os.Stdin.Read(buf[:]); n == 0 || buf[0] != 'r' {
 		// objsync died: whatever it ran must end before anyone may take
 		// its lock, and before the TTL for contenders elsewhere.
 		procid.KillCgroup(dir)
@@ -172,11 +226,56 @@ func runGuardian(dir string) int {
 			return exitFailed
 		}
 		if !populated {
-			if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return exitFailed
-			}
-			return 0
+			break
 		}
 		time.Sleep(wait)
 	}
+	if err := removeCgroups(dir); err != nil {
+		return exitFailed
+	}
+	return 0
+}
+
+// closeInherited closes the descriptors above stderr that the guardian
+// inherited from whoever started objsync (those without close-on-exec):
+// held open, they could keep a pipe or a flock(1) lock of theirs alive.
+// The Go runtime's own (epoll and the like) are left alone.
+func closeInherited() {
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, fd := range fds {
+		n, err := strconv.Atoi(fd.Name())
+		if err != nil || n <= 2 {
+			continue
+		}
+		target, err := os.Readlink("/proc/self/fd/" + fd.Name())
+		if err != nil || strings.HasPrefix(target, "anon_inode:") {
+			continue // closed since (the directory's own), or the runtime's
+		}
+		syscall.Close(n)
+	}
+}
+
+// removeCgroups removes the empty cgroup dir and those the command made
+// below it, the deepest first.
+func removeCgroups(dir string) error {
+	var dirs []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, path)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	slices.Reverse(dirs)
+	for _, d := range dirs {
+		if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -264,5 +265,154 @@ func TestLeaderGoneAtOnce(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("leader after objsync elect was killed: %+v", r)
 		}
+	}
+}
+
+// TestHolderKilledInOtherNamespace: objsync lock killed in another pid
+// namespace (another container of this machine) is never judged gone, so
+// lock --try here still fails; only the TTL frees the lock.
+func TestHolderKilledInOtherNamespace(t *testing.T) {
+	needCgroups(t)
+	dir := t.TempDir()
+	// Not holder: the pids it records are the other namespace's.
+	h := startCLIVia(t, dir, []string{"unshare", "--pid", "--fork", "--mount-proc", "--kill-child"},
+		append([]string{"lock", "--ttl", "1m", "lock"}, shell("touch ready; exec sleep 1000")...)...)
+	waitFile(t, filepath.Join(dir, "ready"))
+	// unshare's child, objsync, gets SIGKILL with it, and the rest of the
+	// namespace with objsync, its namespace's init.
+	h.cmd.Process.Signal(syscall.SIGKILL)
+	h.wait(t)
+	if r := runCLI(t, dir, "lock", "--try", "lock", "--", "true"); r.code != exitNotAcquired {
+		t.Fatalf("lock --try over a holder killed in another pid namespace: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if st := status(t, dir); !st.Held || st.HolderGone || st.HolderRunning {
+		t.Errorf("status of a lock held from another pid namespace: %+v", st)
+	}
+}
+
+// commandCgroups returns the cgroups that objsync lock made (not those of
+// other tests), with what each holds.
+func commandCgroups(t *testing.T) map[string]bool {
+	t.Helper()
+	own, err := procid.OwnCgroup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(own, "objsync-????????????????"))
+	set := map[string]bool{}
+	for _, d := range dirs {
+		set[d] = true
+	}
+	return set
+}
+
+// waitCgroupsGone waits until none of the cgroups that objsync lock made
+// is left but those in before.
+func waitCgroupsGone(t *testing.T, before map[string]bool) {
+	t.Helper()
+	for deadline := time.Now().Add(safety); ; time.Sleep(20 * time.Millisecond) {
+		var left []string
+		for d := range commandCgroups(t) {
+			if !before[d] {
+				left = append(left, d)
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cgroups left %v after objsync ended: %q", safety, left)
+		}
+	}
+}
+
+// TestGuardianCleansUp (found by review): the guardian removes the
+// command's cgroup, and those the command made below it, whenever objsync
+// ends: killed at any moment of its start, or after the command made a
+// cgroup of its own.
+func TestGuardianCleansUp(t *testing.T) {
+	needCgroups(t)
+	before := commandCgroups(t)
+	dir := t.TempDir()
+	for i := range 20 {
+		p := startCLI(t, dir, "lock", "--quiet", fmt.Sprint("lock", i), "--", "sleep", "60")
+		time.Sleep(time.Duration(i) * 2 * time.Millisecond)
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		p.wait(t)
+	}
+	r := runCLI(t, dir, append([]string{"lock", "nested"}, shell(`mkdir "`+cgroupMount()+`$(sed -n "s/^0:://p" /proc/self/cgroup)/inner"`)...)...)
+	if r.code != 0 {
+		t.Fatalf("a command that makes a cgroup: %+v", r)
+	}
+	waitCgroupsGone(t, before)
+}
+
+// TestGuardianClosesInheritedFDs (found by review): a descriptor that
+// objsync inherited without close-on-exec reaches the command, but not
+// the guardian, which could hold a pipe open after the command ended.
+func TestGuardianClosesInheritedFDs(t *testing.T) {
+	needCgroups(t)
+	dir := t.TempDir()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd := exec.Command(bin, append([]string{"lock", "--quiet", "lock"}, shell(`echo through fd 3 >&3; touch ready; sleep 60`)...)...)
+	cmd.Dir, cmd.ExtraFiles = dir, []*os.File{w}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitFile(t, filepath.Join(dir, "ready"))
+	line := make([]byte, 64)
+	if n, _ := r.Read(line); string(line[:n]) != "through fd 3\n" {
+		t.Fatalf("the command wrote %q to fd 3", line[:n])
+	}
+	guardian := guardianOf(t, cmd.Process.Pid)
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", guardian))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pipe syscall.Stat_t
+	syscall.Fstat(int(r.Fd()), &pipe)
+	for _, fd := range fds {
+		var st syscall.Stat_t
+		if syscall.Stat(fmt.Sprintf("/proc/%d/fd/%s", guardian, fd.Name()), &st) == nil && st.Ino == pipe.Ino && st.Dev == pipe.Dev {
+			t.Errorf("the guardian holds the inherited pipe as fd %s", fd.Name())
+		}
+	}
+}
+
+// TestNoCgroup: with --no-cgroup the lock records no process, so that
+// only its ttl frees it after kill -9, as for a command that hands its
+// work to a daemon.
+func TestNoCgroup(t *testing.T) {
+	dir := t.TempDir()
+	before := commandCgroups(t)
+	h := holder(t, dir, "--no-cgroup", "--ttl", "1m")
+	if st := status(t, dir); !st.Held || st.HolderRunning {
+		t.Errorf("status of a lock held with --no-cgroup: %+v; want no process recorded", st)
+	}
+	if after := commandCgroups(t); len(after) != len(before) {
+		t.Errorf("objsync lock --no-cgroup made a cgroup: %v", after)
+	}
+	h.cmd.Process.Signal(syscall.SIGKILL)
+	h.wait(t)
+	if r := runCLI(t, dir, "lock", "--try", "lock", "--", "true"); r.code != exitNotAcquired {
+		t.Fatalf("lock --try after kill -9 of a --no-cgroup holder: %+v", r)
+	}
+}
+
+// TestTryHolderRunsHere: lock --try on a lock whose holder's process runs
+// on this machine says so, and gives no advice for a dead holder.
+func TestTryHolderRunsHere(t *testing.T) {
+	needCgroups(t)
+	dir := t.TempDir()
+	holder(t, dir)
+	r := runCLI(t, dir, "lock", "--try", "lock", "--", "true")
+	if line := oneLine(t, "stderr", r.stderr); r.code != exitNotAcquired || !strings.HasSuffix(line, "; not waiting (--try); its holder's process runs on this machine") {
+		t.Fatalf("lock --try: exit %d, stderr %q", r.code, line)
 	}
 }

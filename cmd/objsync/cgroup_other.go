@@ -25,4 +25,4 @@ func (w *workCgroup) setAttr(*syscall.SysProcAttr) {}
 func (w *workCgroup) kill()                        {}
 func (w *workCgroup) release()                     {}
 
-func runGuardian(string) int { return exitUsage }
+func runGuardian() int { return exitUsage }

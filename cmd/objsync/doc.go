@@ -103,20 +103,31 @@
 // On Linux, where objsync may create a cgroup v2 below its own (as root, or
 // in a subtree that the service manager delegated; Linux 5.14 or later),
 // the command starts in a cgroup of its own, "objsync-" and a random
-// suffix, and a guardian process ("objsync (guardian)", in a session of
-// its own) waits for objsync to end. If objsync dies, however it dies, the
-// guardian kills every process in the cgroup (cgroup.kill): those that
-// left the command's process group too. The lock records objsync's process
-// and the cgroup, and a contender on the same machine, in the same pid,
-// time and cgroup namespaces, takes the lock over at once only when
-// objsync has ended and the cgroup is empty. If the guardian is killed
-// too, nothing empties the cgroup, and only the ttl frees the lock. Only a
-// process allowed to move itself between cgroups (root) can leave the
-// cgroup. When objsync exits as it should, what the command left running
-// in the background runs on, as before, and the guardian removes the
-// cgroup once it has ended. Where no cgroup can be created, the command
-// runs in objsync's cgroup, and the lock records nothing of objsync's
-// process: the ttl frees it.
+// suffix, made by a guardian process ("objsync (guardian)" in ps,
+// objsync-guard in top, in a session of its own) that then waits for
+// objsync to end. If objsync dies, however it dies, the guardian kills
+// every process in the cgroup (cgroup.kill): those that left the command's
+// process group too. The lock records objsync's process and the cgroup, by
+// path and id, and a contender on the same machine, in the same pid, time
+// and cgroup namespaces, takes the lock over at once only when objsync has
+// ended and the cgroup is empty or gone. If the guardian is killed too,
+// nothing empties the cgroup, and only the ttl frees the lock.
+//
+// What runs outside the cgroup escapes this: a process that moves itself
+// to another cgroup (which takes root, or a delegated subtree), and work
+// that the command hands to a daemon that was running already: docker
+// run, tmux, screen, systemd-run, ssh, at, or su and runuser where
+// pam_systemd puts the session in a scope of its own. Such work is not
+// killed when objsync dies, and the lock is taken over at once all the
+// same, as a flock(1) lock is released when its holder dies. Run such
+// commands with --no-cgroup: the lock then records no process, and only
+// its ttl frees it.
+//
+// When objsync exits as it should, what the command left running in the
+// background runs on, as before, and the guardian removes the cgroup, and
+// those the command made below it, once it has ended. Where no cgroup can
+// be created, or with --no-cgroup, the command runs in objsync's cgroup,
+// and the lock records nothing of objsync's process: the ttl frees it.
 //
 // The command runs in a process group of its own, so that signals reach
 // whatever it starts:

@@ -37,11 +37,14 @@ SIGHUP sent to objsync are passed on to the group, and the lock is released
 once COMMAND has exited.
 
 While it waits, objsync says on stderr who holds the lock. A holder that
-died on this machine (Linux) is taken over at once, once nothing of its command
-runs: objsync runs COMMAND in a cgroup of its own, and a guardian process kills
-all of it if objsync dies. Otherwise (another machine, no cgroup v2 that
-objsync may write to), only a waiting objsync takes over a lock whose holder
-stopped renewing it, after watching it unchanged for its ttl: --try fails.
+died on this machine (Linux) is taken over at once, --try included, once
+nothing of its command runs: objsync runs COMMAND in a cgroup of its own, and a
+guardian process kills all of it if objsync dies. Work that COMMAND hands to a
+daemon (docker run, tmux, systemd-run, ssh, at) runs outside it, as it does
+outside a flock(1) lock: use --no-cgroup for such commands. Otherwise (another
+machine, --no-cgroup, no cgroup v2 that objsync may write to), only a waiting
+objsync takes over a lock whose holder stopped renewing it, after watching it
+unchanged for its ttl: --try fails.
 With --store-clock (s3:// and minio://), the store's clock counts too: the
 lock is taken over, --try included, once the store's Date and Last-Modified
 say it has been unchanged for its ttl and 1%. Use it only with a store whose
@@ -58,6 +61,9 @@ const defaultGrace = 10 * time.Second
 type lockOptions struct {
 	ttl, timeout, grace time.Duration
 	try, quiet          bool
+	// byStoreClock says that --store-clock would count the store's clock,
+	// which it does not yet.
+	byStoreClock bool
 }
 
 func runLock(args []string) error {
@@ -79,6 +85,7 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 	if name == "lock" {
 		fs.BoolVar(queue.on, "queue", false, "a queue lock: waiters served in turn, many hand-offs a second on stores that allow one write per second to an object; a lock name is of one kind for good")
 	}
+	noCgroup := fs.Bool("no-cgroup", false, "do not run the command in a cgroup of its own: the lock records no process, and only its ttl frees it if objsync dies (for commands that hand their work to a daemon: docker, tmux, systemd-run, ssh)")
 	storeClock := fs.Bool("store-clock", false, "also take over a dead holder's lock once the store's clock says it has been unchanged for its ttl and 1% (s3 and minio drivers; trusts that the store's clocks agree: see --help)")
 	driverName := driverFlag(fs)
 	pos, argv, err := parseArgs(fs, help, args, true)
@@ -110,14 +117,19 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 	if err != nil {
 		return err
 	}
-	if _, ok := store.(driver.AgeReader); *storeClock && (!ok || *queue.on) {
+	_, ages := store.(driver.AgeReader)
+	if *storeClock && (!ages || *queue.on) {
 		return usageErrorf("%s: --store-clock: %s cannot tell an object's age by the store's clock (s3:// and minio:// can, for locks without --queue)", name, store.Location(key))
 	}
+	o.byStoreClock = ages && !*queue.on && !*storeClock
 	// The command runs in a cgroup of its own, killed if objsync dies, so
 	// that a contender on this machine may take the lock over as soon as
 	// objsync and the command have ended. Where there is none, the command
 	// may outlive a killed objsync: only the TTL frees the lock then.
-	cg, _ := newWorkCgroup()
+	var cg *workCgroup
+	if !*noCgroup {
+		cg, _ = newWorkCgroup()
+	}
 	defer cg.release() // after the lock is released
 	// A hold that cannot be renewed ends --grace before its lease does:
 	// SIGTERM then, SIGKILL when the lease ends (see supervise).
@@ -141,7 +153,7 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 	env := append(os.Environ(), "OBJSYNC_FENCE="+strconv.FormatInt(fence, 10), "OBJSYNC_LOCK="+m.String())
 	c, err := startChild(path, argv, env, cg)
 	if err != nil {
-		return cannotRun(err)
+		return cannotRun(cg.startError(err))
 	}
 	status, lost := c.supervise(m, o.grace, sigs)
 	if lost {
@@ -182,7 +194,7 @@ func acquire(m *objsync.Mutex, o lockOptions, sigs <-chan os.Signal) (int64, err
 		ctx, stop = context.WithTimeout(ctx, o.timeout)
 		defer stop()
 	}
-	timedOut := func() error { return notAcquired(m, fmt.Sprintf("gave up after %v (--timeout)", o.timeout), o.timeout) }
+	timedOut := func() error { return notAcquired(m, o, fmt.Sprintf("gave up after %v (--timeout)", o.timeout)) }
 
 	// A first try, so that nothing is said when the lock is free.
 	ok, fence, err := m.TryLock(ctx, o.ttl)
@@ -194,7 +206,7 @@ func acquire(m *objsync.Mutex, o lockOptions, sigs <-chan os.Signal) (int64, err
 	case err != nil && (o.try || !driver.IsRetryable(err)):
 		return 0, err
 	case o.try:
-		return 0, notAcquired(m, "not waiting (--try)", 0)
+		return 0, notAcquired(m, o, "not waiting (--try)")
 	}
 
 	type result struct {
@@ -237,11 +249,11 @@ func acquire(m *objsync.Mutex, o lockOptions, sigs <-chan os.Signal) (int64, err
 // account: reading a lock to report on it, breaking it, probing a store.
 const storeTimeout = 30 * time.Second
 
-// notAcquired reports that the lock was not taken after waiting as long as
-// waited, and who holds it if a read tells quickly: a user who gave up
-// waiting is not kept waiting. After a wait shorter than the ttl it says
-// how to get a lock whose holder died.
-func notAcquired(m *objsync.Mutex, why string, waited time.Duration) error {
+// notAcquired reports that the lock was not taken after waiting
+// --timeout (0 for --try), and who holds it if a read tells quickly: a
+// user who gave up waiting is not kept waiting. After a wait shorter than
+// the ttl it says how to get a lock whose holder died.
+func notAcquired(m *objsync.Mutex, o lockOptions, why string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout/10)
 	defer cancel()
 	st, err := m.Inspect(ctx)
@@ -249,11 +261,19 @@ func notAcquired(m *objsync.Mutex, why string, waited time.Duration) error {
 		return &exitError{exitNotAcquired, fmt.Errorf("%s not acquired: %s", m, why)}
 	}
 	msg := fmt.Sprintf("%s is %s; %s", m, describe(st), why)
-	if st.Held && st.Unchanged < st.TTL && waited < st.TTL+st.TTL/100 {
+	if st.Held && st.HolderRunning {
+		msg += "; its holder's process runs on this machine"
+	}
+	if st.Held && !st.HolderRunning && st.Unchanged < st.TTL && o.timeout < st.TTL+st.TTL/100 {
 		// One read, or a wait shorter than the ttl, cannot tell a holder
-		// that died (on another machine, or as objsync lock) from a live one.
-		msg += fmt.Sprintf("; a holder that died frees it once unchanged for its ttl of %v: wait for it with --timeout %v, or break it with 'objsync unlock --force'",
+		// that died (on another machine, or without a cgroup) from a live
+		// one.
+		msg += fmt.Sprintf("; a holder that died frees it once unchanged for its ttl of %v: wait for it with --timeout %v",
 			st.TTL, (st.TTL + st.TTL/100 + time.Second).Truncate(time.Second))
+		if o.byStoreClock {
+			msg += ", or count the store's clock too with --store-clock"
+		}
+		msg += ", or break it with 'objsync unlock --force'"
 	}
 	return &exitError{exitNotAcquired, errors.New(msg)}
 }

@@ -80,8 +80,8 @@ var commands = map[string]func(args []string) error{
 }
 
 func main() {
-	if len(os.Args) == 2 && os.Args[0] == guardianArg0 {
-		os.Exit(runGuardian(os.Args[1]))
+	if len(os.Args) == 1 && os.Args[0] == guardianArg0 {
+		os.Exit(runGuardian())
 	}
 	os.Exit(exitCode(run(os.Args[1:])))
 }

@@ -34,7 +34,7 @@ func TestStatusHolderGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	obj := fmt.Sprintf(`{"objsync_lock":1,"state":"held","holder":"dead","fence":7,"seq":1,"ttl_ms":60000,"host":%q,"pid":%d,"boot_id":%q,"pid_ns":%q,"time_ns":%q,"start_ticks":%d,"acquired_at":"2026-12-03T00:00:00Z","written_at":"2026-12-03T00:00:00Z"}`,
+	obj := fmt.Sprintf(`{"objsync_lock":1,"state":"held","holder":"dead","fence":7,"seq":1,"ttl_ms":60000,"host":%q,"pid":%d,"process":{"boot_id":%q,"pid_ns":%q,"time_ns":%q,"start_ticks":%d},"acquired_at":"2026-12-03T00:00:00Z","written_at":"2026-12-03T00:00:00Z"}`,
 		id.Host, id.PID, id.Boot, id.PIDNS, id.TimeNS, id.Start)
 	if _, err := store.Write(context.Background(), key, []byte(obj), ""); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package procid
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,31 +8,60 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
-// cgroupMount is where the cgroup v2 hierarchy is mounted with its root
-// (the root of this process's cgroup namespace) at the mount's root, or ""
-// if it is not: /sys/fs/cgroup on most systems, /sys/fs/cgroup/unified on
-// hybrid ones.
-var cgroupMount = sync.OnceValue(func() string {
-	f, err := os.Open("/proc/self/mountinfo")
+// mount is a line of /proc/self/mountinfo.
+type mount struct{ root, point, fstype string }
+
+// mounts returns this process's mounts, in the order mountinfo lists
+// them: a mount listed later at the same place, or above it, hides one
+// listed earlier.
+func mounts() []mount {
+	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		return ""
+		return nil
 	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
+	var ms []mount
+	for line := range strings.Lines(string(data)) {
 		// "36 35 98:0 ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE ..."
-		pre, post, ok := strings.Cut(s.Text(), " - ")
+		pre, post, ok := strings.Cut(line, " - ")
 		fields, fs := strings.Fields(pre), strings.Fields(post)
-		if ok && len(fields) >= 5 && len(fs) >= 1 && fs[0] == "cgroup2" && fields[3] == "/" {
-			return unescapeMount(fields[4])
+		if ok && len(fields) >= 5 && len(fs) >= 1 {
+			ms = append(ms, mount{unescapeMount(fields[3]), unescapeMount(fields[4]), fs[0]})
+		}
+	}
+	return ms
+}
+
+// within reports whether path is dir or below it.
+func within(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
+}
+
+// cgroupMountIn returns where ms mount the cgroup v2 hierarchy with its
+// root (the root of this process's cgroup namespace) at the mount's root,
+// and nothing later over it; "" if nowhere. /sys/fs/cgroup on most
+// systems, /sys/fs/cgroup/unified on hybrid ones.
+func cgroupMountIn(ms []mount) string {
+	for i, m := range ms {
+		if m.fstype != "cgroup2" || m.root != "/" {
+			continue
+		}
+		hidden := slices.ContainsFunc(ms[i+1:], func(later mount) bool { return within(m.point, later.point) })
+		if !hidden {
+			return m.point
 		}
 	}
 	return ""
-})
+}
+
+var cgroupMount = sync.OnceValue(func() string { return cgroupMountIn(mounts()) })
 
 // unescapeMount undoes the octal escapes of mountinfo (\040 for a space).
 func unescapeMount(s string) string {
@@ -57,25 +85,38 @@ var cgroupNS = sync.OnceValue(func() string {
 })
 
 // cgroupEmpty reports whether the cgroup rel, of this process's cgroup
-// namespace, has no process left in it or below it: its cgroup.events
-// says "populated 0", or it is gone (only an empty cgroup can be
-// removed).
-func cgroupEmpty(rel string) bool {
-	mount := cgroupMount()
-	if mount == "" || !validCgroup(rel) {
+// namespace, whose id was id, has no process left in it or below it: its
+// cgroup.events says "populated 0", or it is gone (only an empty cgroup can
+// be removed): its path is missing, or holds another cgroup. Gone only
+// from the hierarchy as mounted here with nothing mounted over it or over
+// a directory on the way: another file system there could hide it.
+func cgroupEmpty(rel string, id uint64) bool {
+	ms := mounts()
+	root := cgroupMountIn(ms)
+	if root == "" || !validCgroup(rel) || !isCgroup2(root) {
 		return false
 	}
-	if _, err := os.Stat(filepath.Join(mount, "cgroup.procs")); err != nil {
-		return false // not the hierarchy it was: not sure
-	}
-	data, err := os.ReadFile(filepath.Join(mount, rel, "cgroup.events"))
-	if errors.Is(err, os.ErrNotExist) {
-		if _, err := os.Lstat(filepath.Join(mount, rel)); errors.Is(err, os.ErrNotExist) {
-			return true
-		}
+	dir := filepath.Join(root, rel)
+	if slices.ContainsFunc(ms, func(m mount) bool { return m.point != root && within(m.point, root) && within(dir, m.point) }) {
 		return false
 	}
+	var st syscall.Stat_t
+	switch err := syscall.Lstat(dir, &st); {
+	case errors.Is(err, syscall.ENOENT):
+		return true
+	case err != nil || !isCgroup2(dir):
+		return false
+	case st.Ino != id:
+		return true
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "cgroup.events"))
 	return err == nil && populated(data) == "0"
+}
+
+// isCgroup2 reports whether path is on a cgroup v2 file system.
+func isCgroup2(path string) bool {
+	var fs syscall.Statfs_t
+	return syscall.Statfs(path, &fs) == nil && fs.Type == unix.CGROUP2_SUPER_MAGIC
 }
 
 // populated returns the value of the populated key of cgroup.events.
@@ -89,33 +130,31 @@ func populated(events []byte) string {
 }
 
 // CgroupPath returns the path of the cgroup v2 directory dir relative to
-// the hierarchy's root, as Ended takes it in an ID.
-func CgroupPath(dir string) (string, error) {
-	mount := cgroupMount()
-	if mount == "" || cgroupNS() == "" {
-		return "", errors.New("no cgroup v2 hierarchy is mounted here")
+// the hierarchy's root, and its id, as Ended takes them in an ID.
+func CgroupPath(dir string) (string, uint64, error) {
+	root := cgroupMount()
+	if root == "" || cgroupNS() == "" {
+		return "", 0, errors.New("no cgroup v2 hierarchy is mounted here")
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
-	rel, err := filepath.Rel(mount, abs)
+	rel, err := filepath.Rel(root, abs)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-		return "", fmt.Errorf("%s is not under the cgroup v2 hierarchy at %s", dir, mount)
+		return "", 0, fmt.Errorf("%s is not under the cgroup v2 hierarchy at %s", dir, root)
 	}
-	if _, err := os.Stat(filepath.Join(abs, "cgroup.events")); err != nil {
-		return "", fmt.Errorf("%s is not a cgroup v2 directory: %w", dir, err)
+	var st syscall.Stat_t
+	if err := syscall.Stat(abs, &st); err != nil || !isCgroup2(abs) {
+		return "", 0, fmt.Errorf("%s is not a cgroup v2 directory (%v)", dir, err)
 	}
-	return filepath.Clean("/" + rel), nil
+	return filepath.Clean("/" + rel), st.Ino, nil
 }
 
-// NewCgroup creates a cgroup below this process's own, named prefix and a
-// random suffix, and returns its directory. It fails where the hierarchy
-// is not mounted or this process may not create cgroups there (no root,
-// and no delegation from the service manager).
-func NewCgroup(prefix string) (string, error) {
-	mount := cgroupMount()
-	if mount == "" || cgroupNS() == "" {
+// OwnCgroup returns the directory of this process's cgroup v2.
+func OwnCgroup() (string, error) {
+	root := cgroupMount()
+	if root == "" || cgroupNS() == "" {
 		return "", errors.New("no cgroup v2 hierarchy is mounted here")
 	}
 	data, err := os.ReadFile("/proc/self/cgroup")
@@ -131,15 +170,32 @@ func NewCgroup(prefix string) (string, error) {
 	if !validCgroup(own) {
 		return "", fmt.Errorf("no cgroup v2 path in /proc/self/cgroup: %q", data)
 	}
+	return filepath.Join(root, own), nil
+}
+
+// NewCgroup creates a cgroup below this process's own, named prefix and a
+// random suffix, and returns its directory. It fails where the hierarchy
+// is not mounted or this process may not create cgroups there (no root,
+// and no delegation from the service manager).
+func NewCgroup(prefix string) (string, error) {
+	own, err := OwnCgroup()
+	if err != nil {
+		return "", err
+	}
 	var suffix [8]byte
 	rand.Read(suffix[:])
-	dir := filepath.Join(mount, own, prefix+hex.EncodeToString(suffix[:]))
+	dir := filepath.Join(own, prefix+hex.EncodeToString(suffix[:]))
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return "", err
 	}
 	if _, err := os.Stat(filepath.Join(dir, "cgroup.kill")); err != nil {
 		os.Remove(dir)
 		return "", fmt.Errorf("cgroup.kill (Linux 5.14) is missing: %w", err)
+	}
+	// Below a threaded cgroup, a new one takes no process.
+	if typ, err := os.ReadFile(filepath.Join(dir, "cgroup.type")); err != nil || strings.TrimSpace(string(typ)) != "domain" {
+		os.Remove(dir)
+		return "", fmt.Errorf("%s is of type %q, not a domain that takes processes (%v)", dir, strings.TrimSpace(string(typ)), err)
 	}
 	return dir, nil
 }

@@ -17,11 +17,11 @@ func TestCgroup(t *testing.T) {
 		t.Fatalf("cannot create a cgroup (run the tests as root on Linux 5.14 or later, with a writable cgroup v2 hierarchy): %v", err)
 	}
 	defer os.Remove(dir)
-	rel, err := CgroupPath(dir)
-	if err != nil || filepath.Join(cgroupMount(), rel) != dir {
-		t.Fatalf("CgroupPath(%s) = %q, %v", dir, rel, err)
+	rel, cid, err := CgroupPath(dir)
+	if err != nil || filepath.Join(cgroupMount(), rel) != dir || cid == 0 {
+		t.Fatalf("CgroupPath(%s) = %q, %d, %v", dir, rel, cid, err)
 	}
-	if _, err := CgroupPath(t.TempDir()); err == nil {
+	if _, _, err := CgroupPath(t.TempDir()); err == nil {
 		t.Error("CgroupPath of a directory outside the hierarchy: no error")
 	}
 	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
@@ -41,7 +41,7 @@ func TestCgroup(t *testing.T) {
 	}
 
 	cmd, id := child(t)
-	id.Cgroup, id.CgroupNS = rel, Self().CgroupNS
+	id.Cgroup, id.CgroupNS, id.CgroupID = rel, Self().CgroupNS, cid
 	cmd.Process.Kill()
 	cmd.Wait()
 	unknown := map[string]ID{}
@@ -50,6 +50,7 @@ func TestCgroup(t *testing.T) {
 		"no cgroup namespace":      func(o *ID) { o.CgroupNS = "" },
 		"a path out of the tree":   func(o *ID) { o.Cgroup = "/../" + rel },
 		"a relative path":          func(o *ID) { o.Cgroup = rel[1:] },
+		"no cgroup id":             func(o *ID) { o.CgroupID = 0 },
 	} {
 		other := id
 		change(&other)
@@ -57,6 +58,17 @@ func TestCgroup(t *testing.T) {
 	}
 	if Ended(id) {
 		t.Fatal("judged ended with a process left in its cgroup")
+	}
+	// Judged from a mount namespace where something hides the hierarchy,
+	// or the cgroup: never gone, although its cgroup.events is missing.
+	for name, mount := range map[string]string{
+		"a tmpfs over the hierarchy": "mount -t tmpfs none " + cgroupMount(),
+		"cgroup v1 over it":          "mount -t cgroup -o none,name=procidtest cgroup " + cgroupMount(),
+		"a tmpfs over the cgroup":    "mount -t tmpfs none " + dir,
+	} {
+		if _, ended := judgeIn(t, id, "--mount", "--propagation", "private", "sh", "-c", mount+` && exec "$0"`); ended {
+			t.Errorf("with %s: judged ended with a process left in its cgroup", name)
+		}
 	}
 	if err := KillCgroup(dir); err != nil {
 		t.Fatal(err)
@@ -79,6 +91,26 @@ func TestCgroup(t *testing.T) {
 	if !Ended(id) {
 		t.Fatal("not judged ended once its cgroup was removed")
 	}
+	// Another cgroup at its path, with a process in it: its own is gone.
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fd, err = syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := exec.Command("sleep", "60")
+	other.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+	err = other.Start()
+	syscall.Close(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !Ended(id) {
+		t.Error("not judged ended with another cgroup at its path")
+	}
+	other.Process.Kill()
+	other.Wait()
 }
 
 func TestUnescapeMount(t *testing.T) {

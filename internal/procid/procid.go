@@ -36,9 +36,11 @@ type ID struct {
 	Group int
 	// Cgroup, if not empty, is a cgroup v2 that the process's work runs
 	// in, as a path from the root of the hierarchy of the cgroup namespace
-	// CgroupNS (/proc/self/ns/cgroup): the process has ended only once no
-	// process is left in it.
+	// CgroupNS (/proc/self/ns/cgroup), and CgroupID its id (the inode
+	// number of its directory, unique on a boot): the process has ended
+	// only once no process is left in it.
 	Cgroup, CgroupNS string
+	CgroupID         uint64
 }
 
 // Known reports whether id identifies a process.
@@ -46,7 +48,7 @@ type ID struct {
 // would take it for another.
 func (id ID) Known() bool {
 	return id.Boot != "" && id.PIDNS != "" && id.PID > 0 && id.PID <= math.MaxInt32 && id.Start > 0 &&
-		id.Group >= 0 && id.Group <= math.MaxInt32 && (id.Cgroup == "" || id.CgroupNS != "" && validCgroup(id.Cgroup))
+		id.Group >= 0 && id.Group <= math.MaxInt32 && (id.Cgroup == "" || id.CgroupNS != "" && id.CgroupID != 0 && validCgroup(id.Cgroup))
 }
 
 // Self returns the identity of this process; the zero ID where it has
@@ -68,8 +70,9 @@ func Of(pid int) ID {
 // process with its pid and start time runs (none has its pid, or one that
 // started at another time, or one whose every thread has exited and that
 // is not yet reaped), nor any process in its Group (kill(-Group, 0)
-// answers ESRCH) or its Cgroup (of this process's cgroup namespace, gone
-// or "populated 0"). Whenever it cannot be
+// answers ESRCH) or its Cgroup (of this process's cgroup namespace:
+// "populated 0", or gone from a hierarchy that nothing is mounted over).
+// Whenever it cannot be
 // sure (another machine, boot or namespace, a /proc that hides other
 // users' processes), it returns false. A process restored from a
 // checkpoint (CRIU) has a new start time: it counts as another.
@@ -85,7 +88,7 @@ func Ended(id ID) bool {
 		return false
 	}
 	return (id.Group <= 0 || groupEnded(id.Group)) &&
-		(id.Cgroup == "" || id.CgroupNS == me.CgroupNS && cgroupEmpty(id.Cgroup))
+		(id.Cgroup == "" || id.CgroupNS == me.CgroupNS && cgroupEmpty(id.Cgroup, id.CgroupID))
 }
 
 // validCgroup reports whether rel is a clean absolute path, as a cgroup
