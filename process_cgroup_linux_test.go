@@ -1,7 +1,6 @@
 package objsync_test
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"syscall"
@@ -49,17 +48,7 @@ func TestHolderEndedCgroup(t *testing.T) {
 	if err := procid.KillCgroup(cg); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		if ok, got, err := m.TryLock(context.Background(), time.Minute); ok && err == nil {
-			if got != fence+1 {
-				t.Fatalf("fence %d after the holder's %d", got, fence)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("TryLock still fails 5s after the holder's cgroup was killed")
-		}
-	}
+	takesOver(t, m, fence, "the holder's cgroup was killed")
 }
 
 // TestWithCgroupRefused: WithCgroup takes only a cgroup v2 directory.

@@ -176,6 +176,13 @@ func TestHolderEndedGroup(t *testing.T) {
 		t.Fatalf("the lock object names no process group (%v): %s", err, data)
 	}
 	syscall.Kill(-obj.Process.Pgid, syscall.SIGKILL)
+	takesOver(t, m, fence, "the holder's group was killed")
+}
+
+// takesOver checks that TryLocks of m take the lock over, with the fence
+// after the holder's, within 5s of what happened.
+func takesOver(t *testing.T, m *objsync.Mutex, fence int64, what string) {
+	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
 		if ok, got, err := m.TryLock(context.Background(), time.Minute); ok && err == nil {
 			if got != fence+1 {
@@ -184,7 +191,7 @@ func TestHolderEndedGroup(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("TryLock still fails 5s after the holder's group was killed")
+			t.Fatalf("TryLock still fails 5s after %s", what)
 		}
 	}
 }

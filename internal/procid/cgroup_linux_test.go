@@ -9,6 +9,23 @@ import (
 	"time"
 )
 
+// sleepIn starts sleep(1) in the cgroup at dir.
+func sleepIn(t *testing.T, dir string) *exec.Cmd {
+	t.Helper()
+	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	cmd := exec.Command("sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd
+}
+
 // TestCgroup: a process whose work runs in a cgroup has ended only once
 // the cgroup is empty too, and only in the same cgroup namespace.
 func TestCgroup(t *testing.T) {
@@ -24,18 +41,7 @@ func TestCgroup(t *testing.T) {
 	if _, _, err := CgroupPath(t.TempDir()); err == nil {
 		t.Error("CgroupPath of a directory outside the hierarchy: no error")
 	}
-	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	work := exec.Command("sleep", "60")
-	work.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
-	err = work.Start()
-	syscall.Close(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { work.Process.Kill(); work.Wait() })
+	work := sleepIn(t, dir)
 	if populated, err := CgroupPopulated(dir); !populated || err != nil {
 		t.Fatalf("CgroupPopulated with a sleep(1) in it: %v, %v", populated, err)
 	}
@@ -95,17 +101,7 @@ func TestCgroup(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	fd, err = syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other := exec.Command("sleep", "60")
-	other.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
-	err = other.Start()
-	syscall.Close(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
+	other := sleepIn(t, dir)
 	if !Ended(id) {
 		t.Error("not judged ended with another cgroup at its path")
 	}
