@@ -176,15 +176,18 @@
 // driver.AgeReader (s3, minio, mem), also counts a state as unchanged
 // since the instant of its own monotonic clock that a read returned less
 // the age the store gave in that read's answer: on S3 and compatible
-// stores the Date header less Last-Modified, less a second since both are
-// whole seconds. Whichever instant is earlier, its own first sighting or
-// that one, starts the TTL plus 1% above, so a contender in a fresh
-// process takes over a lock whose holder died long ago in one read. It is
-// as safe as the rule above if the store's clock stamps both times (the
-// holder's write landed after it was sent, and the age is a lower bound of
-// the real time since) and runs within 1% of real time: a single server,
-// or a service whose clocks agree to well under a second. A store whose
-// nodes' clocks disagree by more than the second taken off breaks it.
+// stores the Date header less Last-Modified, less two seconds since both
+// are whole seconds, cut or rounded (times outside 2000 to 2100 give no
+// age). Whichever instant is earlier, its own first sighting or that one,
+// starts the TTL plus 1% above, so a contender in a fresh process takes
+// over a lock whose holder died long ago in one read. It is as safe as the
+// rule above if the store's clock stamps both times (the holder's write
+// landed after it was sent, and the age is a lower bound of the real time
+// since) and runs within 1% of real time. The rule leaves 4% of the TTL to
+// spare (the holder stops at 0.95×TTL of real time, the contender waits
+// 0.99×TTL): clocks of a store's nodes that disagree by more than that
+// break it. Mutexes without the option never count the store's clock, even
+// where another Mutex of the process read it.
 // Queue locks refuse it: a ticket's turn does not begin with a write of
 // its object. The file driver does not tell ages: a file's modification
 // time is the wall clock of whichever machine wrote it.

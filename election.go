@@ -135,7 +135,7 @@ func (e *Election) leaderOf(cur *snapshot) (Leader, error) {
 		return Leader{}, ErrNoLeader
 	}
 	o := cur.obj
-	unchanged := e.mu.shared.unchanged(cur)
+	unchanged := e.mu.unchanged(cur)
 	if unchanged >= takeoverAfter(o.ttl()) || o.ended() {
 		return Leader{}, ErrNoLeader
 	}

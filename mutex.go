@@ -455,7 +455,7 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 				continue
 			}
 		case cur.exists && cur.obj.held():
-			seen := m.shared.unchanged(cur)
+			seen := m.unchanged(cur)
 			left := takeoverAfter(cur.obj.ttl()) - seen
 			if left > 0 && cur.obj.ended() {
 				m.log.Info("objsync: taking over a lock whose holder's process has ended", "holder", cur.obj.Holder, "pid", cur.obj.PID, "fence", cur.obj.Fence)
@@ -767,6 +767,25 @@ func (m *Mutex) readKey(ctx context.Context, key string, decode func([]byte) (lo
 	}
 }
 
+// unchangedBy is sharedLock.unchangedBy for this Mutex: without
+// WithStoreClock the store's clock does not count, whatever other Mutexes
+// of the process read.
+func (m *Mutex) unchangedBy(snap *snapshot) (watched, byStore time.Duration) {
+	watched, byStore = m.shared.unchangedBy(snap)
+	if !m.opts.storeClock {
+		byStore = 0
+	}
+	return watched, byStore
+}
+
+// unchanged returns how long snap's state has been unchanged, for the
+// takeover rule: by this process's clock, or, WithStoreClock, by the
+// store's if that says longer.
+func (m *Mutex) unchanged(snap *snapshot) time.Duration {
+	watched, byStore := m.unchangedBy(snap)
+	return max(watched, byStore)
+}
+
 // readAge reads the object at key, with its age by the store's clock if
 // the Mutex was opened WithStoreClock (else 0).
 func (m *Mutex) readAge(ctx context.Context, key string) ([]byte, driver.Version, time.Duration, error) {
@@ -1031,7 +1050,7 @@ func (m *Mutex) state(cur *snapshot) State {
 		return State{}
 	}
 	o := cur.obj
-	watched, byStore := m.shared.unchangedBy(cur)
+	watched, byStore := m.unchangedBy(cur)
 	return State{
 		Exists: true, Held: o.held(), Holder: o.Holder, Value: o.Value, Fence: o.Fence,
 		TTL: o.ttl(), Host: o.Host, PID: o.PID, AcquiredAt: o.AcquiredAt, RenewedAt: o.WrittenAt,

@@ -120,11 +120,9 @@ type processID struct {
 
 // UnmarshalJSON decodes p strictly: an unknown field leaves p unknown,
 // never judged, rather than judged on part of what its writer recorded.
+// Not even an object (a later format's, or a broken one), it is unknown
+// too: the lock stays usable, freed by its TTL.
 func (p *processID) UnmarshalJSON(data []byte) error {
-	var loose map[string]json.RawMessage
-	if err := json.Unmarshal(data, &loose); err != nil {
-		return err // not an object at all
-	}
 	type plain processID
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()

@@ -181,13 +181,14 @@ func WithCgroup(dir string) Option {
 // (with WithQueue it is refused).
 //
 // It trusts that one clock stamps both the store's answers and the times
-// of its objects' last writes, or clocks that agree and run at a rate
-// within 1% of this machine's: a single server, or AWS S3, GCS, R2. A
-// distributed MinIO or Ceph whose nodes' clocks disagree by more than the
-// resolution (a second) breaks it: a holder could be taken over while its
-// lease runs. Without this option no clock but each process's own
-// monotonic clock is trusted. See "The store's clock" in the package
-// documentation.
+// of its objects' last writes, or clocks that agree within 4% of the TTL
+// (1.2s for a TTL of 30s, 40ms for one of a second), running within 1% of
+// real time: a single server, or a service such as AWS S3 or R2. A
+// distributed MinIO or Ceph whose nodes' clocks disagree by more breaks
+// it: a holder could be taken over while its lease runs. Without this
+// option no clock but each process's own monotonic clock is trusted, and
+// other Mutexes of the process do not count what this one reads. See "The
+// store's clock" in the package documentation.
 func WithStoreClock() Option { return func(o *options) { o.storeClock = true } }
 
 // WithValue sets the holder value stored in the lock object while this

@@ -282,7 +282,8 @@ func TestHolderProcessUnknownField(t *testing.T) {
 	}{
 		{"known", `"process":{` + record + `}`, true},
 		{"unknown field", `"process":{` + record + `,"future_condition":"x"}`, false},
-		{"not nested", record, false}, // dropped by the next write: only less is known then
+		{"not nested", record, false},               // dropped by the next write: only less is known then
+		{"not an object", `"process":[1,2]`, false}, // found by review: the lock was stuck
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lock := t.TempDir() + "/lock"

@@ -366,16 +366,10 @@ func (s *sharedLock) handoffEvery() time.Duration {
 	return s.every
 }
 
-// unchanged returns how long reads have returned snap's state, by its
-// key: changes to the queue alone do not count.
-func (s *sharedLock) unchanged(snap *snapshot) time.Duration {
-	watched, byStore := s.unchangedBy(snap)
-	return max(watched, byStore)
-}
-
-// unchangedBy returns how long this process has seen snap's state
-// unchanged, and how long it has been so by the store's clock (0 unless
-// WithStoreClock).
+// unchangedBy returns how long reads have returned snap's state, by its
+// key (changes to the queue alone do not count), and how long it has been
+// so by the store's clock, as reads of Mutexes opened WithStoreClock said
+// (0 if none did). Only those Mutexes may count the second.
 func (s *sharedLock) unchangedBy(snap *snapshot) (watched, byStore time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

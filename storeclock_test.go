@@ -78,3 +78,38 @@ func TestStoreClockRefused(t *testing.T) {
 		t.Errorf("WithStoreClock and WithQueue: Lock = %v", err)
 	}
 }
+
+// TestStoreClockOptIn (found by review): a Mutex without WithStoreClock
+// never counts the store's clock, even when another Mutex of the process,
+// on the same store and lock, read the store's age.
+func TestStoreClockOptIn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := mem.Namespace(t.Name())
+		s.Reset()
+		ctx := context.Background()
+		const ttl = 10 * time.Second
+		dead := objsync.NewMutex(&process{s}, "lock", objsync.WithoutRenewal(), objsync.WithoutProcessCheck())
+		if _, err := dead.Lock(ctx, ttl); err != nil {
+			t.Fatal(err)
+		}
+		defer dead.Close()
+		time.Sleep(ttl + ttl/100 + time.Millisecond)
+		view := &process{s} // one process: its Mutexes share what they saw
+		byStore := objsync.NewMutex(view, "lock", objsync.WithStoreClock())
+		defer byStore.Close()
+		if st, err := byStore.Inspect(ctx); err != nil || st.StoreAge < ttl {
+			t.Fatalf("Inspect WithStoreClock: %+v, %v", st, err)
+		}
+		plain := objsync.NewMutex(view, "lock")
+		defer plain.Close()
+		if st, err := plain.Inspect(ctx); err != nil || st.StoreAge != 0 {
+			t.Fatalf("Inspect without WithStoreClock: %+v, %v; want no StoreAge", st, err)
+		}
+		if ok, _, err := plain.TryLock(ctx, ttl); ok || err != nil {
+			t.Fatalf("TryLock without WithStoreClock = %v, %v; want false: it has watched the lock for no time", ok, err)
+		}
+		if _, err := objsync.NewElection(plain).Leader(ctx); err != nil {
+			t.Fatalf("Leader without WithStoreClock: %v; want the dead holder, not seen unchanged for its ttl", err)
+		}
+	})
+}

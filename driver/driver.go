@@ -108,10 +108,10 @@ func WriteInterval(s Store) time.Duration {
 // over a dead holder's lock without watching it for a TTL themselves.
 //
 // The age must be a lower bound, the resolution of the store's times
-// already taken off (S3's times are whole seconds: Date − Last-Modified −
-// 1s), and never negative; that is only true if one clock, or clocks that
-// agree, stamp both times. A store that cannot promise that must not
-// implement AgeReader.
+// already taken off (S3's times are whole seconds, cut or rounded: Date −
+// Last-Modified − 2s), never negative, and 0 when unknown; that is only
+// true if one clock, or clocks that agree, stamp both times. A store that
+// cannot promise that must not implement AgeReader.
 type AgeReader interface {
 	// ReadAge is Read, and how long the object had at least been
 	// unchanged when the store answered, by the store's clock.

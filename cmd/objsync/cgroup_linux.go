@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -40,7 +41,7 @@ type workCgroup struct {
 	kills   *os.File      // its cgroup.kill, opened while objsync had descriptors to spare
 	guard   *os.File      // the guardian's stdin: "r" then EOF for a release, EOF alone for a death
 	guarded chan struct{} // closed when the guardian has exited
-	done    bool          // released: the guardian's exit is expected
+	done    atomic.Bool   // released, or given up: the guardian's exit is expected
 }
 
 // newWorkCgroup starts the guardian, which creates the command's cgroup
@@ -50,6 +51,7 @@ type workCgroup struct {
 func newWorkCgroup() (*workCgroup, error) {
 	w := &workCgroup{fd: -1}
 	if err := w.start(); err != nil {
+		w.done.Store(true)
 		w.close() // the guardian, if any, removes the cgroup
 		return nil, err
 	}
@@ -89,11 +91,13 @@ func (w *workCgroup) start() error {
 	// /proc/self/exe is this very binary, even if it was replaced or
 	// removed since. A session of its own keeps the guardian out of the
 	// reach of signals sent to objsync's process group or terminal.
+	restore := hideInherited()
 	p, err := os.StartProcess("/proc/self/exe", []string{guardianArg0}, &os.ProcAttr{
 		Dir:   "/",
 		Files: []*os.File{stdin, stdout, null},
 		Sys:   &syscall.SysProcAttr{Setsid: true, UseCgroupFD: true, CgroupFD: ownFD},
 	})
+	restore()
 	stdout.Close()
 	if err != nil {
 		return fmt.Errorf("starting the guardian: %w", err)
@@ -101,7 +105,7 @@ func (w *workCgroup) start() error {
 	w.guarded = make(chan struct{})
 	go func() {
 		state, err := p.Wait()
-		if !w.done {
+		if !w.done.Load() {
 			out.errorf("the guardian of the command's cgroup exited (%v%v): should objsync die now, its lock is freed only by its ttl", state, err)
 		}
 		close(w.guarded)
@@ -113,8 +117,8 @@ func (w *workCgroup) start() error {
 	line, err := bufio.NewReader(answers).ReadString('\n')
 	dir, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "ready ")
 	if !ok {
-		w.done = true // a failure said here, not by the goroutine
-		p.Kill()
+		// Not killed: should it be a guardian after all, slow to start,
+		// the end of its stdin has it remove the cgroup it made.
 		return fmt.Errorf("the guardian did not start: %q, %v", line, err)
 	}
 	w.dir = dir
@@ -183,7 +187,7 @@ func (w *workCgroup) release() {
 	if w == nil {
 		return
 	}
-	w.done = true
+	w.done.Store(true)
 	w.guard.Write([]byte("r"))
 	populated, err := procid.CgroupPopulated(w.dir)
 	w.close()
@@ -206,7 +210,6 @@ func runGuardian() int {
 	if name, err := unix.BytePtrFromString("objsync-guard"); err == nil {
 		unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(name)), 0, 0, 0) // ps shows it so, not "exe"
 	}
-	closeInherited()
 	dir, err := procid.NewCgroup("objsync-")
 	if err != nil {
 		fmt.Printf("error %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
@@ -236,25 +239,35 @@ func runGuardian() int {
 	return 0
 }
 
-// closeInherited closes the descriptors above stderr that the guardian
-// inherited from whoever started objsync (those without close-on-exec):
-// held open, they could keep a pipe or a flock(1) lock of theirs alive.
-// The Go runtime's own (epoll and the like) are left alone.
-func closeInherited() {
+// hideInherited sets close-on-exec on the descriptors above stderr that
+// objsync inherited without it (those it opens itself have it), and
+// returns what clears it again: the guardian, started in between, must
+// not hold a pipe or a flock(1) lock of whoever started objsync, while the
+// command must get them all.
+func hideInherited() (restore func()) {
 	fds, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
-		return
+		return func() {}
 	}
+	var hidden []int
 	for _, fd := range fds {
 		n, err := strconv.Atoi(fd.Name())
 		if err != nil || n <= 2 {
 			continue
 		}
-		target, err := os.Readlink("/proc/self/fd/" + fd.Name())
-		if err != nil || strings.HasPrefix(target, "anon_inode:") {
-			continue // closed since (the directory's own), or the runtime's
+		flags, err := unix.FcntlInt(uintptr(n), unix.F_GETFD, 0)
+		if err == nil && flags&unix.FD_CLOEXEC == 0 {
+			if _, err := unix.FcntlInt(uintptr(n), unix.F_SETFD, flags|unix.FD_CLOEXEC); err == nil {
+				hidden = append(hidden, n)
+			}
 		}
-		syscall.Close(n)
+	}
+	return func() {
+		for _, n := range hidden {
+			if flags, err := unix.FcntlInt(uintptr(n), unix.F_GETFD, 0); err == nil {
+				unix.FcntlInt(uintptr(n), unix.F_SETFD, flags&^unix.FD_CLOEXEC)
+			}
+		}
 	}
 }
 

@@ -385,18 +385,18 @@ func TestGuardianClosesInheritedFDs(t *testing.T) {
 	}
 }
 
-// TestNoCgroup: with --no-cgroup the lock records no process, so that
-// only its ttl frees it after kill -9, as for a command that hands its
-// work to a daemon.
+// TestNoCgroup: with --no-cgroup the command runs in objsync's cgroup and
+// the lock records no process, so that only its ttl frees it after kill
+// -9, as for a command that hands its work to a daemon.
 func TestNoCgroup(t *testing.T) {
 	dir := t.TempDir()
-	before := commandCgroups(t)
-	h := holder(t, dir, "--no-cgroup", "--ttl", "1m")
+	h := startCLI(t, dir, append([]string{"lock", "--no-cgroup", "--ttl", "1m", "lock"}, shell("cat /proc/self/cgroup > cgroup.tmp; mv cgroup.tmp cgroup; exec sleep 60")...)...)
+	waitFile(t, filepath.Join(dir, "cgroup"))
+	if cg := readFile(t, filepath.Join(dir, "cgroup")); strings.Contains(cg, "/objsync-") {
+		t.Errorf("with --no-cgroup the command ran in a cgroup of its own: %q", cg)
+	}
 	if st := status(t, dir); !st.Held || st.HolderRunning {
 		t.Errorf("status of a lock held with --no-cgroup: %+v; want no process recorded", st)
-	}
-	if after := commandCgroups(t); len(after) != len(before) {
-		t.Errorf("objsync lock --no-cgroup made a cgroup: %v", after)
 	}
 	h.cmd.Process.Signal(syscall.SIGKILL)
 	h.wait(t)

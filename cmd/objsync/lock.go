@@ -47,8 +47,9 @@ objsync takes over a lock whose holder stopped renewing it, after watching it
 unchanged for its ttl: --try fails.
 With --store-clock (s3:// and minio://), the store's clock counts too: the
 lock is taken over, --try included, once the store's Date and Last-Modified
-say it has been unchanged for its ttl and 1%. Use it only with a store whose
-clocks agree to well under a second (one server, AWS S3, R2).
+say it has been unchanged for its ttl and 1% (and two seconds for their
+resolution). Use it only with a store whose clocks agree within 4% of the ttl
+(1.2s for 30s): one server, AWS S3, R2.
 
 Example:
   objsync lock --ttl 1m --timeout 10m --value "deploy by $USER" \

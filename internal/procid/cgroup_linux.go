@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,12 +17,15 @@ import (
 )
 
 // mount is a line of /proc/self/mountinfo.
-type mount struct{ root, point, fstype string }
+type mount struct {
+	id    uint64
+	point string
+}
 
-// mounts returns this process's mounts, in the order mountinfo lists
-// them: a mount listed later at the same place, or above it, hides one
-// listed earlier.
-func mounts() []mount {
+// cgroupMounts returns the mounts of this process's mount namespace that
+// show the cgroup v2 hierarchy from its root (the root of this process's
+// cgroup namespace), in mountinfo's order.
+func cgroupMounts() []mount {
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return nil
@@ -32,11 +35,40 @@ func mounts() []mount {
 		// "36 35 98:0 ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE ..."
 		pre, post, ok := strings.Cut(line, " - ")
 		fields, fs := strings.Fields(pre), strings.Fields(post)
-		if ok && len(fields) >= 5 && len(fs) >= 1 {
-			ms = append(ms, mount{unescapeMount(fields[3]), unescapeMount(fields[4]), fs[0]})
+		if !ok || len(fields) < 5 || len(fs) < 1 || fs[0] != "cgroup2" || fields[3] != "/" {
+			continue
+		}
+		if id, err := strconv.ParseUint(fields[0], 10, 64); err == nil {
+			ms = append(ms, mount{id, unescapeMount(fields[4])})
 		}
 	}
 	return ms
+}
+
+// mountOf returns the id of the mount that path is on, as mountinfo
+// numbers them (statx STATX_MNT_ID, Linux 5.8), without following a last
+// symbolic link.
+func mountOf(path string) (mountID, ino uint64, err error) {
+	var stx unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID|unix.STATX_INO, &stx); err != nil {
+		return 0, 0, err
+	}
+	if stx.Mask&unix.STATX_MNT_ID == 0 {
+		return 0, 0, errors.New("statx gives no mount id")
+	}
+	return stx.Mnt_id, stx.Ino, nil
+}
+
+// visibleCgroupMount returns a mount of the cgroup v2 hierarchy from its
+// root that is the one its mount point shows now: nothing mounted over it,
+// whatever order mountinfo lists the mounts in.
+func visibleCgroupMount() (mount, bool) {
+	for _, m := range cgroupMounts() {
+		if id, _, err := mountOf(m.point); err == nil && id == m.id {
+			return m, true
+		}
+	}
+	return mount{}, false
 }
 
 // within reports whether path is dir or below it.
@@ -44,24 +76,12 @@ func within(path, dir string) bool {
 	return path == dir || strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
 }
 
-// cgroupMountIn returns where ms mount the cgroup v2 hierarchy with its
-// root (the root of this process's cgroup namespace) at the mount's root,
-// and nothing later over it; "" if nowhere. /sys/fs/cgroup on most
-// systems, /sys/fs/cgroup/unified on hybrid ones.
-func cgroupMountIn(ms []mount) string {
-	for i, m := range ms {
-		if m.fstype != "cgroup2" || m.root != "/" {
-			continue
-		}
-		hidden := slices.ContainsFunc(ms[i+1:], func(later mount) bool { return within(m.point, later.point) })
-		if !hidden {
-			return m.point
-		}
-	}
-	return ""
-}
-
-var cgroupMount = sync.OnceValue(func() string { return cgroupMountIn(mounts()) })
+// cgroupMount is where the hierarchy is mounted: /sys/fs/cgroup on most
+// systems, /sys/fs/cgroup/unified on hybrid ones; "" if nowhere.
+var cgroupMount = sync.OnceValue(func() string {
+	m, _ := visibleCgroupMount()
+	return m.point
+})
 
 // unescapeMount undoes the octal escapes of mountinfo (\040 for a space).
 func unescapeMount(s string) string {
@@ -87,26 +107,34 @@ var cgroupNS = sync.OnceValue(func() string {
 // cgroupEmpty reports whether the cgroup rel, of this process's cgroup
 // namespace, whose id was id, has no process left in it or below it: its
 // cgroup.events says "populated 0", or it is gone (only an empty cgroup can
-// be removed): its path is missing, or holds another cgroup. Gone only
-// from the hierarchy as mounted here with nothing mounted over it or over
-// a directory on the way: another file system there could hide it.
+// be removed): its path is missing, or holds another cgroup. Each of these
+// is judged only on the hierarchy's mount itself (by mount id): another
+// file system mounted over the path, or over a directory on the way, could
+// hide the cgroup.
 func cgroupEmpty(rel string, id uint64) bool {
-	ms := mounts()
-	root := cgroupMountIn(ms)
-	if root == "" || !validCgroup(rel) || !isCgroup2(root) {
+	m, ok := visibleCgroupMount()
+	if !ok || !validCgroup(rel) {
 		return false
 	}
-	dir := filepath.Join(root, rel)
-	if slices.ContainsFunc(ms, func(m mount) bool { return m.point != root && within(m.point, root) && within(dir, m.point) }) {
-		return false
-	}
-	var st syscall.Stat_t
-	switch err := syscall.Lstat(dir, &st); {
+	dir := filepath.Join(m.point, rel)
+	mnt, ino, err := mountOf(dir)
+	switch {
 	case errors.Is(err, syscall.ENOENT):
-		return true
-	case err != nil || !isCgroup2(dir):
+		// Gone, if the deepest directory on the way that exists is of
+		// the hierarchy's mount: the rest is missing there.
+		for up := filepath.Dir(dir); within(up, m.point); up = filepath.Dir(up) {
+			mnt, _, err := mountOf(up)
+			if !errors.Is(err, syscall.ENOENT) {
+				return err == nil && mnt == m.id && isCgroup2(up)
+			}
+			if up == m.point {
+				break
+			}
+		}
 		return false
-	case st.Ino != id:
+	case err != nil || mnt != m.id || !isCgroup2(dir):
+		return false
+	case ino != id:
 		return true
 	}
 	data, err := os.ReadFile(filepath.Join(dir, "cgroup.events"))

@@ -1,6 +1,7 @@
 package procid
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,10 +68,15 @@ func TestCgroup(t *testing.T) {
 	}
 	// Judged from a mount namespace where something hides the hierarchy,
 	// or the cgroup: never gone, although its cgroup.events is missing.
+	sub, full := t.TempDir(), t.TempDir()
 	for name, mount := range map[string]string{
 		"a tmpfs over the hierarchy": "mount -t tmpfs none " + cgroupMount(),
 		"cgroup v1 over it":          "mount -t cgroup -o none,name=procidtest cgroup " + cgroupMount(),
 		"a tmpfs over the cgroup":    "mount -t tmpfs none " + dir,
+		// A cgroup2 bind of a subtree moved over a cgroup2 mount: listed
+		// first in mountinfo, yet on top.
+		"a subtree moved over the hierarchy": fmt.Sprintf("mount --bind %s %s && mount -t cgroup2 none %s && mount --move %s %s && umount -l %s",
+			dir, sub, full, sub, full, cgroupMount()),
 	} {
 		if _, ended := judgeIn(t, id, "--mount", "--propagation", "private", "sh", "-c", mount+` && exec "$0"`); ended {
 			t.Errorf("with %s: judged ended with a process left in its cgroup", name)

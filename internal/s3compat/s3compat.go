@@ -141,13 +141,18 @@ func IsETag(v driver.Version) bool {
 
 // Age returns a lower bound of how long an object had been unchanged when
 // the server answered, from one answer's Date header and the object's
-// Last-Modified time: both are whole seconds, so their difference less a
-// second. It returns 0 when the Date header is missing or unreadable, or
-// when the times say less.
+// Last-Modified time. Both are whole seconds, cut or rounded, so their
+// difference less two seconds. It returns 0, unknown, when the Date header
+// is missing or unreadable, when either time is outside 2000 to 2100 (a
+// server whose clock or headers are broken), or when the times say less.
 func Age(date string, lastModified time.Time) time.Duration {
 	answered, err := http.ParseTime(date)
-	if err != nil || lastModified.IsZero() {
+	if err != nil || !plausible(answered) || !plausible(lastModified) {
 		return 0
 	}
-	return max(answered.Sub(lastModified)-time.Second, 0)
+	return max(answered.Sub(lastModified)-2*time.Second, 0)
+}
+
+func plausible(t time.Time) bool {
+	return !t.Before(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)) && t.Before(time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC))
 }
