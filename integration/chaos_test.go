@@ -51,6 +51,9 @@ type chaosWorkerConfig struct {
 	MaxHold time.Duration
 	Journal string
 	Seed    uint64
+	// StoreClock opens the lock WithStoreClock: every server here runs
+	// on this host's clock.
+	StoreClock bool
 }
 
 const (
@@ -90,6 +93,9 @@ func chaosWorker(cfgJSON string) int {
 	opts := []objsync.Option{objsync.WithBackoff(5*time.Millisecond, 250*time.Millisecond), objsync.WithLogger(logger)}
 	if cfg.Queue {
 		opts = append(opts, objsync.WithQueue())
+	}
+	if cfg.StoreClock {
+		opts = append(opts, objsync.WithStoreClock())
 	}
 	m, err := objsync.Open("s3", cfg.DSN, opts...)
 	if err != nil {
@@ -180,14 +186,17 @@ func chaosChild(path string) int {
 
 // chaosProc is one slot of contention: a process, replaced when killed.
 type chaosProc struct {
-	name     string
-	command  bool // objsync lock, else a library worker
-	proxy    *FaultProxy
-	dsn      string // through proxy
-	mu       sync.Mutex
-	cmd      *exec.Cmd
-	journals []string // one per incarnation (a command's child journals too)
-	exited   chan struct{}
+	name    string
+	command bool // objsync lock, else a library worker
+	// storeClock has it take over by the store's clock too (plain locks:
+	// WithStoreClock, --store-clock).
+	storeClock bool
+	proxy      *FaultProxy
+	dsn        string // through proxy
+	mu         sync.Mutex
+	cmd        *exec.Cmd
+	journals   []string // one per incarnation (a command's child journals too)
+	exited     chan struct{}
 }
 
 // chaosRun is one store's chaos run.
@@ -382,7 +391,7 @@ func runChaosProcs(t *testing.T, target chaosTarget) chaosStats {
 			"AWS_EC2_METADATA_DISABLED=true"),
 	}
 	for i := range libraryWorkers + commandWorkers {
-		p := &chaosProc{name: fmt.Sprintf("worker%d", i), command: i >= libraryWorkers}
+		p := &chaosProc{name: fmt.Sprintf("worker%d", i), command: i >= libraryWorkers, storeClock: !target.queue && i%2 == 1}
 		if p.command {
 			p.name = fmt.Sprintf("command%d", i-libraryWorkers)
 		}
@@ -523,10 +532,10 @@ func (r *chaosRun) start(p *chaosProc) {
 	if p.command {
 		// objsync lock with its lease, and the test binary as command.
 		cmd = exec.Command(objsyncBin, "lock", "--quiet", "--ttl", (2 * chaosTTL).String(), "--grace", "500ms",
-			"--queue="+strconv.FormatBool(r.queue), p.dsn, "--", os.Args[0])
+			"--queue="+strconv.FormatBool(r.queue), "--store-clock="+strconv.FormatBool(p.storeClock), p.dsn, "--", os.Args[0])
 		cmd.Env = append(r.env, chaosChildEnv+"="+journal)
 	} else {
-		cfg, _ := json.Marshal(chaosWorkerConfig{DSN: p.dsn, Queue: r.queue, TTL: chaosTTL, MaxHold: chaosMaxHold, Journal: journal, Seed: r.seed + uint64(n)})
+		cfg, _ := json.Marshal(chaosWorkerConfig{DSN: p.dsn, Queue: r.queue, TTL: chaosTTL, MaxHold: chaosMaxHold, Journal: journal, Seed: r.seed + uint64(n), StoreClock: p.storeClock})
 		cmd = exec.Command(os.Args[0])
 		cmd.Env = append(r.env, chaosWorkerEnv+"="+string(cfg))
 	}

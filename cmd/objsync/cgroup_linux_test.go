@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -47,12 +49,6 @@ func needCgroups(t *testing.T) {
 	os.Remove(dir)
 }
 
-// cgroupOf returns the directory of the cgroup of process pid.
-func cgroupOf(t *testing.T, pid int) string {
-	t.Helper()
-	return cgroupDir(t, readFile(t, "/proc/"+strconv.Itoa(pid)+"/cgroup"))
-}
-
 // cgroupDir returns the directory of the cgroup v2 that a /proc/PID/cgroup
 // names, and checks that it is a command's.
 func cgroupDir(t *testing.T, procCgroup string) string {
@@ -73,6 +69,37 @@ func cgroupDir(t *testing.T, procCgroup string) string {
 func cgroupMount() string {
 	mount, _ := exec.Command("findmnt", "--noheadings", "--types", "cgroup2", "--output", "TARGET", "--first-only").Output()
 	return strings.TrimSpace(string(mount))
+}
+
+// removeRecordedCgroup removes, when the test ends, the cgroup that the
+// holder of the lock in dir recorded: the work of a guardian that was
+// killed.
+func removeRecordedCgroup(t *testing.T, dir string) {
+	t.Helper()
+	store, key, err := openStore(filepath.Join(dir, "lock"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _, err := store.Read(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj struct{ Process struct{ Cgroup string } }
+	if err := json.Unmarshal(data, &obj); err != nil || !strings.Contains(obj.Process.Cgroup, "/objsync-") {
+		t.Fatalf("the lock records no cgroup (%v): %s", err, data)
+	}
+	cg := filepath.Join(cgroupMount(), obj.Process.Cgroup)
+	t.Cleanup(func() {
+		procid.KillCgroup(cg)
+		for deadline := time.Now().Add(safety); ; time.Sleep(10 * time.Millisecond) {
+			if err := os.Remove(cg); err == nil || os.IsNotExist(err) {
+				return
+			} else if time.Now().After(deadline) {
+				t.Errorf("removing %s: %v", cg, err)
+				return
+			}
+		}
+	})
 }
 
 // running reports whether process pid runs: it exists and is not a zombie.
@@ -173,16 +200,7 @@ func TestHolderKilledWithGuardian(t *testing.T) {
 	dir := t.TempDir()
 	h := startCLI(t, dir, append([]string{"lock", "--ttl", "1m", "lock"}, shell(leftovers)...)...)
 	pids := pidsOf(t, filepath.Join(dir, "pids"), 3)
-	cg := cgroupOf(t, pids[0])
-	t.Cleanup(func() { // the guardian's job
-		procid.KillCgroup(cg)
-		for deadline := time.Now().Add(safety); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			if os.Remove(cg) == nil {
-				return
-			}
-		}
-		t.Errorf("could not remove %s", cg)
-	})
+	removeRecordedCgroup(t, dir) // the guardian's job
 	syscall.Kill(guardianOf(t, h.cmd.Process.Pid), syscall.SIGKILL)
 	h.cmd.Process.Signal(syscall.SIGKILL)
 	h.wait(t)
@@ -282,6 +300,7 @@ func TestHolderKilledInOtherNamespace(t *testing.T) {
 	// namespace with objsync, its namespace's init.
 	h.cmd.Process.Signal(syscall.SIGKILL)
 	h.wait(t)
+	removeRecordedCgroup(t, dir) // its guardian died with the namespace
 	if r := runCLI(t, dir, "lock", "--try", "lock", "--", "true"); r.code != exitNotAcquired {
 		t.Fatalf("lock --try over a holder killed in another pid namespace: exit %d, stderr %q", r.code, r.stderr)
 	}

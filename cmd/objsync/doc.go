@@ -110,8 +110,10 @@
 // process group too. The lock records objsync's process and the cgroup, by
 // path and id, and a contender on the same machine, in the same pid, time
 // and cgroup namespaces, takes the lock over at once only when objsync has
-// ended and the cgroup is empty or gone. If the guardian is killed too,
-// nothing empties the cgroup, and only the ttl frees the lock.
+// ended and the cgroup is empty or gone. If the guardian is killed too
+// (kill -9 of both, or the end of a pid namespace they ran in), nothing
+// empties the cgroup, only the ttl frees the lock, and the cgroup is left
+// behind: rmdir removes it once its processes are gone.
 //
 // What runs outside the cgroup escapes this: a process that moves itself
 // to another cgroup (which takes root, or a delegated subtree), and work
