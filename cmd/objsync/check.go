@@ -33,6 +33,11 @@ hex); the lock itself is not touched. It checks that:
   - a read returns exactly the bytes and version last written;
   - of 8 concurrent create-only writes on a fresh key, exactly one succeeds.
 
+On s3:// and minio:// it also reads the age of a fresh write by the store's
+Date and Last-Modified, and warns if it is more than the time since the write
+was sent: the store's clocks disagree, and --store-clock is unsafe there. (A
+warning, not a failure: objsync counts the store's clock only when asked to.)
+
 Then it reports the median round-trip times of reads and writes and removes
 the scratch objects (or names them, if the driver cannot delete). A store
 that fails a test is unsafe for objsync, and check exits 122: some accept
@@ -99,6 +104,9 @@ type checker struct {
 
 	timed         bool // record round trips; not while writers contend
 	reads, writes []time.Duration
+
+	aged     string    // a scratch key last written by a request sent at agedSent
+	agedSent time.Time // (see storeClock)
 }
 
 // checkStore probes st with scratch objects next to key, reporting on w,
@@ -107,6 +115,9 @@ type checker struct {
 func checkStore(ctx context.Context, st driver.Store, key string, w io.Writer) error {
 	c := &checker{st: st, w: w, nonce: randomHex(), timed: true}
 	err := c.probe(ctx, key)
+	if err == nil {
+		c.storeClock(ctx, c.aged, c.agedSent)
+	}
 	if len(c.reads) > 0 && len(c.writes) > 0 {
 		fmt.Fprintf(w, "round trips: read %s, write %s (medians of %d and %d)\n",
 			short(median(c.reads)), short(median(c.writes)), len(c.reads), len(c.writes))
@@ -128,6 +139,7 @@ func (c *checker) probe(ctx context.Context, key string) error {
 		return err
 	}
 	last := c.content()
+	sent := time.Now()
 	v2, err := c.write(ctx, k, last, v1)
 	const replace = "a write conditional on the current version succeeds, with a new version"
 	if err == nil && v2 == v1 {
@@ -137,6 +149,7 @@ func (c *checker) probe(ctx context.Context, key string) error {
 		"it refused a write conditional on the current version: locks could not be renewed or released"); err != nil {
 		return err
 	}
+	c.aged, c.agedSent = k, sent
 	_, err = c.write(ctx, k, c.content(), v1)
 	if err := c.expectWrite("a write conditional on a stale version is refused", err, driver.ErrPrecondition,
 		"it accepted a write conditional on a stale version: it ignores version conditions, so two holders could take a lock at once"); err != nil {
@@ -154,6 +167,35 @@ func (c *checker) probe(ctx context.Context, key string) error {
 	}
 	c.pass(read)
 	return c.race(ctx, key)
+}
+
+// storeClock reports what --store-clock (objsync.WithStoreClock) would
+// make of the store's clock, on drivers that tell ages: the object at key,
+// written by a request sent at sent, must read as no older than the time
+// since then. An older age means clocks of the store that disagree (the
+// node that answers and the one that stamped the write), or a Date from
+// elsewhere: --store-clock could then take a live holder's lock. This is
+// advice, not a failure: objsync never counts the store's clock unless
+// asked to.
+func (c *checker) storeClock(ctx context.Context, key string, sent time.Time) {
+	const what = "the store's clock (--store-clock)"
+	ages, ok := c.st.(driver.AgeReader)
+	if !ok {
+		fmt.Fprintf(c.w, "--    %s: this driver tells no ages\n", what)
+		return
+	}
+	_, _, age, err := ages.ReadAge(ctx, key)
+	since := time.Since(sent)
+	switch {
+	case err != nil:
+		fmt.Fprintf(c.w, "warn  %s: could not read the age of a fresh write: %v\n", what, err)
+	case age > since+since/100:
+		fmt.Fprintf(c.w, "warn  %s: a write sent %s ago reads as at least %s old by the store's Date and Last-Modified: its clocks disagree; do not use --store-clock here\n",
+			what, short(since), short(age))
+	default:
+		fmt.Fprintf(c.w, "ok    %s: a write sent %s ago reads as at least %s old (a lower bound; this cannot show clocks that disagree by less than the two seconds taken off)\n",
+			what, short(since), short(age))
+	}
 }
 
 // race has concurrentWriters create one fresh key at the same time.

@@ -187,3 +187,36 @@ func TestCheckStoreWithoutDelete(t *testing.T) {
 		}
 	}
 }
+
+// agesAhead is a store whose ages are 10s too old, as when the node that
+// answers runs ahead of the one that stamped the write.
+type agesAhead struct{ *mem.Store }
+
+func (s agesAhead) ReadAge(ctx context.Context, key string) ([]byte, driver.Version, time.Duration, error) {
+	data, v, age, err := s.Store.ReadAge(ctx, key)
+	return data, v, age + 10*time.Second, err
+}
+
+// TestCheckStoreClock: check says whether the store's clock can be used
+// for --store-clock, and warns without failing when it cannot.
+func TestCheckStoreClock(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		store func(*mem.Store) driver.Store
+		want  string
+	}{
+		{"consistent", func(s *mem.Store) driver.Store { return s }, "ok    the store's clock (--store-clock): a write sent "},
+		{"ahead", func(s *mem.Store) driver.Store { return agesAhead{s} }, "warn  the store's clock (--store-clock): a write sent "},
+		{"no ages", func(s *mem.Store) driver.Store { return &recorder{Store: s} }, "--    the store's clock (--store-clock): this driver tells no ages\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var report strings.Builder
+			if err := checkStore(context.Background(), tt.store(mem.Namespace(t.Name())), "locks/a", &report); err != nil {
+				t.Fatalf("checkStore: %v\n%s", err, report.String())
+			}
+			if !strings.Contains(report.String(), tt.want) {
+				t.Errorf("report:\n%s\nwant a line with %q", report.String(), tt.want)
+			}
+		})
+	}
+}

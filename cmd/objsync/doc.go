@@ -210,7 +210,12 @@
 // It reports median round-trip times of reads and writes and removes the
 // scratch objects (or names them, for a driver without delete). Some stores
 // accept conditional requests and ignore the conditions; check exits 122
-// for those and any other store that fails a test.
+// for those and any other store that fails a test. On drivers that tell
+// ages (s3, minio) it also reads the age of a fresh write by the store's
+// Date and Last-Modified, and warns, without failing, if it exceeds the
+// time since the write was sent: clocks of the store that disagree make
+// --store-clock unsafe. It cannot see a disagreement smaller than the two
+// seconds taken off for the times' resolution.
 //
 // # bench
 //
