@@ -14,6 +14,8 @@ test: lint unit
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "not gofmt-formatted:"; gofmt -l .; exit 1; }
 	@for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(STATICCHECK) ./...) || exit 1; done
+	@# The library and the command build on other systems too.
+	@for os in darwin freebsd windows; do GOOS=$$os $(GO) build ./... || { echo "does not build for $$os"; exit 1; }; done
 
 # The simulation (sim_test.go) runs 100 schedules under the race detector
 # with the rest, and 2000 more without it, where it is ten times faster.

@@ -23,8 +23,9 @@
 // number counting the writes made under one holder id; for an
 // acquisition, the holder id and sequence number of the state it replaced;
 // the queue of Locks waiting for it, with a counter of the queue's changes;
-// and, for people only, the holder's value, host name, process id and
-// wall-clock times.
+// the holder's host name and process id, with what makes the pid mean
+// one process, for the same-machine check ("A holder that ends"); and, for
+// people only, the holder's value and wall-clock times.
 // Holder id and sequence number make the bytes of every write unique,
 // which the protocol needs on stores whose versions are content hashes.
 //
@@ -146,7 +147,8 @@
 // # Expiry without trusted clocks
 //
 // Only a bound on clock rate drift is assumed, 1%; clocks need not agree
-// on the time. A holder counts its lease as valid until the instant it
+// on the time (unless a Mutex opts into the store's clock: see "The
+// store's clock"). A holder counts its lease as valid until the instant it
 // sent its last successful write plus the TTL less a margin of 6% (1% for
 // drift, 5% for the time between checking the lease and acting on it),
 // measured on its own monotonic clock. A contender takes over a held lock
@@ -180,7 +182,9 @@
 // are whole seconds, cut or rounded (times outside 2000 to 2100 give no
 // age). Whichever instant is earlier, its own first sighting or that one,
 // starts the TTL plus 1% above, so a contender in a fresh process takes
-// over a lock whose holder died long ago in one read. It is as safe as the
+// over a lock whose holder died long ago in one read (if nothing has
+// written the object since: waiters joining or leaving the queue rewrite
+// it). It is as safe as the
 // rule above if the store's clock stamps both times (the holder's write
 // landed after it was sent, and the age is a lower bound of the real time
 // since) and runs within 1% of real time. The rule leaves 4% of the TTL to
@@ -209,12 +213,12 @@
 // is gone: no directory at its path, or one with another id, in the
 // cgroup2 file system with nothing mounted over it; the contender must be
 // in the same cgroup namespace, the link /proc/self/ns/cgroup). The
-// process record is a JSON object of its own ("process"): objsync before
-// it does not read it, and a reader that finds a field it does not know
-// there judges nothing, and writes the record back as it found it. It
-// then takes the lock over
-// at once, with the same conditional write as after the TTL, and a queue
-// waiter ends the turn of such a head at once. It judges nothing where it
+// contender then takes the lock over at once, with the same conditional
+// write as after the TTL, and a queue waiter ends the turn of such a head
+// at once. The process record is a JSON object of its own ("process"):
+// objsync before it does not read it, and a reader that finds there a
+// field it does not know, or no object, judges nothing, and writes the
+// record back as it found it. It judges nothing where it
 // cannot be sure: another machine or container (containers share the boot
 // id but not the pid namespace), a boot since, a /proc that belongs to
 // another pid namespace than its own, a process hidden from it (hidepid),

@@ -73,6 +73,10 @@ type Leader struct {
 	// so was alive then; a state unchanged for the TTL plus 1% makes
 	// Leader return ErrNoLeader. Not so while Handed is true.
 	Unchanged time.Duration
+	// StoreAge is, for an Election on a Mutex opened WithStoreClock, how
+	// long the state has been unchanged by the store's clock, as
+	// State.StoreAge: that too ends the term once it exceeds the TTL by 1%.
+	StoreAge time.Duration
 	// Handed reports that the term was begun by the release of the
 	// leader before (see "Waiting in the queue" in the package
 	// documentation) and that its leader has not written the lock since:
@@ -121,7 +125,8 @@ func (e *Election) Resign(ctx context.Context) error { return e.mu.Unlock(ctx) }
 // that has not read the lock before, the first call returns a leader that
 // died a moment ago on another machine as it would a live one, with
 // Unchanged about 0. To know which, call Leader again over a TTL, or use
-// Watch.
+// Watch; or open the Mutex WithStoreClock, on a store whose clock you
+// trust, which tells a leader dead for longer than its TTL at once.
 func (e *Election) Leader(ctx context.Context) (Leader, error) {
 	cur, err := e.mu.read(ctx)
 	if err != nil {
@@ -135,13 +140,13 @@ func (e *Election) leaderOf(cur *snapshot) (Leader, error) {
 		return Leader{}, ErrNoLeader
 	}
 	o := cur.obj
-	unchanged := e.mu.unchanged(cur)
-	if unchanged >= takeoverAfter(o.ttl()) || o.ended() {
+	watched, byStore := e.mu.unchangedBy(cur)
+	if max(watched, byStore) >= takeoverAfter(o.ttl()) || o.ended() {
 		return Leader{}, ErrNoLeader
 	}
 	return Leader{
 		Value: o.Value, Fence: o.Fence, Since: o.AcquiredAt, Holder: o.Holder, Host: o.Host, PID: o.PID,
-		TTL: o.ttl(), Unchanged: unchanged, Handed: o.Handed,
+		TTL: o.ttl(), Unchanged: watched, StoreAge: byStore, Handed: o.Handed,
 	}, nil
 }
 

@@ -32,7 +32,7 @@ type Mutex struct {
 	opts   options
 	log    *slog.Logger
 	shared *sharedLock
-	proc   holderProcess // this process, as its writes record it
+	proc   holderProcess // this process, as its writes record it (but for WithCgroup's cgroup)
 	// own is this Mutex's token: taken by Lock, given back by Unlock. The
 	// shared token, by contrast, is given back as soon as a hold ends.
 	own chan struct{}
@@ -66,6 +66,11 @@ func NewMutex(store driver.Store, key string, opts ...Option) *Mutex {
 	}
 	if o.storeClock && o.queue {
 		o.refuse("WithStoreClock: not for queue locks, whose turns do not begin with a write of the ticket's object")
+	}
+	if o.cgroup != "" && !o.noProcessCheck {
+		if _, _, err := procid.CgroupPath(o.cgroup); err != nil {
+			o.refuse("WithCgroup(%q): %v", o.cgroup, err)
+		}
 	}
 	closing, stopLocks := context.WithCancel(context.Background())
 	return &Mutex{
@@ -311,6 +316,7 @@ func (m *Mutex) enter(ctx context.Context, wait bool) bool {
 // a later read shows it landed, the send time sets the lease.
 type attempt struct {
 	id    string
+	proc  holderProcess // the process, as this attempt's writes record it
 	seq   int64
 	sent  map[int64]time.Time
 	joins map[int64]bool // the numbers of writes that joined a queue
@@ -324,12 +330,12 @@ type attempt struct {
 	notYet time.Time
 }
 
-func newAttempt() *attempt {
+func newAttempt(proc holderProcess) *attempt {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(err) // crypto/rand does not fail on supported platforms
 	}
-	return &attempt{id: hex.EncodeToString(b[:]), sent: map[int64]time.Time{}, joins: map[int64]bool{}}
+	return &attempt{id: hex.EncodeToString(b[:]), proc: proc, sent: map[int64]time.Time{}, joins: map[int64]bool{}}
 }
 
 // next numbers a write about to be sent at the given instant.
@@ -352,18 +358,37 @@ var hostname, _ = os.Hostname()
 func (o *options) process() holderProcess {
 	p := holderProcess{Host: hostname, PID: os.Getpid()}
 	if id := procid.Self(); id.Known() && id.Host == hostname && !o.noProcessCheck {
-		p.Process = &processID{Boot: id.Boot, PIDNS: id.PIDNS, TimeNS: id.TimeNS, Start: id.Start, Group: o.group}
-		if o.cgroup != "" {
-			p.Process.Cgroup, p.Process.CgroupNS, p.Process.CgroupID = o.cgroup, id.CgroupNS, o.cgroupID
-		}
+		p.Process = &processID{Boot: id.Boot, PIDNS: id.PIDNS, TimeNS: id.TimeNS, Start: id.Start, Group: o.group, CgroupNS: id.CgroupNS}
 	}
 	return p
+}
+
+// process returns this process as an acquisition's writes record it: with
+// WithCgroup's cgroup as it is now, by path and id, so that a cgroup made
+// again at the path since NewMutex is the one recorded.
+func (m *Mutex) process() (holderProcess, error) {
+	p := m.proc
+	if m.opts.cgroup == "" || p.Process == nil {
+		return p, nil
+	}
+	rel, id, err := procid.CgroupPath(m.opts.cgroup)
+	if err != nil {
+		return p, fmt.Errorf("objsync: %s: WithCgroup: %w", m.loc, err)
+	}
+	q := *p.Process
+	q.Cgroup, q.CgroupID = rel, id
+	p.Process = &q
+	return p, nil
 }
 
 // acquire runs the acquisition protocol with the local tokens held. It
 // returns a nil hold when wait is false and the lock is taken.
 func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wait bool) (*hold, error) {
-	a := newAttempt()
+	proc, err := m.process()
+	if err != nil {
+		return nil, err
+	}
+	a := newAttempt(proc)
 	// Every way out without a hold goes through giveUp, in case one of
 	// this attempt's writes landed although its answer was lost.
 	giveUp := func(err error) (*hold, error) {
@@ -447,7 +472,7 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 			// late answers, free it and start again later.
 			if lateAnswers++; lateAnswers >= tryLockRounds {
 				m.abandon(a, ttl)
-				a, lateAnswers = newAttempt(), 0
+				a, lateAnswers = newAttempt(proc), 0
 				if err := b.wait(ctx, 0); err != nil {
 					return giveUp(m.ctxErr(err))
 				}
@@ -610,7 +635,7 @@ func deadlineWithin(ctx context.Context, d time.Duration) bool {
 func (m *Mutex) join(ctx context.Context, a *attempt, cur *snapshot, value string, ttl time.Duration) (*snapshot, error) {
 	seq := a.next(time.Now())
 	a.joins[seq] = true
-	obj := cur.obj.joined(waiter{Holder: a.id, Seq: seq, TTLMillis: m.opts.handoffTTL(ttl).Milliseconds(), Value: value, holderProcess: m.proc})
+	obj := cur.obj.joined(waiter{Holder: a.id, Seq: seq, TTLMillis: m.opts.handoffTTL(ttl).Milliseconds(), Value: value, holderProcess: a.proc})
 	v, err := m.store.Write(ctx, m.key, obj.encode(), cur.version)
 	if err != nil {
 		return nil, err
@@ -708,7 +733,7 @@ func (m *Mutex) acquiringState(a *attempt, cur *snapshot, value string, ttl time
 	obj := lockObject{
 		Format: lockFormat, State: stateHeld, Holder: a.id, Fence: cur.fence() + 1,
 		Seq: a.next(now), TTLMillis: ttl.Milliseconds(), Value: value,
-		holderProcess: m.proc, AcquiredAt: now.UTC(), WrittenAt: now.UTC(),
+		holderProcess: a.proc, AcquiredAt: now.UTC(), WrittenAt: now.UTC(),
 	}
 	if cur.exists {
 		obj.Prev, obj.PrevSeq = cur.obj.Holder, cur.obj.Seq
@@ -1080,7 +1105,7 @@ func (m *Mutex) Break(ctx context.Context) (State, error) {
 	if !st.Held {
 		return st, fmt.Errorf("objsync: break %s: %w", m.loc, ErrNotHeld)
 	}
-	if err := m.release(ctx, newAttempt(), cur); err != nil {
+	if err := m.release(ctx, newAttempt(m.proc), cur); err != nil {
 		// A lost answer is settled like any other: ErrLockLost only when
 		// no write of the break can land.
 		if errors.Is(err, ErrLockLost) {

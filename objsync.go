@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/objsync/objsync/driver"
-	"github.com/objsync/objsync/internal/procid"
 )
 
 var (
@@ -87,8 +86,7 @@ type options struct {
 	// know that this process has ended.
 	noProcessCheck bool
 	group          int    // WithProcessGroup
-	cgroup         string // WithCgroup, from the hierarchy's root
-	cgroupID       uint64 // and its id
+	cgroup         string // WithCgroup's directory
 	storeClock     bool   // WithStoreClock
 	err            error  // the first option that was refused
 }
@@ -128,8 +126,8 @@ func WithQueue() Option { return func(o *options) { o.queue = true } }
 // contender on the same machine take the lock over as soon as this
 // process has ended, without waiting out the TTL (see "A holder that
 // ends" in the package documentation). Use it when work done under the
-// lock runs in other processes, which could outlive this one, and
-// WithProcessGroup does not fit: then only the TTL frees the lock.
+// lock runs in other processes, which could outlive this one, and neither
+// WithCgroup nor WithProcessGroup fits: then only the TTL frees the lock.
 func WithoutProcessCheck() Option { return func(o *options) { o.noProcessCheck = true } }
 
 // WithProcessGroup records in this Mutex's writes that work done under
@@ -157,18 +155,19 @@ func WithProcessGroup(pgid int) Option {
 // killed when this process dies (cgroup.kill), as objsync lock does. Only a
 // process allowed to move itself between cgroups (root, or one with a
 // delegated subtree) can leave it, but work handed to a daemon that runs
-// elsewhere (docker, tmux, systemd-run, ssh) is not in it. The lock
-// records the cgroup's path and id: another cgroup made later at that path
-// does not stand for it. It has no effect with WithoutProcessCheck, and is
-// refused where dir is not a cgroup v2.
+// elsewhere (docker, tmux, systemd-run, ssh) is not in it. Each
+// acquisition records the cgroup at dir as it is then, by path and id: one
+// made later at that path does not stand for it. It has no effect with
+// WithoutProcessCheck; otherwise the Mutex is refused where dir is not a
+// cgroup v2 (and so on systems other than Linux), and a Lock or TryLock
+// fails where it is not one any more.
 func WithCgroup(dir string) Option {
 	return func(o *options) {
-		rel, id, err := procid.CgroupPath(dir)
-		if err != nil {
-			o.refuse("WithCgroup(%q): %v", dir, err)
+		if dir == "" {
+			o.refuse("WithCgroup(\"\"): no directory")
 			return
 		}
-		o.cgroup, o.cgroupID = rel, id
+		o.cgroup = dir
 	}
 }
 
@@ -252,8 +251,8 @@ type State struct {
 	// TTL is the holder's lease.
 	TTL time.Duration
 	// Host and PID say where the holder ran; AcquiredAt and RenewedAt are
-	// its wall-clock times. They are for people: the protocol never uses
-	// them.
+	// its wall-clock times. The times are for people only; host and pid
+	// serve the same-machine check too (HolderGone), and for people.
 	Host       string
 	PID        int
 	AcquiredAt time.Time
@@ -269,8 +268,10 @@ type State struct {
 	Waiters int
 	// HolderGone reports, for a held lock, that its holder's process is
 	// known to have ended: it ran on this machine, since its last boot
-	// and in this process's pid namespace, and no process with its pid
-	// and start time runs now. A Lock takes such a lock over at once.
+	// and in this process's pid and time namespaces, no process with its
+	// pid and start time runs now, and none is left in the process group
+	// or cgroup it recorded (WithProcessGroup, WithCgroup). A Lock takes
+	// such a lock over at once.
 	HolderGone bool
 	// HolderRunning reports, for a held lock, that its holder's process is
 	// known to run: it runs on this machine, in this process's pid
@@ -278,9 +279,11 @@ type State struct {
 	// of whether it renews the lease (a stopped process runs too).
 	HolderRunning bool
 	// StoreAge is, WithStoreClock, how long the holder's state has at
-	// least been unchanged by the store's clock: the object's age in the
-	// answer of a read that returned it, plus the time since that read
-	// returned. 0 if unknown. A held lock whose StoreAge or Unchanged
-	// exceeds the TTL by 1% is taken over by a Lock WithStoreClock.
+	// least been unchanged by the store's clock: the greatest age that the
+	// reads returning it gave, each plus the time since that read
+	// returned. 0 if unknown, and so for the first two or three seconds
+	// after every write on S3 and compatible stores (whole-second times,
+	// less two seconds). A held lock whose StoreAge or Unchanged exceeds
+	// the TTL by 1% is taken over by a Lock WithStoreClock.
 	StoreAge time.Duration
 }

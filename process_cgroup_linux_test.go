@@ -1,13 +1,17 @@
 package objsync_test
 
 import (
+	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/objsync/objsync"
+	"github.com/objsync/objsync/driver"
 	"github.com/objsync/objsync/internal/procid"
 )
 
@@ -58,5 +62,56 @@ func TestWithCgroupRefused(t *testing.T) {
 		if err == nil {
 			t.Errorf("WithCgroup(%q): %v; want it refused", dir, err)
 		}
+	}
+}
+
+// TestWithCgroupRecreated (found by review): a cgroup removed and made
+// again at the same path after NewMutex is recorded as it is at Lock, by
+// its new id, so that contenders judge the work that runs in it.
+func TestWithCgroupRecreated(t *testing.T) {
+	cg, err := procid.NewCgroup("objsync-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		procid.KillCgroup(cg)
+		for deadline := time.Now().Add(5 * time.Second); os.Remove(cg) != nil && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		}
+	})
+	lock := t.TempDir() + "/lock"
+	m, err := objsync.Open("file", lock, objsync.WithCgroup(cg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := os.Remove(cg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Lock(context.Background(), time.Minute); err == nil || !strings.Contains(err.Error(), "WithCgroup") {
+		t.Fatalf("Lock with the cgroup removed: %v; want it refused", err)
+	}
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Lock(context.Background(), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	_, id, err := procid.CgroupPath(cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := driver.Lookup("file")
+	store, key, _ := d.Open(lock)
+	data, _, err := store.Read(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj struct {
+		Process struct {
+			CgroupID uint64 `json:"cgroup_id"`
+		}
+	}
+	if err := json.Unmarshal(data, &obj); err != nil || obj.Process.CgroupID != id {
+		t.Fatalf("the lock records cgroup id %d (%v), want the cgroup's at Lock, %d", obj.Process.CgroupID, err, id)
 	}
 }

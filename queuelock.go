@@ -602,7 +602,7 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 		a.ticket = n
 		obj := lockObject{
 			Format: lockFormat, State: stateHeld, Holder: a.id, Fence: n, Seq: seq,
-			TTLMillis: lease.Milliseconds(), Value: value, holderProcess: m.proc,
+			TTLMillis: lease.Milliseconds(), Value: value, holderProcess: a.proc,
 			AcquiredAt: now.UTC(), WrittenAt: now.UTC(),
 		}
 		v, err := m.store.Write(ctx, m.ticketKey(n), obj.encode(), cur.version)
@@ -655,7 +655,11 @@ func (m *Mutex) adoptTicket(ctx context.Context, mine *snapshot, onlyIfFree bool
 // start of the last walk that showed the turn not yet come: the turn came
 // after that, and nobody can have seen it come before.
 func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value string, wait bool) (*hold, error) {
-	a := newAttempt()
+	proc, err := m.process()
+	if err != nil {
+		return nil, err
+	}
+	a := newAttempt(proc)
 	giveUp := func(err error) (*hold, error) {
 		m.leaveQueue(a)
 		return nil, err
@@ -791,7 +795,7 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 					return giveUp(fmt.Errorf("objsync: %s: the store answered a write after %v, and a lease of %v needs an answer within %v; a longer ttl would do", m.loc, late.Round(time.Millisecond), mine.obj.ttl(), lease.fresh))
 				}
 				m.leaveQueue(a)
-				a, mine, lateAnswers = newAttempt(), nil, 0
+				a, mine, lateAnswers = newAttempt(proc), nil, 0
 				if err := b.wait(ctx, 0); err != nil {
 					return giveUp(m.ctxErr(err))
 				}
@@ -1162,7 +1166,7 @@ func (m *Mutex) breakQueue(ctx context.Context) (State, error) {
 	if !has(t, st.Fence) || t.obj.State != stateHeld || t.obj.Holder != st.Holder {
 		return st, fmt.Errorf("objsync: break %s: the lock changed while breaking it; nothing was written: %w", m.loc, ErrLockLost)
 	}
-	breaker := newAttempt().id
+	breaker := newAttempt(m.proc).id
 	b, conflicts := m.newBackoff(), 0
 	for {
 		err := m.endTurn(ctx, t, breaker)

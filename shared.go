@@ -21,8 +21,9 @@ type sharedLock struct {
 	last   *snapshot // the latest state this process read or wrote
 	seen   stateKey  // the state whose unchanged time is being counted
 	seenAt time.Time // when the first read returning seen returned
-	// storeSince is the earliest instant, by the store's clock, before
-	// which seen was written (WithStoreClock), or zero.
+	// storeSince is the earliest instant of this process's monotonic
+	// clock before which, by the store's clock, seen was written (reads
+	// WithStoreClock), or zero.
 	storeSince time.Time
 	refs       int       // 0 for a sharedLock that is not in the table
 	handoff    *snapshot // the last hand-off this process wrote

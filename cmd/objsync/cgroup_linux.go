@@ -23,10 +23,6 @@ import (
 	"github.com/objsync/objsync/internal/procid"
 )
 
-// guardianArg0 is the argv[0] that makes objsync a guardian (see
-// runGuardian): not a name a user would give the binary.
-const guardianArg0 = "objsync (guardian)"
-
 // workCgroup is the cgroup v2 that the command runs in, with its
 // guardian: a process of its own session that creates the cgroup, kills
 // every process left in it when objsync dies, however it dies, and removes

@@ -300,7 +300,7 @@ func TestHolderKilledInOtherNamespace(t *testing.T) {
 	// namespace with objsync, its namespace's init.
 	h.cmd.Process.Signal(syscall.SIGKILL)
 	h.wait(t)
-	removeRecordedCgroup(t, dir) // its guardian died with the namespace
+	removeRecordedCgroup(t, dir) // its guardian died with the namespace, perhaps before removing it
 	if r := runCLI(t, dir, "lock", "--try", "lock", "--", "true"); r.code != exitNotAcquired {
 		t.Fatalf("lock --try over a holder killed in another pid namespace: exit %d, stderr %q", r.code, r.stderr)
 	}

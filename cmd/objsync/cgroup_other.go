@@ -13,8 +13,6 @@ import (
 // the lock records nothing of its processes.
 type workCgroup struct{}
 
-const guardianArg0 = "objsync (guardian)"
-
 func newWorkCgroup() (*workCgroup, error) { return nil, errors.New("cgroups are a Linux feature") }
 
 func (w *workCgroup) options() []objsync.Option {
@@ -24,5 +22,7 @@ func (w *workCgroup) options() []objsync.Option {
 func (w *workCgroup) setAttr(*syscall.SysProcAttr) {}
 func (w *workCgroup) kill()                        {}
 func (w *workCgroup) release()                     {}
+
+func (w *workCgroup) startError(err error) error { return err }
 
 func runGuardian() int { return exitUsage }

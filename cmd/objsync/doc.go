@@ -98,7 +98,16 @@
 // waiting objsync has seen the lock unchanged for its ttl. --try cannot do
 // that, as it does not wait: it fails while such a holder's lock still says
 // held. Use --timeout, longer than the ttl, for a bounded wait that takes
-// over dead holders.
+// over dead holders, or --store-clock.
+//
+// With --store-clock (s3:// and minio://, not --queue) objsync also counts
+// the lock as unchanged since the store's Date less Last-Modified, less
+// two seconds for their resolution: a fresh objsync, --try included, takes
+// over a lock whose holder died elsewhere more than its ttl and 1% ago, in
+// one read. It trusts the store's clocks to agree within 4% of the ttl
+// (1.2s for 30s): not a distributed store whose nodes' clocks disagree, not
+// a proxy that sets its own Date. objsync check warns of a disagreement of
+// more than two seconds.
 //
 // On Linux, where objsync may create a cgroup v2 below its own (as root, or
 // in a subtree that the service manager delegated; Linux 5.14 or later),
@@ -112,8 +121,8 @@
 // and cgroup namespaces, takes the lock over at once only when objsync has
 // ended and the cgroup is empty or gone. If the guardian is killed too
 // (kill -9 of both, or the end of a pid namespace they ran in), nothing
-// empties the cgroup, only the ttl frees the lock, and the cgroup is left
-// behind: rmdir removes it once its processes are gone.
+// empties the cgroup, only the ttl frees the lock, and the cgroup may be
+// left behind: rmdir removes it once its processes are gone.
 //
 // What runs outside the cgroup escapes this: a process that moves itself
 // to another cgroup (which takes root, or a delegated subtree), and work
@@ -169,7 +178,12 @@
 // stay the same (waiters joining or leaving do not count): 0 for the single read
 // status makes, unless --for DURATION has it watch the lock for that long.
 // A held lock unchanged for longer than its ttl has a holder that stopped
-// renewing it. status exits 0 whether the lock is held or not.
+// renewing it. On s3:// and minio:// it also shows the store age: how long
+// the lock has at least been unchanged by the store's Date and
+// Last-Modified (shown once that is a second or more: the first two or
+// three seconds after each write give none). It says when the holder's
+// process runs on this machine, or is gone. status exits 0 whether the
+// lock is held or not.
 //
 // status --json prints one object with these fields, which stay stable:
 //
@@ -187,9 +201,9 @@
 //	unchanged_ms  number  how long this process saw the lock unchanged
 //	watched_ms    number  how long it watched (--for)
 //	waiters       number  how many waiters are in the lock's queue
-//	holder_gone   bool    true if the holder ran on this machine and its process is gone (a Lock takes it over at once)
-//	holder_running bool   true if the holder's process runs on this machine
-//	store_age_ms  number  how long the lock has at least been unchanged by the store's clock (s3, minio); null elsewhere, or under a second
+//	holder_gone   bool    true if the holder ran on this machine, its process is gone and its cgroup empty (a Lock takes it over at once)
+//	holder_running bool   true if the holder recorded its process (objsync lock with a cgroup, the library) and it runs on this machine
+//	store_age_ms  number  how long the lock has at least been unchanged by the store's clock (s3, minio); null elsewhere, and for the first two or three seconds after each write
 //
 // # unlock
 //

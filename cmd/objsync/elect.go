@@ -24,7 +24,10 @@ environment, the signals, the exit codes, is as for 'objsync lock'; if
 leadership is lost, COMMAND is stopped and objsync exits 123.
 
 Run one 'objsync elect' per candidate: one leads, the others wait, and when
-the leader exits or dies another takes over, after --ttl if it died.
+the leader exits or dies another takes over: after --ttl if it died, at once
+if it died on the same machine and ran its command in a cgroup (see 'objsync
+lock --help'), and with --store-clock once the store's clock says the ttl has
+passed.
 
 Example:
   objsync elect --value "$(hostname):8080" s3://ops/elections/scheduler -- ./scheduler

@@ -30,26 +30,29 @@ runs: --ttl is how long others wait if objsync dies, not a limit on COMMAND.
 COMMAND finds the fencing token in OBJSYNC_FENCE (pass it with every write the
 lock protects) and the lock's location in OBJSYNC_LOCK. It runs in a process
 group of its own. If the lease cannot be renewed, that group gets SIGTERM
---grace before the lease ends and SIGKILL when it ends, so that COMMAND is
+--grace before the lease ends and SIGKILL (its cgroup too) when it ends, so
+that COMMAND is
 dead before anyone else can take the lock; objsync then exits 123. (If the
 lock is broken or taken over, SIGTERM comes at once.) SIGINT, SIGTERM and
 SIGHUP sent to objsync are passed on to the group, and the lock is released
 once COMMAND has exited.
 
 While it waits, objsync says on stderr who holds the lock. A holder that
-died on this machine (Linux) is taken over at once, --try included, once
-nothing of its command runs: objsync runs COMMAND in a cgroup of its own, and a
-guardian process kills all of it if objsync dies. Work that COMMAND hands to a
-daemon (docker run, tmux, systemd-run, ssh, at) runs outside it, as it does
+died on this machine (Linux) is taken over at once, --try included, if it ran
+its command in a cgroup of its own (as root, or in a delegated subtree), once
+nothing of that command runs: objsync runs COMMAND in a cgroup of its own, and
+a guardian process kills all of it if objsync dies. Work that COMMAND hands to
+a daemon (docker run, tmux, systemd-run, ssh, at) runs outside it, as it does
 outside a flock(1) lock: use --no-cgroup for such commands. Otherwise (another
-machine, --no-cgroup, no cgroup v2 that objsync may write to), only a waiting
-objsync takes over a lock whose holder stopped renewing it, after watching it
-unchanged for its ttl: --try fails.
+machine or container, --no-cgroup, no cgroup v2 that objsync may write to),
+only a waiting objsync takes over a lock whose holder stopped renewing it,
+after watching it unchanged for its ttl: --try fails.
 With --store-clock (s3:// and minio://), the store's clock counts too: the
 lock is taken over, --try included, once the store's Date and Last-Modified
 say it has been unchanged for its ttl and 1% (and two seconds for their
 resolution). Use it only with a store whose clocks agree within 4% of the ttl
-(1.2s for 30s): one server, AWS S3, R2.
+(1.2s for 30s): one server, AWS S3, R2; not behind a proxy that sets its own
+Date. 'objsync check' warns of clocks that disagree by more than 2s.
 
 Example:
   objsync lock --ttl 1m --timeout 10m --value "deploy by $USER" \
@@ -62,9 +65,9 @@ const defaultGrace = 10 * time.Second
 type lockOptions struct {
 	ttl, timeout, grace time.Duration
 	try, quiet          bool
-	// byStoreClock says that --store-clock would count the store's clock,
-	// which it does not yet.
-	byStoreClock bool
+	// suggestStoreClock says that --store-clock, not given, would count
+	// the store's clock.
+	suggestStoreClock bool
 }
 
 func runLock(args []string) error {
@@ -119,10 +122,13 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 		return err
 	}
 	_, ages := store.(driver.AgeReader)
-	if *storeClock && (!ages || *queue.on) {
-		return usageErrorf("%s: --store-clock: %s cannot tell an object's age by the store's clock (s3:// and minio:// can, for locks without --queue)", name, store.Location(key))
+	switch {
+	case *storeClock && *queue.on:
+		return usageErrorf("%s: --store-clock is for plain locks, not --queue: a queue lock's turn does not begin with a write of its object", name)
+	case *storeClock && !ages:
+		return usageErrorf("%s: --store-clock: %s cannot tell an object's age by the store's clock (s3:// and minio:// can)", name, store.Location(key))
 	}
-	o.byStoreClock = ages && !*queue.on && !*storeClock
+	o.suggestStoreClock = ages && !*queue.on && !*storeClock
 	// The command runs in a cgroup of its own, killed if objsync dies, so
 	// that a contender on this machine may take the lock over as soon as
 	// objsync and the command have ended. Where there is none, the command
@@ -140,6 +146,14 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 	}
 	m := objsync.NewMutex(store, key, append(opts, cg.options()...)...)
 	defer m.Close() // releases the lock on the paths that do not Unlock
+	defer func() {
+		// Should objsync panic, what runs in the command's cgroup gets
+		// SIGKILL before m.Close releases the lock.
+		if r := recover(); r != nil {
+			cg.kill()
+			panic(r)
+		}
+	}()
 
 	// Until the command runs these signals end the wait; then they are
 	// passed on to it.
@@ -271,7 +285,7 @@ func notAcquired(m *objsync.Mutex, o lockOptions, why string) error {
 		// one.
 		msg += fmt.Sprintf("; a holder that died frees it once unchanged for its ttl of %v: wait for it with --timeout %v",
 			st.TTL, (st.TTL + st.TTL/100 + time.Second).Truncate(time.Second))
-		if o.byStoreClock {
+		if o.suggestStoreClock {
 			msg += ", or count the store's clock too with --store-clock"
 		}
 		msg += ", or break it with 'objsync unlock --force'"

@@ -79,6 +79,10 @@ var commands = map[string]func(args []string) error{
 	"bench":  runBench,
 }
 
+// guardianArg0 is the argv[0] that makes objsync a guardian (see
+// runGuardian): not a name a user would give the binary.
+const guardianArg0 = "objsync (guardian)"
+
 func main() {
 	if len(os.Args) == 1 && os.Args[0] == guardianArg0 {
 		os.Exit(runGuardian())

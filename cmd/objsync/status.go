@@ -40,10 +40,13 @@ With --json it prints one JSON object with these fields:
   unchanged_ms  how long this objsync saw the lock unchanged
   watched_ms    how long it watched (--for)
   waiters       how many waiters are in the lock's queue
-  holder_gone   true if the holder ran on this machine and its process is gone
-  holder_running true if the holder's process runs on this machine
+  holder_gone   true if the holder ran on this machine, its process is gone
+                and its cgroup empty: a Lock takes it over at once
+  holder_running true if the holder recorded its process (objsync lock with a
+                cgroup, the library) and it runs on this machine
   store_age_ms  how long the lock has at least been unchanged by the store's
-                clock (s3:// and minio://; null elsewhere, or under a second)
+                clock (s3:// and minio://); null elsewhere, and for the first
+                two or three seconds after each write
 
 Example:
   objsync status --for 40s --json gs://ops-locks/nightly
