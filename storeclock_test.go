@@ -15,22 +15,29 @@ import (
 // different Store value share nothing of what they saw.
 type process struct{ *mem.Store }
 
+// deadHolder returns a mem store of the test's own whose "lock" a
+// holder took with ttl and then stopped renewing: it died, for the others.
+func deadHolder(t *testing.T, ttl time.Duration) *mem.Store {
+	t.Helper()
+	s := mem.Namespace(t.Name())
+	s.Reset()
+	dead := objsync.NewMutex(&process{s}, "lock", objsync.WithoutRenewal(), objsync.WithoutProcessCheck())
+	if _, err := dead.Lock(context.Background(), ttl); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dead.Close() })
+	return s
+}
+
 // TestStoreClock: a fresh process WithStoreClock takes over a dead holder's
 // lock in one read once the store's clock says it has been unchanged for
 // the TTL and 1%, and not before; without it, a fresh process must watch
 // the lock for that long itself.
 func TestStoreClock(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := mem.Namespace(t.Name())
-		s.Reset()
-		ctx := context.Background()
 		const ttl = 10 * time.Second
-		// A holder that stops renewing: it dies, for the others.
-		dead := objsync.NewMutex(&process{s}, "lock", objsync.WithoutRenewal(), objsync.WithoutProcessCheck())
-		if _, err := dead.Lock(ctx, ttl); err != nil {
-			t.Fatal(err)
-		}
-		defer dead.Close()
+		s := deadHolder(t, ttl)
+		ctx := context.Background()
 		tryIn := func(opts ...objsync.Option) (bool, objsync.State) {
 			t.Helper()
 			m := objsync.NewMutex(&process{s}, "lock", opts...)
@@ -84,15 +91,9 @@ func TestStoreClockRefused(t *testing.T) {
 // on the same store and lock, read the store's age.
 func TestStoreClockOptIn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := mem.Namespace(t.Name())
-		s.Reset()
-		ctx := context.Background()
 		const ttl = 10 * time.Second
-		dead := objsync.NewMutex(&process{s}, "lock", objsync.WithoutRenewal(), objsync.WithoutProcessCheck())
-		if _, err := dead.Lock(ctx, ttl); err != nil {
-			t.Fatal(err)
-		}
-		defer dead.Close()
+		s := deadHolder(t, ttl)
+		ctx := context.Background()
 		time.Sleep(ttl + ttl/100 + time.Millisecond)
 		view := &process{s} // one process: its Mutexes share what they saw
 		byStore := objsync.NewMutex(view, "lock", objsync.WithStoreClock())
