@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
 	"unsafe"
 
 	"golang.org/x/sys/unix"

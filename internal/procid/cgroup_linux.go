@@ -137,8 +137,8 @@ func cgroupEmpty(rel string, id uint64) bool {
 	case ino != id:
 		return true
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "cgroup.events"))
-	return err == nil && populated(data) == "0"
+	populated, err := CgroupPopulated(dir)
+	return err == nil && !populated
 }
 
 // isCgroup2 reports whether path is on a cgroup v2 file system.
@@ -157,12 +157,22 @@ func populated(events []byte) string {
 	return ""
 }
 
+// hierarchy returns where the cgroup v2 hierarchy of this process's
+// cgroup namespace is mounted.
+func hierarchy() (string, error) {
+	root := cgroupMount()
+	if root == "" || cgroupNS() == "" {
+		return "", errors.New("no cgroup v2 hierarchy is mounted here")
+	}
+	return root, nil
+}
+
 // CgroupPath returns the path of the cgroup v2 directory dir relative to
 // the hierarchy's root, and its id, as Ended takes them in an ID.
 func CgroupPath(dir string) (string, uint64, error) {
-	root := cgroupMount()
-	if root == "" || cgroupNS() == "" {
-		return "", 0, errors.New("no cgroup v2 hierarchy is mounted here")
+	root, err := hierarchy()
+	if err != nil {
+		return "", 0, err
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -181,9 +191,9 @@ func CgroupPath(dir string) (string, uint64, error) {
 
 // OwnCgroup returns the directory of this process's cgroup v2.
 func OwnCgroup() (string, error) {
-	root := cgroupMount()
-	if root == "" || cgroupNS() == "" {
-		return "", errors.New("no cgroup v2 hierarchy is mounted here")
+	root, err := hierarchy()
+	if err != nil {
+		return "", err
 	}
 	data, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
