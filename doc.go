@@ -463,6 +463,49 @@
 // TTL ago: Leader says how long this process has seen the term unchanged,
 // and returns ErrNoLeader only once that exceeds the TTL plus 1%.
 //
+// # Metrics and traces
+//
+// WithMeterProvider and WithTracerProvider record a Mutex's metrics and
+// spans with OpenTelemetry; without them nothing is recorded (the global
+// providers are not used). The instrumentation scope is
+// "github.com/objsync/objsync". Metrics:
+//
+//	objsync.lock.acquire.duration    histogram, s   Lock, TryLock and Campaign, by objsync.outcome:
+//	                                                acquired, not_acquired (TryLock found it held,
+//	                                                the context ended, Close), error
+//	objsync.lock.hold.duration       histogram, s   holds, from Lock's return to their end, by
+//	                                                objsync.hold.end: unlocked, lost, closed (Close)
+//	objsync.lock.held                up-down        holds in force
+//	objsync.lock.lost                counter        holds lost, by objsync.lost.reason: taken_over
+//	                                                (another holder's state replaced it, Break
+//	                                                included), not_renewed (no renewal landed before
+//	                                                the loss notice), expired (WithoutRenewal: the
+//	                                                lease ran out), not_a_lock (the object was
+//	                                                replaced by something else)
+//	objsync.store.requests           counter        store requests, by objsync.store.operation (read,
+//	                                                create: a create-only write, replace: a write
+//	                                                conditional on the version) and objsync.outcome
+//	                                                (ok, precondition_failed, not_found, error)
+//	objsync.election.leader.changes  counter        new terms, by objsync.election.leader: self (won
+//	                                                by this Election's Campaign) or other (begun
+//	                                                after the first leader that Observe or Watch
+//	                                                found)
+//
+// Every metric and span carries objsync.lock.kind (plain or queue), and,
+// with WithLockNameAttribute only, objsync.lock.name, the lock's location
+// without secrets: every other attribute takes the few values listed, so
+// that the number of series stays bounded by default.
+//
+// Spans: objsync.Lock, objsync.TryLock, objsync.Campaign (with
+// objsync.outcome, and objsync.fence when acquired), objsync.Unlock (Resign
+// too), each a child of the span in the context passed in, and
+// objsync.renew, for a renewal or Proclaim whose first write did not
+// succeed: it begins when the renewal did, is linked to the span of the
+// Lock that took the lock, and carries objsync.renew.retries. Each span
+// carries objsync.store.requests, the number of store requests made under
+// it. A span's status is an error when the call failed, not when the
+// caller gave up (its context ended, or Close).
+//
 // # What it does not do
 //
 // A lock is as good as the store's conditional writes. Some stores accept

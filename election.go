@@ -91,10 +91,11 @@ type Leader struct {
 // leadership by the release of the leader before writes the lock once
 // before Campaign returns, so that observers see it alive at once.
 func (e *Election) Campaign(ctx context.Context, value string) (int64, error) {
-	h, err := e.mu.lock(ctx, e.ttl, value, true, true)
+	h, err := e.mu.lockTraced(ctx, "objsync.Campaign", e.ttl, value, true, true)
 	if err != nil {
 		return 0, err
 	}
+	e.mu.tel.leaderChange(true)
 	return h.fence, nil
 }
 
@@ -180,6 +181,7 @@ func (e *Election) observe(ctx context.Context, withNone bool) <-chan Leader {
 		var last Leader // the last value sent
 		var top int64   // the highest fence sent: terms go in order
 		sent := false
+		looked := false // a read has answered before this one
 		for {
 			cur, err := e.mu.read(ctx)
 			if err == nil {
@@ -193,6 +195,9 @@ func (e *Election) observe(ctx context.Context, withNone bool) <-chan Leader {
 					// Campaign makes at once.
 				case l.Fence > top:
 					news = true
+					if looked { // not the leader found by the first read
+						e.mu.tel.leaderChange(false)
+					}
 				case l.Fence == top:
 					// The same term: news if it proclaimed a new value,
 					// or if Watch had said it was gone and it renewed
@@ -203,6 +208,7 @@ func (e *Election) observe(ctx context.Context, withNone bool) <-chan Leader {
 					last, sent, top = l, true, max(top, l.Fence)
 					replace(ch, l)
 				}
+				looked = true
 			} else if ctx.Err() == nil {
 				e.mu.log.Debug("objsync: observe: read failed", "err", err)
 			}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/objsync/objsync/driver"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // hold is one acquisition of the lock, from the write that took it to
@@ -47,6 +48,12 @@ type hold struct {
 	endOnce sync.Once
 	errMu   sync.Mutex
 	err     error
+	// Guarded by errMu: the hold is counted in the metrics from heldSince
+	// (see startMetering); lostReason says why it was lost, if it was.
+	metered    bool
+	heldSince  time.Time
+	lostReason lostReason
+	lockSpan   trace.SpanContext // of the Lock that took it, for renewals' spans
 
 	ctx     context.Context // cancelled to stop the renewal goroutine
 	cancel  context.CancelFunc
@@ -120,11 +127,11 @@ func (h *hold) expire() {
 	h.leaseMu.Unlock()
 	switch {
 	case !h.m.opts.renew:
-		h.lost("the lease of %v ran out (renewal is off)", ttl)
+		h.lost(lostExpired, "the lease of %v ran out (renewal is off)", ttl)
 	case why != nil:
-		h.lost("could not renew within the lease: %v", why)
+		h.lost(lostNotRenewed, "could not renew within the lease: %v", why)
 	default:
-		h.lost("no renewal was answered within the lease")
+		h.lost(lostNotRenewed, "no renewal was answered within the lease")
 	}
 }
 
@@ -152,12 +159,15 @@ func (h *hold) recorded() error {
 // end records why the hold ended, closes done and stops the deadline;
 // only the first call counts. Work watching Done must stop before anyone
 // else may take the lock: Unlock ends the hold before its release is sent.
-func (h *hold) end(err error) {
+func (h *hold) end(err error, why lostReason) {
 	h.endOnce.Do(func() {
 		// Under errMu, so that whoever Err tells of the end finds Done
 		// closed.
 		h.errMu.Lock()
-		h.err = err
+		h.err, h.lostReason = err, why
+		if h.metered { // counted before Done closes, for those watching it
+			h.meterEnd(err, why, h.heldSince)
+		}
 		close(h.done)
 		h.errMu.Unlock()
 		h.leaseMu.Lock()
@@ -174,12 +184,12 @@ func (h *hold) leave() { h.leaveOnce.Do(h.m.shared.leave) }
 
 // lost ends the hold as lost, lets local waiters go, and returns the error
 // it ended with.
-func (h *hold) lost(format string, args ...any) error {
+func (h *hold) lost(why lostReason, format string, args ...any) error {
 	err := fmt.Errorf("%w: %s: %s", ErrLockLost, h.m.loc, fmt.Sprintf(format, args...))
 	// Ended first, so that an Err racing with this finds the loss; and
 	// only the call that ended it reports (the deadline's timer and Err
 	// may both get here).
-	h.end(err)
+	h.end(err, why)
 	h.leave()
 	if h.recorded() == err {
 		h.m.log.Warn("objsync: lock lost", "fence", h.fence, "err", err)
@@ -220,7 +230,7 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 // loss deadline, reading the object back after every failure to learn
 // whether the write landed. It returns nil on success, ctx's error if ctx
 // ended first, and the hold's error if the hold ended.
-func (h *hold) update(ctx context.Context, change func(*lockObject)) error {
+func (h *hold) update(ctx context.Context, change func(*lockObject)) (err error) {
 	h.writeMu.Lock()
 	defer h.writeMu.Unlock()
 	if err := h.Err(); err != nil {
@@ -232,23 +242,36 @@ func (h *hold) update(ctx context.Context, change func(*lockObject)) error {
 	// landed late (a Proclaim that gave up) extends the lease, no more.
 	first := h.a.seq + 1
 	conflicts := 0
+	// An update that needs retries is traced, from its start.
+	started, tries := time.Now(), 0
+	ctx, requests := withRequestCount(ctx)
+	var s *span
+	defer func() {
+		if s != nil {
+			s.end(err, attrFence.Int64(h.fence), attrRetries.Int(tries-1))
+		}
+	}()
 	for {
 		deadline, cancel := context.WithDeadline(ctx, h.lossAt())
 		ok, other, err := h.writeOnce(deadline, change, first)
 		cancel()
+		if tries++; !ok && s == nil {
+			s = h.m.tel.startCounted(ctx, requests, "objsync.renew",
+				trace.WithTimestamp(started), trace.WithLinks(trace.Link{SpanContext: h.lockSpan}))
+		}
 		switch {
 		case ok:
 			return nil
 		case errors.Is(err, ErrNotLock):
-			return h.lost("the lock object was replaced: %v", err)
+			return h.lost(lostNotALock, "the lock object was replaced: %v", err)
 		case other != nil:
-			return h.lost("%s", describeOther(other))
+			return h.lost(lostTakenOver, "%s", describeOther(other))
 		case h.Err() != nil:
 			return h.Err()
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case !time.Now().Before(h.lossAt()):
-			return h.lost("could not renew within the lease: %v", err)
+			return h.lost(lostNotRenewed, "could not renew within the lease: %v", err)
 		case errors.Is(err, driver.ErrPrecondition) && conflicts < maxConflicts:
 			// Still ours: waiters joined or left the queue. Write again
 			// at once over the version just read, before more do.
@@ -282,7 +305,7 @@ func (h *hold) writeOnce(ctx context.Context, change func(*lockObject), first in
 	if change != nil {
 		change(&obj)
 	}
-	v, err := h.m.store.Write(ctx, h.key, obj.encode(), h.snap.version)
+	v, err := h.m.write(ctx, h.key, obj.encode(), h.snap.version)
 	if err == nil {
 		h.adopt(&snapshot{exists: true, version: v, obj: obj})
 		if h.key == h.m.key {

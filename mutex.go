@@ -31,6 +31,7 @@ type Mutex struct {
 	loc    string
 	opts   options
 	log    *slog.Logger
+	tel    *telemetry
 	shared *sharedLock
 	proc   holderProcess // this process, as its writes record it (but for WithCgroup's cgroup)
 	// own is this Mutex's token: taken by Lock, given back by Unlock. The
@@ -79,6 +80,7 @@ func NewMutex(store driver.Store, key string, opts ...Option) *Mutex {
 		loc:       loc,
 		opts:      o,
 		log:       o.logger.With("lock", loc),
+		tel:       newTelemetry(&o, loc),
 		shared:    acquireShared(store, key),
 		proc:      o.process(),
 		own:       make(chan struct{}, 1),
@@ -195,7 +197,7 @@ func (m *Mutex) newBackoff() backoff {
 // seen on the lock, its own ttl included: an outage shorter than that is
 // ridden out.
 func (m *Mutex) Lock(ctx context.Context, ttl time.Duration) (fence int64, err error) {
-	h, err := m.lock(ctx, ttl, m.opts.value, true, false)
+	h, err := m.lockTraced(ctx, "objsync.Lock", ttl, m.opts.value, true, false)
 	if err != nil {
 		return 0, err
 	}
@@ -207,7 +209,7 @@ func (m *Mutex) Lock(ctx context.Context, ttl time.Duration) (fence int64, err e
 // once with ok false otherwise. It makes a few tries at most when the
 // store fails or answers late, and then returns the error.
 func (m *Mutex) TryLock(ctx context.Context, ttl time.Duration) (ok bool, fence int64, err error) {
-	h, err := m.lock(ctx, ttl, m.opts.value, false, false)
+	h, err := m.lockTraced(ctx, "objsync.TryLock", ttl, m.opts.value, false, false)
 	if err != nil || h == nil {
 		return false, 0, err
 	}
@@ -277,7 +279,7 @@ func (m *Mutex) lock(ctx context.Context, ttl time.Duration, value string, wait,
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
-		h.end(ErrClosed)
+		h.end(ErrClosed, "")
 		drop()
 		return nil, ErrClosed
 	}
@@ -531,7 +533,7 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 		if err != nil {
 			return giveUp(err)
 		}
-		v, err := m.store.Write(ctx, m.key, obj.encode(), cur.version)
+		v, err := m.write(ctx, m.key, obj.encode(), cur.version)
 		switch {
 		case err == nil:
 			cur = &snapshot{exists: true, version: v, obj: obj}
@@ -636,7 +638,7 @@ func (m *Mutex) join(ctx context.Context, a *attempt, cur *snapshot, value strin
 	seq := a.next(time.Now())
 	a.joins[seq] = true
 	obj := cur.obj.joined(waiter{Holder: a.id, Seq: seq, TTLMillis: m.opts.handoffTTL(ttl).Milliseconds(), Value: value, holderProcess: a.proc})
-	v, err := m.store.Write(ctx, m.key, obj.encode(), cur.version)
+	v, err := m.write(ctx, m.key, obj.encode(), cur.version)
 	if err != nil {
 		return nil, err
 	}
@@ -813,12 +815,24 @@ func (m *Mutex) unchanged(snap *snapshot) time.Duration {
 
 // readAge reads the object at key, with its age by the store's clock if
 // the Mutex was opened WithStoreClock (else 0).
-func (m *Mutex) readAge(ctx context.Context, key string) ([]byte, driver.Version, time.Duration, error) {
+func (m *Mutex) readAge(ctx context.Context, key string) (data []byte, v driver.Version, age time.Duration, err error) {
+	defer func() { m.tel.request(ctx, "read", err) }()
 	if ages, ok := m.store.(driver.AgeReader); ok && m.opts.storeClock {
 		return ages.ReadAge(ctx, key)
 	}
-	data, v, err := m.store.Read(ctx, key)
+	data, v, err = m.store.Read(ctx, key)
 	return data, v, 0, err
+}
+
+// write is the store's Write, recorded for telemetry.
+func (m *Mutex) write(ctx context.Context, key string, data []byte, ifVersion driver.Version) (driver.Version, error) {
+	v, err := m.store.Write(ctx, key, data, ifVersion)
+	op := "replace"
+	if ifVersion == "" {
+		op = "create"
+	}
+	m.tel.request(ctx, op, err)
+	return v, err
 }
 
 // release writes the free state, signed with a's holder id, over snap. It
@@ -837,7 +851,7 @@ func (m *Mutex) release(ctx context.Context, a *attempt, snap *snapshot) error {
 		seq := a.next(now)
 		sent = append(sent, seq)
 		obj := released(a.id, seq, snap, now)
-		v, err := m.store.Write(ctx, m.key, obj.encode(), snap.version)
+		v, err := m.write(ctx, m.key, obj.encode(), snap.version)
 		if err == nil {
 			if written := (&snapshot{exists: true, version: v, obj: obj}); obj.held() {
 				m.shared.handedOff(written)
@@ -941,7 +955,7 @@ func (m *Mutex) abandon(a *attempt, ttl time.Duration) {
 			return
 		}
 		left := cur.obj.without(a.id)
-		_, err = m.store.Write(ctx, m.key, left.encode(), cur.version)
+		_, err = m.write(ctx, m.key, left.encode(), cur.version)
 		switch {
 		case err == nil:
 			return
@@ -979,11 +993,22 @@ func describeOther(cur *snapshot) string {
 // Mutex holds nothing afterwards. If the store cannot be reached before
 // ctx ends, the lock is freed by expiry after its TTL.
 func (m *Mutex) Unlock(ctx context.Context) error {
+	ctx, s := m.tel.start(ctx, "objsync.Unlock")
+	fence, err := m.unlock(ctx)
+	if fence != 0 {
+		s.SetAttributes(attrFence.Int64(fence))
+	}
+	s.end(err)
+	return err
+}
+
+// unlock is Unlock; it returns the fence of the hold it ended, if any.
+func (m *Mutex) unlock(ctx context.Context) (fence int64, _ error) {
 	m.mu.Lock()
 	h := m.hold
 	if h == nil || h.unlocking {
 		m.mu.Unlock()
-		return ErrNotHeld
+		return 0, ErrNotHeld
 	}
 	h.unlocking = true
 	m.mu.Unlock()
@@ -994,7 +1019,7 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	lost := h.Err()
 	// Done closes before the release is sent: once it lands, another
 	// process may hold the lock.
-	h.end(fmt.Errorf("%w: released by Unlock", ErrNotHeld))
+	h.end(fmt.Errorf("%w: released by Unlock", ErrNotHeld), "")
 	var err error
 	switch {
 	case !m.opts.queue:
@@ -1008,13 +1033,13 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	h.leave()
 	<-m.own
 	if lost != nil {
-		return lost
+		return h.fence, lost
 	}
 	if err != nil {
-		return err
+		return h.fence, err
 	}
 	m.log.Debug("objsync: released", "fence", h.fence)
-	return nil
+	return h.fence, nil
 }
 
 // current returns the hold in force, or nil.

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/objsync/objsync/driver"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 var (
@@ -88,7 +90,10 @@ type options struct {
 	group          int    // WithProcessGroup
 	cgroup         string // WithCgroup's directory
 	storeClock     bool   // WithStoreClock
-	err            error  // the first option that was refused
+	meterProvider  metric.MeterProvider
+	tracerProvider trace.TracerProvider
+	nameAttribute  bool  // WithLockNameAttribute
+	err            error // the first option that was refused
 }
 
 func defaultOptions() options {
@@ -198,6 +203,42 @@ func WithValue(v string) Option { return func(o *options) { o.value = v } }
 // WithLogger sets where the Mutex reports acquisitions, failed renewals and
 // losses. By default it logs nothing.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithMeterProvider records the Mutex's metrics with mp: how long
+// acquisitions take, how long holds last, holds in force and lost, store
+// requests, and an election's new terms. They are listed, with their
+// attributes, in the package documentation ("Metrics and traces"). By
+// default no metric is recorded (not even to the global provider).
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(o *options) {
+		if mp == nil {
+			o.refuse("WithMeterProvider(nil)")
+			return
+		}
+		o.meterProvider = mp
+	}
+}
+
+// WithTracerProvider traces the Mutex's Lock, TryLock, Unlock and
+// Campaign calls, and renewals that needed retries, with tp: see "Metrics
+// and traces" in the package documentation. Spans are children of the
+// span in the context passed to each call. By default nothing is traced
+// (not even to the global provider).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) {
+		if tp == nil {
+			o.refuse("WithTracerProvider(nil)")
+			return
+		}
+		o.tracerProvider = tp
+	}
+}
+
+// WithLockNameAttribute adds the lock's location (as String returns it,
+// without secrets) to its metrics and spans as objsync.lock.name. It is
+// off by default because each lock then makes series of its own: use it
+// for a bounded set of locks.
+func WithLockNameAttribute() Option { return func(o *options) { o.nameAttribute = true } }
 
 // WithBackoff sets how Lock polls a lock held by someone else: it waits
 // min, then doubles the wait up to max, each wait jittered. The defaults are

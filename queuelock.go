@@ -173,7 +173,7 @@ func (m *Mutex) ensureQueue(ctx context.Context) error {
 		now := time.Now().UTC()
 		marker := lockObject{Format: lockFormat, State: stateQueue, Slots: queueSlots, AcquiredAt: now, WrittenAt: now}
 		// Create-only: whichever kind comes first, the other then finds it.
-		_, err = m.store.Write(ctx, m.key, marker.encode(), "")
+		_, err = m.write(ctx, m.key, marker.encode(), "")
 		if err != nil && !errors.Is(err, driver.ErrPrecondition) {
 			// It may have landed: the caller reads again after a pause.
 			return fmt.Errorf("objsync: %w", err)
@@ -605,7 +605,7 @@ func (m *Mutex) takeTicket(ctx context.Context, a *attempt, ttl time.Duration, v
 			TTLMillis: lease.Milliseconds(), Value: value, holderProcess: a.proc,
 			AcquiredAt: now.UTC(), WrittenAt: now.UTC(),
 		}
-		v, err := m.store.Write(ctx, m.ticketKey(n), obj.encode(), cur.version)
+		v, err := m.write(ctx, m.ticketKey(n), obj.encode(), cur.version)
 		switch {
 		case err == nil:
 			m.shared.tookTicket(n)
@@ -851,7 +851,7 @@ func (m *Mutex) rewriteTicket(ctx context.Context, a *attempt, mine *snapshot, t
 		now := time.Now()
 		obj := mine.obj
 		obj.Seq, obj.TTLMillis, obj.WrittenAt = a.next(now), ttl.Milliseconds(), now.UTC()
-		v, err := m.store.Write(ctx, m.ticketKey(n), obj.encode(), mine.version)
+		v, err := m.write(ctx, m.ticketKey(n), obj.encode(), mine.version)
 		if err == nil {
 			return &snapshot{exists: true, version: v, obj: obj}, nil
 		}
@@ -973,7 +973,7 @@ func (m *Mutex) watchHead(ctx context.Context, w *queueWatch) (*snapshot, int, e
 func (m *Mutex) endTurn(ctx context.Context, t *snapshot, breaker string) error {
 	obj := t.obj
 	obj.State, obj.Prev, obj.WrittenAt = stateAbandoned, breaker, time.Now().UTC()
-	_, err := m.store.Write(ctx, m.ticketKey(t.obj.Fence), obj.encode(), t.version)
+	_, err := m.write(ctx, m.ticketKey(t.obj.Fence), obj.encode(), t.version)
 	return err
 }
 
@@ -1009,7 +1009,7 @@ func (m *Mutex) releaseTicket(ctx context.Context, a *attempt, n int64, state st
 		}
 		now := time.Now()
 		obj := lockObject{Format: lockFormat, State: state, Holder: a.id, Fence: n, Seq: a.next(now), AcquiredAt: now.UTC(), WrittenAt: now.UTC()}
-		v, err := m.store.Write(ctx, key, obj.encode(), cur.version)
+		v, err := m.write(ctx, key, obj.encode(), cur.version)
 		if err == nil {
 			m.shared.sawLapEnd(key, &snapshot{exists: true, version: v, obj: obj})
 			m.sawReleased(n, state)
