@@ -10,6 +10,8 @@ import (
 
 	"github.com/objsync/objsync"
 	"github.com/objsync/objsync/mem"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 // BenchmarkLockUnlock measures an uncontended Lock and Unlock, and reports
@@ -18,6 +20,17 @@ func BenchmarkLockUnlock(b *testing.B) {
 	b.Run("mem", func(b *testing.B) {
 		s := mem.Namespace(b.Name())
 		benchLockUnlock(b, objsync.NewMutex(s, "k"), func() int64 { return s.Requests().Total() })
+	})
+	// With the SDK recording every metric and span (dropped at once), for
+	// the cost of telemetry next to the line above.
+	b.Run("mem/telemetry", func(b *testing.B) {
+		s := mem.Namespace(b.Name())
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+		defer mp.Shutdown(context.Background())
+		defer tp.Shutdown(context.Background())
+		m := objsync.NewMutex(s, "k", objsync.WithMeterProvider(mp), objsync.WithTracerProvider(tp))
+		benchLockUnlock(b, m, func() int64 { return s.Requests().Total() })
 	})
 	b.Run("file", func(b *testing.B) {
 		m, err := objsync.Open("file", b.TempDir()+"/lock")

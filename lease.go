@@ -244,13 +244,12 @@ func (h *hold) update(ctx context.Context, change func(*lockObject)) (err error)
 	conflicts := 0
 	// An update that needs retries is traced, from its start.
 	started, tries := time.Now(), 0
-	ctx, requests := withRequestCount(ctx)
+	var requests *requestCount
+	if h.m.tel.tracer != nil {
+		ctx, requests = withRequestCount(ctx)
+	}
 	var s *span
-	defer func() {
-		if s != nil {
-			s.end(err, attrFence.Int64(h.fence), attrRetries.Int(tries-1))
-		}
-	}()
+	defer func() { s.end(err, attrFence.Int64(h.fence), attrRetries.Int(tries-1)) }()
 	for {
 		deadline, cancel := context.WithDeadline(ctx, h.lossAt())
 		ok, other, err := h.writeOnce(deadline, change, first)

@@ -816,7 +816,7 @@ func (m *Mutex) unchanged(snap *snapshot) time.Duration {
 // readAge reads the object at key, with its age by the store's clock if
 // the Mutex was opened WithStoreClock (else 0).
 func (m *Mutex) readAge(ctx context.Context, key string) (data []byte, v driver.Version, age time.Duration, err error) {
-	defer func() { m.tel.request(ctx, "read", err) }()
+	defer func() { m.tel.request(ctx, opRead, err) }()
 	if ages, ok := m.store.(driver.AgeReader); ok && m.opts.storeClock {
 		return ages.ReadAge(ctx, key)
 	}
@@ -827,9 +827,9 @@ func (m *Mutex) readAge(ctx context.Context, key string) (data []byte, v driver.
 // write is the store's Write, recorded for telemetry.
 func (m *Mutex) write(ctx context.Context, key string, data []byte, ifVersion driver.Version) (driver.Version, error) {
 	v, err := m.store.Write(ctx, key, data, ifVersion)
-	op := "replace"
+	op := opReplace
 	if ifVersion == "" {
-		op = "create"
+		op = opCreate
 	}
 	m.tel.request(ctx, op, err)
 	return v, err
@@ -996,7 +996,7 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	ctx, s := m.tel.start(ctx, "objsync.Unlock")
 	fence, err := m.unlock(ctx)
 	if fence != 0 {
-		s.SetAttributes(attrFence.Int64(fence))
+		s.set(attrFence.Int64(fence))
 	}
 	s.end(err)
 	return err

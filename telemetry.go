@@ -3,6 +3,7 @@ package objsync
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -10,9 +11,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
-	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 // instrumentationName names objsync's meter and tracer.
@@ -56,11 +55,13 @@ const (
 	lostNotALock   lostReason = "not_a_lock"  // the object was replaced by something else
 )
 
-// telemetry is a Mutex's metrics and spans: no-ops unless the caller gave
-// WithMeterProvider or WithTracerProvider.
+// telemetry is a Mutex's metrics and spans. Without a provider its part
+// does nothing, not even allocate: a Lock without telemetry costs what it
+// did before.
 type telemetry struct {
-	tracer trace.Tracer
-	attrs  []attribute.KeyValue // on every metric and span of the Mutex
+	tracer trace.Tracer // nil: no tracing
+	attrs  []attribute.KeyValue
+	meters bool // instruments are recorded
 
 	acquireDuration metric.Float64Histogram
 	holdDuration    metric.Float64Histogram
@@ -68,28 +69,33 @@ type telemetry struct {
 	lost            metric.Int64Counter
 	requests        metric.Int64Counter
 	leaderChanges   metric.Int64Counter
+	// The attribute sets of the measurements, made once: the Mutex's own
+	// (kind, name), and with each value of the other attributes.
+	base metric.MeasurementOption
+	sets map[attribute.KeyValue]metric.MeasurementOption
+	pair map[[2]attribute.KeyValue]metric.MeasurementOption // store requests
 }
 
 // newTelemetry makes the instruments of a Mutex on loc. An instrument the
 // provider refuses is reported by the provider's error handler and left a
 // no-op: telemetry never stops a lock.
 func newTelemetry(o *options, loc string) *telemetry {
-	mp, tp := o.meterProvider, o.tracerProvider
-	if mp == nil {
-		mp = metricnoop.NewMeterProvider()
-	}
-	if tp == nil {
-		tp = tracenoop.NewTracerProvider()
-	}
 	kind := "plain"
 	if o.queue {
 		kind = "queue"
 	}
-	t := &telemetry{tracer: tp.Tracer(instrumentationName), attrs: []attribute.KeyValue{attrKind.String(kind)}}
+	t := &telemetry{attrs: []attribute.KeyValue{attrKind.String(kind)}}
 	if o.nameAttribute {
 		t.attrs = append(t.attrs, attrName.String(loc))
 	}
-	meter := mp.Meter(instrumentationName)
+	if o.tracerProvider != nil {
+		t.tracer = o.tracerProvider.Tracer(instrumentationName)
+	}
+	if o.meterProvider == nil {
+		return t
+	}
+	t.meters = true
+	meter := o.meterProvider.Meter(instrumentationName)
 	t.acquireDuration, _ = meter.Float64Histogram("objsync.lock.acquire.duration", metric.WithUnit("s"),
 		metric.WithDescription("How long Lock, TryLock and Campaign took, by outcome."),
 		metric.WithExplicitBucketBoundaries(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900))
@@ -104,12 +110,42 @@ func newTelemetry(o *options, loc string) *telemetry {
 		metric.WithDescription("Requests to the store, by operation and outcome."))
 	t.leaderChanges, _ = meter.Int64Counter("objsync.election.leader.changes", metric.WithUnit("{term}"),
 		metric.WithDescription("New terms: won by this candidate's Campaign (self), or seen by Observe and Watch (other)."))
+
+	t.base = t.with()
+	t.sets = map[attribute.KeyValue]metric.MeasurementOption{}
+	for _, kv := range []attribute.KeyValue{
+		attrOutcome.String(outcomeAcquired), attrOutcome.String(outcomeNotAcquired), attrOutcome.String(outcomeError),
+		attrHoldEnd.String(holdUnlocked), attrHoldEnd.String(holdLost), attrHoldEnd.String(holdClosed),
+		attrLostReason.String(string(lostTakenOver)), attrLostReason.String(string(lostNotRenewed)),
+		attrLostReason.String(string(lostExpired)), attrLostReason.String(string(lostNotALock)),
+		attrLeader.String("self"), attrLeader.String("other"),
+	} {
+		t.sets[kv] = t.with(kv)
+	}
+	t.pair = map[[2]attribute.KeyValue]metric.MeasurementOption{}
+	for _, op := range []string{opRead, opCreate, opReplace} {
+		for _, outcome := range []string{outcomeOK, outcomePrecondition, outcomeNotFound, outcomeError} {
+			kvs := [2]attribute.KeyValue{attrOperation.String(op), attrOutcome.String(outcome)}
+			t.pair[kvs] = t.with(kvs[:]...)
+		}
+	}
 	return t
 }
 
+// Store operations (objsync.store.operation) and how holds end
+// (objsync.hold.end).
+const (
+	opRead       = "read"
+	opCreate     = "create"
+	opReplace    = "replace"
+	holdUnlocked = "unlocked"
+	holdLost     = "lost"
+	holdClosed   = "closed"
+)
+
 // with returns the Mutex's attributes and more, as a measurement option.
 func (t *telemetry) with(more ...attribute.KeyValue) metric.MeasurementOption {
-	return metric.WithAttributeSet(attribute.NewSet(append(append(make([]attribute.KeyValue, 0, len(t.attrs)+len(more)), t.attrs...), more...)...))
+	return metric.WithAttributeSet(attribute.NewSet(append(slices.Clone(t.attrs), more...)...))
 }
 
 // requestCount is the number of store requests made under a span, carried
@@ -121,6 +157,12 @@ type requestCountKey struct{}
 // request records a store request made with ctx: its operation and how the
 // store answered.
 func (t *telemetry) request(ctx context.Context, op string, err error) {
+	if c, ok := ctx.Value(requestCountKey{}).(*requestCount); ok {
+		c.n.Add(1)
+	}
+	if !t.meters {
+		return
+	}
 	outcome := outcomeOK
 	switch {
 	case err == nil:
@@ -131,16 +173,13 @@ func (t *telemetry) request(ctx context.Context, op string, err error) {
 	default:
 		outcome = outcomeError
 	}
-	t.requests.Add(ctx, 1, t.with(attrOperation.String(op), attrOutcome.String(outcome)))
-	if c, ok := ctx.Value(requestCountKey{}).(*requestCount); ok {
-		c.n.Add(1)
-	}
+	t.requests.Add(ctx, 1, t.pair[[2]attribute.KeyValue{attrOperation.String(op), attrOutcome.String(outcome)}])
 }
 
-// span is an operation of the Mutex being traced: a span, and the store
-// requests made under its context.
+// span is an operation of the Mutex being traced, and the store requests
+// made under its context. A nil *span traces nothing.
 type span struct {
-	trace.Span
+	span  trace.Span
 	count *requestCount
 }
 
@@ -151,29 +190,53 @@ func withRequestCount(ctx context.Context) (context.Context, *requestCount) {
 }
 
 // start starts a span called name under ctx and returns the context to
-// make its store requests with.
-func (t *telemetry) start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, span) {
+// make its store requests with; without tracing, ctx and nil.
+func (t *telemetry) start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, *span) {
+	if t.tracer == nil {
+		return ctx, nil
+	}
 	ctx, c := withRequestCount(ctx)
 	s := t.startCounted(ctx, c, name, opts...)
-	return trace.ContextWithSpan(ctx, s.Span), *s
+	return trace.ContextWithSpan(ctx, s.span), s
 }
 
 // startCounted starts a span called name under ctx for requests that c
-// counts, from before the span began.
+// counts, from before the span began; without tracing, nil.
 func (t *telemetry) startCounted(ctx context.Context, c *requestCount, name string, opts ...trace.SpanStartOption) *span {
+	if t.tracer == nil {
+		return nil
+	}
 	_, s := t.tracer.Start(ctx, name, append(opts, trace.WithAttributes(t.attrs...))...)
 	return &span{s, c}
 }
 
+// set adds attributes to the span.
+func (s *span) set(attrs ...attribute.KeyValue) {
+	if s != nil {
+		s.span.SetAttributes(attrs...)
+	}
+}
+
+// context returns the span's context, or an invalid one.
+func (s *span) context() trace.SpanContext {
+	if s == nil {
+		return trace.SpanContext{}
+	}
+	return s.span.SpanContext()
+}
+
 // end ends the span, with the number of its store requests, and err as
 // its error unless err is nil or only says that the caller gave up.
-func (s span) end(err error, attrs ...attribute.KeyValue) {
-	s.SetAttributes(append(attrs, attrRequests.Int64(s.count.n.Load()))...)
-	if err != nil && !gaveUp(err) {
-		s.RecordError(err)
-		s.SetStatus(codes.Error, err.Error())
+func (s *span) end(err error, attrs ...attribute.KeyValue) {
+	if s == nil {
+		return
 	}
-	s.End()
+	s.span.SetAttributes(append(attrs, attrRequests.Int64(s.count.n.Load()))...)
+	if err != nil && !gaveUp(err) {
+		s.span.RecordError(err)
+		s.span.SetStatus(codes.Error, err.Error())
+	}
+	s.span.End()
 }
 
 // gaveUp reports whether err says that the caller stopped waiting (its
@@ -192,15 +255,19 @@ func (m *Mutex) lockTraced(ctx context.Context, name string, ttl time.Duration, 
 	outcome := outcomeAcquired
 	switch {
 	case h != nil:
-		s.SetAttributes(attrFence.Int64(h.fence))
-		h.lockSpan = s.SpanContext()
-		h.startMetering()
+		s.set(attrFence.Int64(h.fence))
+		h.lockSpan = s.context()
+		if t.meters {
+			h.startMetering()
+		}
 	case err == nil || gaveUp(err):
 		outcome = outcomeNotAcquired
 	default:
 		outcome = outcomeError
 	}
-	t.acquireDuration.Record(ctx, time.Since(started).Seconds(), t.with(attrOutcome.String(outcome)))
+	if t.meters {
+		t.acquireDuration.Record(ctx, time.Since(started).Seconds(), t.sets[attrOutcome.String(outcome)])
+	}
 	s.end(err, attrOutcome.String(outcome))
 	return h, err
 }
@@ -214,7 +281,7 @@ func (h *hold) startMetering() {
 	h.heldSince, h.metered = since, true
 	ended, why := h.err, h.lostReason
 	h.errMu.Unlock()
-	h.m.tel.held.Add(context.Background(), 1, h.m.tel.with())
+	h.m.tel.held.Add(context.Background(), 1, h.m.tel.base)
 	if ended != nil {
 		h.meterEnd(ended, why, since)
 	}
@@ -224,23 +291,26 @@ func (h *hold) startMetering() {
 // ended (lost for the reason why, if it was lost).
 func (h *hold) meterEnd(err error, why lostReason, since time.Time) {
 	t := h.m.tel
-	how := "unlocked"
+	how := holdUnlocked
 	switch {
 	case errors.Is(err, ErrLockLost):
-		how = "lost"
-		t.lost.Add(context.Background(), 1, t.with(attrLostReason.String(string(why))))
+		how = holdLost
+		t.lost.Add(context.Background(), 1, t.sets[attrLostReason.String(string(why))])
 	case h.m.closing.Err() != nil:
-		how = "closed"
+		how = holdClosed
 	}
-	t.held.Add(context.Background(), -1, t.with())
-	t.holdDuration.Record(context.Background(), time.Since(since).Seconds(), t.with(attrHoldEnd.String(how)))
+	t.held.Add(context.Background(), -1, t.base)
+	t.holdDuration.Record(context.Background(), time.Since(since).Seconds(), t.sets[attrHoldEnd.String(how)])
 }
 
 // leaderChange counts a new term: won by this candidate (self), or seen.
 func (t *telemetry) leaderChange(self bool) {
+	if !t.meters {
+		return
+	}
 	who := "other"
 	if self {
 		who = "self"
 	}
-	t.leaderChanges.Add(context.Background(), 1, t.with(attrLeader.String(who)))
+	t.leaderChanges.Add(context.Background(), 1, t.sets[attrLeader.String(who)])
 }
