@@ -63,6 +63,12 @@ func TestCheckQuery(t *testing.T) {
 	if err := driver.CheckQuery(q, "region", "regoin", "zz"); err != nil {
 		t.Fatal(err)
 	}
+	// A driver without parameters says so, rather than "(known: )".
+	err = driver.CheckQuery(q)
+	want = `unknown DSN parameter "region", "regoin", "zz" (this driver takes no parameters)`
+	if err == nil || err.Error() != want {
+		t.Fatalf("CheckQuery without parameters: err = %v, want %s", err, want)
+	}
 }
 
 // TestParseQuery: a query that does not decode is refused, not shortened,
