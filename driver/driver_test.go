@@ -148,3 +148,21 @@ func TestWriteInterval(t *testing.T) {
 		}
 	}
 }
+
+// TestNoCredentials: the error says plainly that no credentials were found,
+// names the location and the sources in order, and wraps the cause.
+func TestNoCredentials(t *testing.T) {
+	cause := errors.New("metadata server unreachable")
+	err := driver.NoCredentials("read", "s3://b/k", []string{"AWS_ACCESS_KEY_ID", "~/.aws/credentials"}, cause)
+	want := "read s3://b/k: no credentials found; tried, in order: AWS_ACCESS_KEY_ID; ~/.aws/credentials: metadata server unreachable"
+	if err.Error() != want {
+		t.Errorf("NoCredentials = %q, want %q", err, want)
+	}
+	if !errors.Is(err, driver.ErrNoCredentials) || !errors.Is(err, cause) {
+		t.Errorf("NoCredentials does not wrap ErrNoCredentials and its cause: %v", err)
+	}
+	err = driver.NoCredentials("write", "gs://b/k", []string{"GOOGLE_APPLICATION_CREDENTIALS"}, nil)
+	if want := "write gs://b/k: no credentials found; tried, in order: GOOGLE_APPLICATION_CREDENTIALS"; err.Error() != want {
+		t.Errorf("NoCredentials without a cause = %q, want %q", err, want)
+	}
+}
