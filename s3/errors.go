@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"slices"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -19,6 +22,24 @@ import (
 // 5xx answers, throttling codes such as SlowDown, RequestTimeout, timeouts,
 // refused and reset connections. Cancellation is not transient.
 var transient = retry.IsErrorRetryables(retry.DefaultRetryables)
+
+// checkCredentials asks the client's credentials cache for the credentials
+// that the request about to be sent will sign with, so that a failure to get
+// them is told from the store's answers. The SDK then finds them cached:
+// nothing is asked twice.
+func (s *store) checkCredentials(ctx context.Context, op, key string) error {
+	_, err := s.client.credentials.Retrieve(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case !s.client.lastResort || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return s.classify(op, key, fmt.Errorf("getting credentials: %w", err))
+	case strings.EqualFold(os.Getenv("AWS_EC2_METADATA_DISABLED"), "true"):
+		tried := slices.Concat(s.client.tried, []string{"EC2 instance role (not asked: AWS_EC2_METADATA_DISABLED=true)"})
+		return driver.NoCredentials(op, s.Location(key), tried, nil)
+	}
+	return driver.NoCredentials(op, s.Location(key), slices.Concat(s.client.tried, []string{"EC2 instance role"}), err)
+}
 
 // readError maps a GetObject error to the driver's vocabulary.
 func (s *store) readError(key string, err error) error {
