@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"slices"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -16,6 +14,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/objsync/objsync/driver"
+	"github.com/objsync/objsync/internal/s3compat"
 )
 
 // transient is the SDK's own judgement of which errors are worth retrying:
@@ -34,11 +33,12 @@ func (s *store) checkCredentials(ctx context.Context, op, key string) error {
 		return nil
 	case !s.client.lastResort || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return s.classify(op, key, fmt.Errorf("getting credentials: %w", err))
-	case strings.EqualFold(os.Getenv("AWS_EC2_METADATA_DISABLED"), "true"):
-		tried := slices.Concat(s.client.tried, []string{"EC2 instance role (not asked: AWS_EC2_METADATA_DISABLED=true)"})
+	case s3compat.MetadataDisabled():
+		tried := slices.Concat(s.client.tried, []string{s3compat.InstanceRoleSource + " (not asked: AWS_EC2_METADATA_DISABLED=true)"})
 		return driver.NoCredentials(op, s.Location(key), tried, nil)
 	}
-	return driver.NoCredentials(op, s.Location(key), slices.Concat(s.client.tried, []string{"EC2 instance role"}), err)
+	tried := slices.Concat(s.client.tried, []string{s3compat.InstanceRoleSource})
+	return driver.NoCredentials(op, s.Location(key), tried, err)
 }
 
 // readError maps a GetObject error to the driver's vocabulary.

@@ -86,13 +86,11 @@ package s3
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -275,19 +273,11 @@ func newClient(set settings) (*client, error) {
 // credentials that the chain found empty before it settled on the EC2
 // instance role: a profile given in the DSN first, else the environment's.
 func sourcesBeforeInstanceRole(dsnProfile string) []string {
-	profile := cmp.Or(dsnProfile, os.Getenv("AWS_PROFILE"), "default")
-	files := fmt.Sprintf("profile %q in %s and %s", profile,
-		cmp.Or(os.Getenv("AWS_CONFIG_FILE"), config.DefaultSharedConfigFilename()),
-		cmp.Or(os.Getenv("AWS_SHARED_CREDENTIALS_FILE"), config.DefaultSharedCredentialsFilename()))
-	env := []string{
-		"environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)",
-		"web identity (AWS_WEB_IDENTITY_TOKEN_FILE)",
-	}
-	container := "container endpoint (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, AWS_CONTAINER_CREDENTIALS_FULL_URI)"
+	profile := s3compat.ProfileSource(dsnProfile)
 	if dsnProfile != "" {
-		return append([]string{files}, append(env, container)...)
+		return []string{profile, s3compat.EnvKeysSource, s3compat.WebIdentitySource, s3compat.ContainerSource}
 	}
-	return append(env, files, container)
+	return []string{s3compat.EnvKeysSource, s3compat.WebIdentitySource, profile, s3compat.ContainerSource}
 }
 
 // store is a bucket reached through a shared client.
