@@ -104,6 +104,23 @@ func TestNoCredentialsProfileFirst(t *testing.T) {
 	}
 }
 
+// TestNoCredentialsMetadataUnreachable: an instance metadata service that
+// does not answer (a closed port on loopback) leaves no credentials too, and
+// is retryable, as a service that may answer again.
+func TestNoCredentialsMetadataUnreachable(t *testing.T) {
+	withoutCredentials(t)
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "false")
+	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1")
+	fake := s3test.Serve(t, nil, s3test.Reply{Status: 200, ETag: `"e1"`})
+	_, _, err := openOn(t, fake).Read(context.Background(), "k")
+	if want := "; EC2 instance role: "; !errors.Is(err, driver.ErrNoCredentials) || !strings.Contains(err.Error(), want) || !driver.IsRetryable(err) {
+		t.Errorf("err = %v, want a retryable ErrNoCredentials containing %q", err, want)
+	}
+	if n := len(fake.Seen()); n != 0 {
+		t.Errorf("the store was sent %d requests without credentials", n)
+	}
+}
+
 // TestConfiguredCredentialsThatFail: a credential source that is configured
 // but fails (here a container endpoint on a closed port) is not "no
 // credentials": its own error is reported.

@@ -38,7 +38,11 @@ func (s *store) checkCredentials(ctx context.Context, op, key string) error {
 		return driver.NoCredentials(op, s.Location(key), tried, nil)
 	}
 	tried := slices.Concat(s.client.tried, []string{s3compat.InstanceRoleSource})
-	return driver.NoCredentials(op, s.Location(key), tried, err)
+	err = driver.NoCredentials(op, s.Location(key), tried, err)
+	if transient.IsErrorRetryable(err) == aws.TrueTernary { // a metadata service that may answer again
+		return driver.Retryable(err)
+	}
+	return err
 }
 
 // readError maps a GetObject error to the driver's vocabulary.
