@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -31,6 +32,24 @@ var ErrNotExist = errors.New("object does not exist")
 // does not hold: the object exists although the write was create-only, or its
 // current version differs from the one given (including when it is missing).
 var ErrPrecondition = errors.New("precondition failed")
+
+// ErrNoCredentials is wrapped by the errors of a store's methods when the
+// driver found no credentials in any of the places it looks: build such
+// errors with [NoCredentials]. Credentials that the store refuses (403 with
+// a key it does not accept, or one without the permission) are not this
+// error but "access denied".
+var ErrNoCredentials = errors.New("no credentials found")
+
+// NoCredentials returns the error for op ("read", "write"...) on location
+// when no credentials were found: it wraps ErrNoCredentials, and cause if
+// not nil, and names the sources tried, in order, which should say where
+// each looked (a variable's name, a file's path), never a secret.
+func NoCredentials(op, location string, tried []string, cause error) error {
+	if cause == nil {
+		return fmt.Errorf("%s %s: %w; tried, in order: %s", op, location, ErrNoCredentials, strings.Join(tried, "; "))
+	}
+	return fmt.Errorf("%s %s: %w; tried, in order: %s: %w", op, location, ErrNoCredentials, strings.Join(tried, "; "), cause)
+}
 
 // Version identifies one state of one object. It is opaque to callers: they
 // only pass back what a store returned. The empty Version is never a valid
@@ -48,7 +67,9 @@ type Version string
 
 // Store is a handle on one bucket (or namespace, or directory) of a store.
 // It must be safe for concurrent use. Errors other than the sentinels should
-// name the location (see [Store.Location]) and never contain a secret.
+// name the location (see [Store.Location]) and never contain a secret. A
+// store that needs credentials and finds none fails its requests with
+// [NoCredentials].
 type Store interface {
 	// Read returns the object's content and version, or an error wrapping
 	// ErrNotExist when there is no object at key.

@@ -63,6 +63,12 @@ func TestCheckQuery(t *testing.T) {
 	if err := driver.CheckQuery(q, "region", "regoin", "zz"); err != nil {
 		t.Fatal(err)
 	}
+	// A driver without parameters says so, rather than "(known: )".
+	err = driver.CheckQuery(q)
+	want = `unknown DSN parameter "region", "regoin", "zz" (this driver takes no parameters)`
+	if err == nil || err.Error() != want {
+		t.Fatalf("CheckQuery without parameters: err = %v, want %s", err, want)
+	}
 }
 
 // TestParseQuery: a query that does not decode is refused, not shortened,
@@ -140,5 +146,23 @@ func TestWriteInterval(t *testing.T) {
 		if got := driver.WriteInterval(tc.store); got != tc.want {
 			t.Errorf("WriteInterval(%#v) = %v, want %v", tc.store, got, tc.want)
 		}
+	}
+}
+
+// TestNoCredentials: the error says plainly that no credentials were found,
+// names the location and the sources in order, and wraps the cause.
+func TestNoCredentials(t *testing.T) {
+	cause := errors.New("metadata server unreachable")
+	err := driver.NoCredentials("read", "s3://b/k", []string{"AWS_ACCESS_KEY_ID", "~/.aws/credentials"}, cause)
+	want := "read s3://b/k: no credentials found; tried, in order: AWS_ACCESS_KEY_ID; ~/.aws/credentials: metadata server unreachable"
+	if err.Error() != want {
+		t.Errorf("NoCredentials = %q, want %q", err, want)
+	}
+	if !errors.Is(err, driver.ErrNoCredentials) || !errors.Is(err, cause) {
+		t.Errorf("NoCredentials does not wrap ErrNoCredentials and its cause: %v", err)
+	}
+	err = driver.NoCredentials("write", "gs://b/k", []string{"GOOGLE_APPLICATION_CREDENTIALS"}, nil)
+	if want := "write gs://b/k: no credentials found; tried, in order: GOOGLE_APPLICATION_CREDENTIALS"; err.Error() != want {
+		t.Errorf("NoCredentials without a cause = %q, want %q", err, want)
 	}
 }

@@ -75,6 +75,9 @@ func CheckQuery(q url.Values, allowed ...string) error {
 		return nil
 	}
 	slices.Sort(unknown)
+	if len(allowed) == 0 {
+		return fmt.Errorf("unknown DSN parameter %s (this driver takes no parameters)", quoteAll(unknown))
+	}
 	return fmt.Errorf("unknown DSN parameter %s (known: %s)",
 		quoteAll(unknown), strings.Join(allowed, ", "))
 }

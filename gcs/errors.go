@@ -45,12 +45,18 @@ func (s *store) writeError(key string, err error) error {
 // clientError reports a client that could not be built, most often for
 // want of credentials.
 func (s *store) clientError(op, key string, err error) error {
+	if noCreds := s.noCredentials(op, key, err); noCreds != nil {
+		return noCreds
+	}
 	return fmt.Errorf("%s %s: creating the storage client: %w", op, s.Location(key), err)
 }
 
 // classify names the errors that are not about the object itself, and marks
 // the transient ones.
 func (s *store) classify(op, key string, err error) error {
+	if noCreds := s.noCredentials(op, key, err); noCreds != nil {
+		return noCreds
+	}
 	loc := s.Location(key)
 	var dnsErr *net.DNSError
 	var opErr *net.OpError

@@ -21,11 +21,20 @@
 // # Credentials
 //
 // Application Default Credentials, found at the first request: the file named
-// by GOOGLE_APPLICATION_CREDENTIALS, then gcloud's application default
-// credentials file, then the metadata server on Google Cloud. When
-// STORAGE_EMULATOR_HOST is set (for example "127.0.0.1:4443" or
-// "http://127.0.0.1:4443"), requests go to that emulator without
-// authentication instead.
+// by GOOGLE_APPLICATION_CREDENTIALS (and only that file when the variable is
+// set), then gcloud's application default credentials file
+// (~/.config/gcloud/application_default_credentials.json, or under %APPDATA%
+// on Windows), then the metadata server, asked on Google Cloud or when
+// GCE_METADATA_HOST names it. When STORAGE_EMULATOR_HOST is set (for example
+// "127.0.0.1:4443" or "http://127.0.0.1:4443"), requests go to that emulator
+// without authentication instead.
+//
+// When none of these gives credentials (the named file does not exist, or
+// there is neither file and no metadata server, or the metadata server has
+// no token to give), requests fail, before anything is sent to the store,
+// with an error that wraps driver.ErrNoCredentials and names the location
+// and the sources tried. Credentials that the store refuses (401, 403) read
+// "access denied, check the credentials".
 //
 // # Behaviour
 //

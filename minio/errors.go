@@ -55,7 +55,11 @@ func (s *store) classify(op, key string, err error) error {
 	case code == "NoSuchBucket":
 		return fmt.Errorf("%s %s: bucket %q does not exist: %w", op, loc, s.bucket, err)
 	case code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch" ||
-		code == "ExpiredToken" || code == "InvalidToken" || resp.StatusCode == http.StatusForbidden:
+		code == "ExpiredToken" || code == "InvalidToken" ||
+		resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized:
+		if s.client.chain != nil && s.client.chain.anonymous.Load() {
+			return s.noCredentials(op, key, err)
+		}
 		return fmt.Errorf("%s %s: access denied, check the credentials: %w", op, loc, err)
 	case code == "ConditionalRequestConflict":
 		// Only left after the driver's own retries.

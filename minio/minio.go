@@ -29,13 +29,20 @@
 //
 // When the DSN has user information, its access key and secret key are used,
 // and both are required. Otherwise the first of these that yields a key is
-// used, at the first request: MINIO_ROOT_USER and MINIO_ROOT_PASSWORD, then
-// MINIO_ACCESS_KEY and MINIO_SECRET_KEY; AWS_ACCESS_KEY_ID (or AWS_ACCESS_KEY),
-// AWS_SECRET_ACCESS_KEY (or AWS_SECRET_KEY) and AWS_SESSION_TOKEN; the mc
-// config file (~/.mc/config.json, alias MINIO_ALIAS or "s3"); the AWS shared
-// config and credentials files (profile AWS_PROFILE or "default"); the AWS
-// container, web identity and EC2 instance role endpoints. With none,
-// requests are anonymous.
+// used, at each request until one does: MINIO_ROOT_USER and
+// MINIO_ROOT_PASSWORD, then MINIO_ACCESS_KEY and MINIO_SECRET_KEY;
+// AWS_ACCESS_KEY_ID (or AWS_ACCESS_KEY), AWS_SECRET_ACCESS_KEY (or
+// AWS_SECRET_KEY) and AWS_SESSION_TOKEN; the mc config file
+// (MINIO_SHARED_CREDENTIALS_FILE or ~/.mc/config.json, alias MINIO_ALIAS or
+// "s3"); the AWS shared config and credentials files (profile AWS_PROFILE or
+// "default"); a web identity token, the AWS container endpoint, and the EC2
+// instance role, which is not asked when AWS_EC2_METADATA_DISABLED is true
+// (as with the AWS SDK).
+//
+// With none, requests are sent anonymous, which a bucket open to anonymous
+// access accepts. When the store refuses them (401 or 403), the error wraps
+// driver.ErrNoCredentials and names the location and the sources tried.
+// Keys that the store refuses read "access denied, check the credentials".
 // The secret key never appears in an error, a Location or a String.
 //
 // # Behaviour
@@ -99,7 +106,7 @@ type settings struct {
 // bucket and settings, so that Mutexes on one lock share (see
 // driver.Driver).
 var (
-	clients driver.Shared[settings, *minio.Core]
+	clients driver.Shared[settings, *client]
 	stores  driver.Shared[storeID, *store]
 )
 
@@ -115,7 +122,7 @@ func (minioDriver) Open(dsn string) (driver.Store, string, error) {
 		return nil, "", fmt.Errorf("minio: invalid DSN: %w", err)
 	}
 	st, err := stores.Get(storeID{set, bucket}, func() (*store, error) {
-		client, err := clients.Get(set, func() (*minio.Core, error) { return newClient(set) })
+		client, err := clients.Get(set, func() (*client, error) { return newClient(set) })
 		return &store{client: client, host: set.host, bucket: bucket}, err
 	})
 	if err != nil {
@@ -179,24 +186,33 @@ func parseDSN(dsn string) (bucket, key string, set settings, err error) {
 	return bucket, key, set, nil
 }
 
-func newClient(set settings) (*minio.Core, error) {
+// client is a minio-go client and, for DSNs without keys, the chain that
+// finds its credentials.
+type client struct {
+	core  *minio.Core
+	chain *chain // nil with the DSN's keys
+}
+
+func newClient(set settings) (*client, error) {
+	var c client
 	var creds *credentials.Credentials
 	if set.accessKey != "" {
 		creds = credentials.NewStaticV4(set.accessKey, set.secretKey, "")
 	} else {
-		creds = credentials.NewChainCredentials([]credentials.Provider{
+		c.chain = &chain{Chain: credentials.Chain{Providers: []credentials.Provider{
 			&credentials.EnvMinio{},
 			&credentials.EnvAWS{},
 			&credentials.FileMinioClient{},
 			&credentials.FileAWSCredentials{},
-			&credentials.IAM{},
-		})
+			&iamUnlessMetadataDisabled{},
+		}}}
+		creds = credentials.New(c.chain)
 	}
 	transport, err := minio.DefaultTransport(set.secure)
 	if err != nil {
 		return nil, err
 	}
-	return minio.NewCore(set.host, &minio.Options{
+	c.core, err = minio.NewCore(set.host, &minio.Options{
 		Creds:     creds,
 		Secure:    set.secure,
 		Region:    set.region,
@@ -206,11 +222,12 @@ func newClient(set settings) (*minio.Core, error) {
 		// precondition failure. 1 means a single attempt.
 		MaxRetries: 1,
 	})
+	return &c, err
 }
 
 // store is a bucket reached through a shared client.
 type store struct {
-	client *minio.Core
+	client *client
 	host   string
 	bucket string
 }
@@ -238,7 +255,7 @@ func (s *store) Read(ctx context.Context, key string) ([]byte, driver.Version, e
 // ReadAge implements driver.AgeReader, from the answer's Date and
 // Last-Modified headers.
 func (s *store) ReadAge(ctx context.Context, key string) ([]byte, driver.Version, time.Duration, error) {
-	body, info, header, err := s.client.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
+	body, info, header, err := s.client.core.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
 	if err != nil {
 		return nil, "", 0, s.readError(key, err)
 	}
@@ -255,7 +272,7 @@ func (s *store) ReadAge(ctx context.Context, key string) ([]byte, driver.Version
 
 // Delete implements driver.Deleter.
 func (s *store) Delete(ctx context.Context, key string) error {
-	err := s.client.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{})
+	err := s.client.core.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{})
 	// S3 answers success for an absent key; some compatible stores answer
 	// 404, which readError knows to tell from a missing bucket.
 	if err == nil || errors.Is(s.readError(key, err), driver.ErrNotExist) {
@@ -279,7 +296,7 @@ func (s *store) Write(ctx context.Context, key string, data []byte, ifVersion dr
 	}
 	sum := sha256.Sum256(data)
 	put := func(ctx context.Context) (driver.Version, error) {
-		info, err := s.client.PutObject(ctx, s.bucket, key, bytes.NewReader(data), int64(len(data)), "", hex.EncodeToString(sum[:]), opts)
+		info, err := s.client.core.PutObject(ctx, s.bucket, key, bytes.NewReader(data), int64(len(data)), "", hex.EncodeToString(sum[:]), opts)
 		if err != nil {
 			return "", err
 		}

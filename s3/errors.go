@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -13,12 +14,36 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/objsync/objsync/driver"
+	"github.com/objsync/objsync/internal/s3compat"
 )
 
 // transient is the SDK's own judgement of which errors are worth retrying:
 // 5xx answers, throttling codes such as SlowDown, RequestTimeout, timeouts,
 // refused and reset connections. Cancellation is not transient.
 var transient = retry.IsErrorRetryables(retry.DefaultRetryables)
+
+// checkCredentials asks the client's credentials cache for the credentials
+// that the request about to be sent will sign with, so that a failure to get
+// them is told from the store's answers. The SDK then finds them cached:
+// nothing is asked twice.
+func (s *store) checkCredentials(ctx context.Context, op, key string) error {
+	_, err := s.client.credentials.Retrieve(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case !s.client.lastResort || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return s.classify(op, key, fmt.Errorf("getting credentials: %w", err))
+	case s3compat.MetadataDisabled():
+		tried := slices.Concat(s.client.tried, []string{s3compat.InstanceRoleSource + " (not asked: AWS_EC2_METADATA_DISABLED=true)"})
+		return driver.NoCredentials(op, s.Location(key), tried, nil)
+	}
+	tried := slices.Concat(s.client.tried, []string{s3compat.InstanceRoleSource})
+	err = driver.NoCredentials(op, s.Location(key), tried, err)
+	if transient.IsErrorRetryable(err) == aws.TrueTernary { // a metadata service that may answer again
+		return driver.Retryable(err)
+	}
+	return err
+}
 
 // readError maps a GetObject error to the driver's vocabulary.
 func (s *store) readError(key string, err error) error {

@@ -38,10 +38,28 @@
 //
 // Credentials come from the SDK's default chain, in its order: the
 // environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN),
-// the shared config and credentials files for the profile (static keys, SSO,
-// assumed roles, credential_process), web identity tokens, the ECS container
-// endpoint and the EC2 instance role. They are resolved at the first request,
-// not when a DSN is opened.
+// a web identity token (AWS_WEB_IDENTITY_TOKEN_FILE), the shared config and
+// credentials files for the profile (static keys, SSO, assumed roles,
+// credential_process), the container endpoint
+// (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or _FULL_URI) and the EC2 instance
+// role; a profile named in the DSN comes first. They are resolved at the
+// first request, not when a DSN is opened.
+//
+// When none of these is configured and the instance role gives none either
+// (or is not asked, with AWS_EC2_METADATA_DISABLED=true), requests fail
+// before anything is sent to the store, with an error that wraps
+// driver.ErrNoCredentials and names the location and the sources tried. A
+// source that is configured but fails (an expired SSO session, an
+// unreachable container endpoint) reports its own error instead, and
+// credentials that the store refuses read "access denied, check the
+// credentials".
+//
+// # Logging
+//
+// The SDK's own log messages, such as its warnings about the instance
+// metadata service or unvalidated checksums, go to slog.Default() at Debug
+// level, with the attributes source=aws-sdk-go-v2 and classification (the
+// SDK's level, "WARN" or "DEBUG"), never to stderr directly.
 //
 // # Behaviour
 //
@@ -80,6 +98,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
@@ -106,7 +125,7 @@ type settings struct {
 // bucket and settings, so that Mutexes on one lock share (see
 // driver.Driver).
 var (
-	clients driver.Shared[settings, *s3.Client]
+	clients driver.Shared[settings, *client]
 	stores  driver.Shared[storeID, *store]
 )
 
@@ -122,7 +141,7 @@ func (s3Driver) Open(dsn string) (driver.Store, string, error) {
 		return nil, "", fmt.Errorf("s3: invalid DSN: %w", err)
 	}
 	st, err := stores.Get(storeID{set, bucket}, func() (*store, error) {
-		client, err := clients.Get(set, func() (*s3.Client, error) { return newClient(set) })
+		client, err := clients.Get(set, func() (*client, error) { return newClient(set) })
 		return &store{client: client, bucket: bucket, endpoint: set.endpoint}, err
 	})
 	if err != nil {
@@ -196,8 +215,25 @@ func normalizeEndpoint(raw string) (string, error) {
 	return u.String(), nil
 }
 
-func newClient(set settings) (*s3.Client, error) {
+// client is an S3 client and what it knows of its credentials.
+type client struct {
+	api *s3.Client
+	// credentials is the client's own cache of the chain's answer, so
+	// that asking it before a request asks nothing twice.
+	credentials aws.CredentialsProvider
+	// lastResort: the chain came down to the EC2 instance role, which
+	// it asks when nothing else is configured. Its failure means that
+	// no credentials were found.
+	lastResort bool
+	// tried names the sources the chain looked at before, in order.
+	tried []string
+}
+
+func newClient(set settings) (*client, error) {
 	opts := []func(*config.LoadOptions) error{
+		// The SDK writes its warnings to stderr; they go to slog's
+		// default logger at Debug level instead (see sdkLogger).
+		config.WithLogger(sdkLogger{}),
 		// The lock protocol retries transient errors itself, and a write
 		// retried here could turn a success whose answer was lost into a
 		// precondition failure. So the SDK never retries.
@@ -219,17 +255,34 @@ func newClient(set settings) (*s3.Client, error) {
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
 	}
-	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+	api := s3.NewFromConfig(cfg, func(o *s3.Options) {
 		if set.endpoint != "" {
 			o.BaseEndpoint = aws.String(set.endpoint)
 		}
 		o.UsePathStyle = set.pathStyle
-	}), nil
+	})
+	c := &client{api: api, credentials: api.Options().Credentials}
+	if cache, ok := c.credentials.(*aws.CredentialsCache); ok && cache.IsCredentialsProvider(&ec2rolecreds.Provider{}) {
+		c.lastResort = true
+		c.tried = sourcesBeforeInstanceRole(set.profile)
+	}
+	return c, nil
+}
+
+// sourcesBeforeInstanceRole names, in the SDK's order, the sources of
+// credentials that the chain found empty before it settled on the EC2
+// instance role: a profile given in the DSN first, else the environment's.
+func sourcesBeforeInstanceRole(dsnProfile string) []string {
+	profile := s3compat.ProfileSource(dsnProfile)
+	if dsnProfile != "" {
+		return []string{profile, s3compat.EnvKeysSource, s3compat.WebIdentitySource, s3compat.ContainerSource}
+	}
+	return []string{s3compat.EnvKeysSource, s3compat.WebIdentitySource, profile, s3compat.ContainerSource}
 }
 
 // store is a bucket reached through a shared client.
 type store struct {
-	client   *s3.Client
+	client   *client
 	bucket   string
 	endpoint string // empty for Amazon S3
 }
@@ -262,7 +315,10 @@ func (s *store) Read(ctx context.Context, key string) ([]byte, driver.Version, e
 // ReadAge implements driver.AgeReader, from the answer's Date and
 // Last-Modified headers.
 func (s *store) ReadAge(ctx context.Context, key string) ([]byte, driver.Version, time.Duration, error) {
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{
+	if err := s.checkCredentials(ctx, "read", key); err != nil {
+		return nil, "", 0, err
+	}
+	out, err := s.client.api.GetObject(ctx, &s3.GetObjectInput{
 		Bucket: aws.String(s.bucket),
 		Key:    aws.String(key),
 	})
@@ -287,7 +343,10 @@ func (s *store) ReadAge(ctx context.Context, key string) ([]byte, driver.Version
 
 // Delete implements driver.Deleter.
 func (s *store) Delete(ctx context.Context, key string) error {
-	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{
+	if err := s.checkCredentials(ctx, "delete", key); err != nil {
+		return err
+	}
+	_, err := s.client.api.DeleteObject(ctx, &s3.DeleteObjectInput{
 		Bucket: aws.String(s.bucket),
 		Key:    aws.String(key),
 	})
@@ -315,9 +374,12 @@ func (s *store) Write(ctx context.Context, key string, data []byte, ifVersion dr
 		// Unquoted: Ceph RGW compares the header verbatim (Ceph bug 64439).
 		in.IfMatch = aws.String(string(ifVersion))
 	}
+	if err := s.checkCredentials(ctx, "write", key); err != nil {
+		return "", err
+	}
 	put := func(ctx context.Context) (driver.Version, error) {
 		in.Body = bytes.NewReader(data)
-		out, err := s.client.PutObject(ctx, in)
+		out, err := s.client.api.PutObject(ctx, in)
 		if err != nil {
 			return "", err
 		}
