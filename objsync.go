@@ -35,6 +35,12 @@ var (
 	// others had written since. It is not a loss: a hold that Unlock
 	// returns it for was in force until Unlock was called.
 	ErrOutcomeUnknown = errors.New("objsync: outcome unknown")
+
+	// ErrNoCredentials means that the driver found no credentials for the
+	// store in any of the places it looks; the error names them. It is
+	// driver.ErrNoCredentials, so that callers need not import package
+	// driver to test for it.
+	ErrNoCredentials = driver.ErrNoCredentials
 )
 
 // MinTTL is the shortest lease Lock accepts. Below it the safety margins
