@@ -14,6 +14,9 @@ test: lint unit
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "not gofmt-formatted:"; gofmt -l .; exit 1; }
 	@for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(STATICCHECK) ./...) || exit 1; done
+	@# No build output or other large file is committed (issue 15).
+	@big=$$(git ls-files -z | xargs -0 -r stat -c '%s %n' | awk '$$1 > 1048576 { print $$2 }'); \
+		test -z "$$big" || { echo "tracked files over 1 MB: $$big"; exit 1; }
 	@# The library and the command build on other systems too.
 	@for os in darwin freebsd windows; do GOOS=$$os $(GO) build ./... || { echo "does not build for $$os"; exit 1; }; done
 
