@@ -30,10 +30,10 @@ import (
 //     unless they end by returning.
 //   - A package the block uses without importing it is imported for it if
 //     it is one of readmeImports below.
-//   - An HTML comment right before the block, from a line "<!-- readme-test"
-//     to a line "-->", holds Go declarations added to the block's file:
-//     stand-ins for the reader's own code that the snippet calls. It does
-//     not show on the rendered page.
+//   - An HTML comment right before the block, from a line that starts with
+//     "<!-- readme-test" to a line "-->", holds Go declarations added to the
+//     block's file: stand-ins for the reader's own code that the snippet
+//     calls. It does not show on the rendered page.
 //
 // Each block is written to a directory of its own under the module and
 // vetted there, so nothing is downloaded (GOPROXY=off, -mod=readonly).
@@ -112,7 +112,7 @@ func goBlocks(readme string) []readmeBlock {
 		// The HTML comment that ends on the line before the fence.
 		if i > 0 && strings.TrimSpace(lines[i-1]) == "-->" {
 			for j := i - 2; j >= 0; j-- {
-				if strings.TrimSpace(lines[j]) == "<!-- readme-test" {
+				if strings.HasPrefix(strings.TrimSpace(lines[j]), "<!-- readme-test") {
 					b.given, b.givenLine = lines[j+1:i-1], j+2
 					break
 				}
