@@ -467,29 +467,33 @@
 //
 // WithMeterProvider and WithTracerProvider record a Mutex's metrics and
 // spans with OpenTelemetry; without them nothing is recorded (the global
-// providers are not used). The instrumentation scope is
-// "github.com/objsync/objsync". Metrics:
+// providers are not used) and nothing is spent on it. The instrumentation
+// scope is "github.com/objsync/objsync". Metrics:
 //
 //	objsync.lock.acquire.duration    histogram, s   Lock, TryLock and Campaign, by objsync.outcome:
 //	                                                acquired, not_acquired (TryLock found it held,
-//	                                                the context ended, Close), error
+//	                                                the caller's context ended, Close), error
 //	objsync.lock.hold.duration       histogram, s   holds, from Lock's return to their end, by
-//	                                                objsync.hold.end: unlocked, lost, closed (Close)
+//	                                                objsync.hold.end: unlocked (Unlock, Resign),
+//	                                                closed (the release by Close), lost
 //	objsync.lock.held                up-down        holds in force
 //	objsync.lock.lost                counter        holds lost, by objsync.lost.reason: taken_over
 //	                                                (another holder's state replaced it, Break
-//	                                                included), not_renewed (no renewal landed before
-//	                                                the loss notice), expired (WithoutRenewal: the
-//	                                                lease ran out), not_a_lock (the object was
-//	                                                replaced by something else)
+//	                                                included, or the object was deleted),
+//	                                                not_renewed (no renewal landed before the loss
+//	                                                notice), expired (WithoutRenewal: the lease ran
+//	                                                out), not_a_lock (the object was replaced by
+//	                                                something else)
 //	objsync.store.requests           counter        store requests, by objsync.store.operation (read,
 //	                                                create: a create-only write, replace: a write
 //	                                                conditional on the version) and objsync.outcome
 //	                                                (ok, precondition_failed, not_found, error)
-//	objsync.election.leader.changes  counter        new terms, by objsync.election.leader: self (won
-//	                                                by this Election's Campaign) or other (begun
-//	                                                after the first leader that Observe or Watch
-//	                                                found)
+//	objsync.election.leader.changes  counter        terms that an Election learns of as they
+//	                                                begin, each counted once, by
+//	                                                objsync.election.leader: self (won by its
+//	                                                Campaign) or other (seen by its Observe or
+//	                                                Watch); a term already in force when it first
+//	                                                looks is not counted
 //
 // Every metric and span carries objsync.lock.kind (plain or queue), and,
 // with WithLockNameAttribute only, objsync.lock.name, the lock's location
@@ -497,14 +501,17 @@
 // that the number of series stays bounded by default.
 //
 // Spans: objsync.Lock, objsync.TryLock, objsync.Campaign (with
-// objsync.outcome, and objsync.fence when acquired), objsync.Unlock (Resign
-// too), each a child of the span in the context passed in, and
-// objsync.renew, for a renewal or Proclaim whose first write did not
-// succeed: it begins when the renewal did, is linked to the span of the
-// Lock that took the lock, and carries objsync.renew.retries. Each span
-// carries objsync.store.requests, the number of store requests made under
-// it. A span's status is an error when the call failed, not when the
-// caller gave up (its context ended, or Close).
+// objsync.outcome, and objsync.fence when acquired) and objsync.Unlock
+// (Resign and Close too, with objsync.fence), each a child of the span in
+// the context passed in; and objsync.renew, for a write under a hold
+// (a renewal, Proclaim, or Campaign's first write of a term handed to it)
+// whose first try did not succeed: it begins when the write's first try
+// did, is linked to the span of the call that took the lock, and carries
+// objsync.fence and objsync.renew.retries. Each span carries
+// objsync.store.requests, the number of store requests made under it, those
+// of a Lock giving up included (freeing a write of its that landed). A
+// span's status is an error when the call failed, not when the caller gave
+// up (the context it passed ended, or Close stopped it).
 //
 // # What it does not do
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,6 +26,10 @@ const DefaultElectionTTL = 15 * time.Second
 type Election struct {
 	mu  *Mutex
 	ttl time.Duration
+	// lastTerm is the newest term this Election knows of, for
+	// objsync.election.leader.changes: 0 before it first looked, then
+	// the term's fence plus one (1: no term yet).
+	lastTerm atomic.Int64
 }
 
 // An ElectionOption configures an Election.
@@ -95,7 +100,7 @@ func (e *Election) Campaign(ctx context.Context, value string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	e.mu.tel.leaderChange(true)
+	e.sawTerm(h.fence, true)
 	return h.fence, nil
 }
 
@@ -181,7 +186,6 @@ func (e *Election) observe(ctx context.Context, withNone bool) <-chan Leader {
 		var last Leader // the last value sent
 		var top int64   // the highest fence sent: terms go in order
 		sent := false
-		looked := false // a read has answered before this one
 		for {
 			cur, err := e.mu.read(ctx)
 			if err == nil {
@@ -195,9 +199,6 @@ func (e *Election) observe(ctx context.Context, withNone bool) <-chan Leader {
 					// Campaign makes at once.
 				case l.Fence > top:
 					news = true
-					if looked { // not the leader found by the first read
-						e.mu.tel.leaderChange(false)
-					}
 				case l.Fence == top:
 					// The same term: news if it proclaimed a new value,
 					// or if Watch had said it was gone and it renewed
@@ -208,7 +209,7 @@ func (e *Election) observe(ctx context.Context, withNone bool) <-chan Leader {
 					last, sent, top = l, true, max(top, l.Fence)
 					replace(ch, l)
 				}
-				looked = true
+				e.sawTerm(l.Fence, false) // 0 without a leader
 			} else if ctx.Err() == nil {
 				e.mu.log.Debug("objsync: observe: read failed", "err", err)
 			}
@@ -218,6 +219,24 @@ func (e *Election) observe(ctx context.Context, withNone bool) <-chan Leader {
 		}
 	}()
 	return ch
+}
+
+// sawTerm records that this Election learnt of the term numbered fence (0:
+// none), won by its own Campaign if self, and counts it as a leader change
+// if it is new: always when self, else if the Election had looked before.
+func (e *Election) sawTerm(fence int64, self bool) {
+	for {
+		last := e.lastTerm.Load()
+		if fence+1 <= last {
+			return
+		}
+		if e.lastTerm.CompareAndSwap(last, fence+1) {
+			if fence > 0 && (self || last > 0) {
+				e.mu.tel.leaderChange(self)
+			}
+			return
+		}
+	}
 }
 
 // replace puts v in ch, a channel of capacity one, dropping a value the

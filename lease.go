@@ -55,6 +55,10 @@ type hold struct {
 	lostReason lostReason
 	lockSpan   trace.SpanContext // of the Lock that took it, for renewals' spans
 
+	// byClose: Close ended it. Set by unlock before it calls end, and read
+	// only by the end that unlock calls (a loss does not read it).
+	byClose bool
+
 	ctx     context.Context // cancelled to stop the renewal goroutine
 	cancel  context.CancelFunc
 	stopped chan struct{} // closed when the renewal goroutine has exited
@@ -249,7 +253,12 @@ func (h *hold) update(ctx context.Context, change func(*lockObject)) (err error)
 		ctx, requests = withRequestCount(ctx)
 	}
 	var s *span
-	defer func() { s.end(err, attrFence.Int64(h.fence), attrRetries.Int(tries-1)) }()
+	defer func() {
+		if s != nil {
+			s.span.SetAttributes(attrFence.Int64(h.fence), attrRetries.Int(tries-1))
+			s.end(err)
+		}
+	}()
 	for {
 		deadline, cancel := context.WithDeadline(ctx, h.lossAt())
 		ok, other, err := h.writeOnce(deadline, change, first)
@@ -257,6 +266,7 @@ func (h *hold) update(ctx context.Context, change func(*lockObject)) (err error)
 		if tries++; !ok && s == nil {
 			s = h.m.tel.startCounted(ctx, requests, "objsync.renew",
 				trace.WithTimestamp(started), trace.WithLinks(trace.Link{SpanContext: h.lockSpan}))
+			s.caller = ctx
 		}
 		switch {
 		case ok:

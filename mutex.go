@@ -16,6 +16,7 @@ import (
 
 	"github.com/objsync/objsync/driver"
 	"github.com/objsync/objsync/internal/procid"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ErrClosed is returned by the methods of a Mutex after Close.
@@ -258,12 +259,14 @@ func (m *Mutex) lock(ctx context.Context, ttl time.Duration, value string, wait,
 		}
 		return nil, err
 	}
+	// Renewals' spans link to the span of the call that took the lock.
+	h.lockSpan = trace.SpanContextFromContext(ctx)
 	// drop gives up a hold that will not be returned after all.
 	drop := func() {
 		if m.opts.queue {
-			m.leaveQueue(h.a)
+			m.leaveQueue(ctx, h.a)
 		} else {
-			m.abandon(h.a, ttl)
+			m.abandon(ctx, h.a, ttl)
 		}
 		h.leave()
 		<-m.own
@@ -394,7 +397,7 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 	// Every way out without a hold goes through giveUp, in case one of
 	// this attempt's writes landed although its answer was lost.
 	giveUp := func(err error) (*hold, error) {
-		m.abandon(a, ttl)
+		m.abandon(ctx, a, ttl)
 		return nil, err
 	}
 	timing := m.opts.timing(ttl)
@@ -473,7 +476,7 @@ func (m *Mutex) acquire(ctx context.Context, ttl time.Duration, value string, wa
 			// the lock from everyone without ever holding it: after a few
 			// late answers, free it and start again later.
 			if lateAnswers++; lateAnswers >= tryLockRounds {
-				m.abandon(a, ttl)
+				m.abandon(ctx, a, ttl)
 				a, lateAnswers = newAttempt(proc), 0
 				if err := b.wait(ctx, 0); err != nil {
 					return giveUp(m.ctxErr(err))
@@ -930,15 +933,16 @@ const abandonWithin = 2 * time.Second
 // abandon frees the lock if a write of an acquisition that is being given
 // up landed after all (or a release handed it the lock), so that no hold
 // is left that nobody renews, and takes it out of the queue if it joined
-// one. It does nothing if the acquisition wrote nothing.
-func (m *Mutex) abandon(a *attempt, ttl time.Duration) {
+// one. It does nothing if the acquisition wrote nothing. ctx, the context
+// of the call that gives up, only carries its values (a span).
+func (m *Mutex) abandon(ctx context.Context, a *attempt, ttl time.Duration) {
 	if a.seq == 0 {
 		return
 	}
 	// Bounded, so that a Lock, TryLock or Close never waits long past its
 	// context for a store that fails: the lock then expires after its TTL,
 	// and a waiter left in the queue costs those behind it at most that.
-	ctx, cancel := context.WithTimeout(context.Background(), min(leaseValidity(ttl), abandonWithin))
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(leaseValidity(ttl), abandonWithin))
 	defer cancel()
 	b := m.newBackoff()
 	for {
@@ -992,25 +996,33 @@ func describeOther(cur *snapshot) string {
 // back, it returns an error wrapping ErrOutcomeUnknown. Either way this
 // Mutex holds nothing afterwards. If the store cannot be reached before
 // ctx ends, the lock is freed by expiry after its TTL.
-func (m *Mutex) Unlock(ctx context.Context) error {
+func (m *Mutex) Unlock(ctx context.Context) error { return m.unlockTraced(ctx, false) }
+
+// unlockTraced is unlock, traced; byClose says that Close calls it.
+func (m *Mutex) unlockTraced(ctx context.Context, byClose bool) error {
 	ctx, s := m.tel.start(ctx, "objsync.Unlock")
-	fence, err := m.unlock(ctx)
-	if fence != 0 {
-		s.set(attrFence.Int64(fence))
+	fence, err := m.unlock(ctx, byClose)
+	if s != nil {
+		if fence != 0 {
+			s.span.SetAttributes(attrFence.Int64(fence))
+		}
+		if byClose {
+			s.caller = nil // its deadline is Close's own: a failure
+		}
+		s.end(err)
 	}
-	s.end(err)
 	return err
 }
 
 // unlock is Unlock; it returns the fence of the hold it ended, if any.
-func (m *Mutex) unlock(ctx context.Context) (fence int64, _ error) {
+func (m *Mutex) unlock(ctx context.Context, byClose bool) (fence int64, _ error) {
 	m.mu.Lock()
 	h := m.hold
 	if h == nil || h.unlocking {
 		m.mu.Unlock()
 		return 0, ErrNotHeld
 	}
-	h.unlocking = true
+	h.unlocking, h.byClose = true, byClose
 	m.mu.Unlock()
 
 	defer close(h.released)
@@ -1027,7 +1039,7 @@ func (m *Mutex) unlock(ctx context.Context) (fence int64, _ error) {
 	case lost == nil:
 		err = m.releaseQueueHold(ctx, h)
 	default:
-		m.leaveQueue(h.a) // if its turn was not ended by another
+		m.leaveQueue(ctx, h.a) // if its turn was not ended by another
 	}
 	h.writeMu.Unlock()
 	h.leave()
@@ -1159,7 +1171,7 @@ func (m *Mutex) Close() error {
 	var err error
 	if h := m.current(); h != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), leaseValidity(h.full.ttl))
-		err = m.Unlock(ctx)
+		err = m.unlockTraced(ctx, true)
 		cancel()
 		<-h.released // also an Unlock of another goroutine under way
 	}

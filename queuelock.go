@@ -661,7 +661,7 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 	}
 	a := newAttempt(proc)
 	giveUp := func(err error) (*hold, error) {
-		m.leaveQueue(a)
+		m.leaveQueue(ctx, a)
 		return nil, err
 	}
 	timing := m.opts.timing(ttl)
@@ -794,7 +794,7 @@ func (m *Mutex) acquireQueue(ctx context.Context, ttl time.Duration, value strin
 				if !wait {
 					return giveUp(fmt.Errorf("objsync: %s: the store answered a write after %v, and a lease of %v needs an answer within %v; a longer ttl would do", m.loc, late.Round(time.Millisecond), mine.obj.ttl(), lease.fresh))
 				}
-				m.leaveQueue(a)
+				m.leaveQueue(ctx, a)
 				a, mine, lateAnswers = newAttempt(proc), nil, 0
 				if err := b.wait(ctx, 0); err != nil {
 					return giveUp(m.ctxErr(err))
@@ -1059,12 +1059,13 @@ func (m *Mutex) sawReleasedTicket(t *snapshot) {
 
 // leaveQueue settles the ticket of an acquisition that is being given up,
 // if one of its joins landed, so that those behind it need not wait for
-// it to be ended after its TTL. Bounded as abandon is.
-func (m *Mutex) leaveQueue(a *attempt) {
+// it to be ended after its TTL. Bounded as abandon is; ctx, the context of
+// the call that gives up, only carries its values (a span).
+func (m *Mutex) leaveQueue(ctx context.Context, a *attempt) {
 	if a.ticket == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), abandonWithin)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonWithin)
 	defer cancel()
 	t, _, err := m.readTicket(ctx, a.ticket)
 	if err != nil || !has(t, a.ticket) || !a.owns(t) {

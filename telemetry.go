@@ -149,15 +149,19 @@ func (t *telemetry) with(more ...attribute.KeyValue) metric.MeasurementOption {
 }
 
 // requestCount is the number of store requests made under a span, carried
-// by its context.
-type requestCount struct{ n atomic.Int64 }
+// by its context; each request counts for the spans it is made under.
+type requestCount struct {
+	n      atomic.Int64
+	parent *requestCount // of the span this one is made under
+}
 
 type requestCountKey struct{}
 
 // request records a store request made with ctx: its operation and how the
 // store answered.
 func (t *telemetry) request(ctx context.Context, op string, err error) {
-	if c, ok := ctx.Value(requestCountKey{}).(*requestCount); ok {
+	c, _ := ctx.Value(requestCountKey{}).(*requestCount)
+	for ; c != nil; c = c.parent {
 		c.n.Add(1)
 	}
 	if !t.meters {
@@ -177,15 +181,22 @@ func (t *telemetry) request(ctx context.Context, op string, err error) {
 }
 
 // span is an operation of the Mutex being traced, and the store requests
-// made under its context. A nil *span traces nothing.
+// made under its context. Only a span that is not nil traces anything: the
+// callers test for nil before they make attributes, which would allocate.
 type span struct {
 	span  trace.Span
 	count *requestCount
+	// caller is the context the operation was called with: an error
+	// once it has ended says that the caller gave up, not that the
+	// operation failed. Nil when there is no caller to give up.
+	caller context.Context
 }
 
-// withRequestCount returns a context whose store requests are counted.
+// withRequestCount returns a context whose store requests are counted, as
+// well as by the spans ctx's requests count for.
 func withRequestCount(ctx context.Context) (context.Context, *requestCount) {
-	c := &requestCount{}
+	parent, _ := ctx.Value(requestCountKey{}).(*requestCount)
+	c := &requestCount{parent: parent}
 	return context.WithValue(ctx, requestCountKey{}, c), c
 }
 
@@ -195,8 +206,10 @@ func (t *telemetry) start(ctx context.Context, name string, opts ...trace.SpanSt
 	if t.tracer == nil {
 		return ctx, nil
 	}
+	caller := ctx
 	ctx, c := withRequestCount(ctx)
 	s := t.startCounted(ctx, c, name, opts...)
+	s.caller = caller
 	return trace.ContextWithSpan(ctx, s.span), s
 }
 
@@ -207,42 +220,33 @@ func (t *telemetry) startCounted(ctx context.Context, c *requestCount, name stri
 		return nil
 	}
 	_, s := t.tracer.Start(ctx, name, append(opts, trace.WithAttributes(t.attrs...))...)
-	return &span{s, c}
-}
-
-// set adds attributes to the span.
-func (s *span) set(attrs ...attribute.KeyValue) {
-	if s != nil {
-		s.span.SetAttributes(attrs...)
-	}
-}
-
-// context returns the span's context, or an invalid one.
-func (s *span) context() trace.SpanContext {
-	if s == nil {
-		return trace.SpanContext{}
-	}
-	return s.span.SpanContext()
+	return &span{span: s, count: c, caller: ctx}
 }
 
 // end ends the span, with the number of its store requests, and err as
 // its error unless err is nil or only says that the caller gave up.
-func (s *span) end(err error, attrs ...attribute.KeyValue) {
-	if s == nil {
-		return
-	}
-	s.span.SetAttributes(append(attrs, attrRequests.Int64(s.count.n.Load()))...)
-	if err != nil && !gaveUp(err) {
+func (s *span) end(err error) {
+	s.span.SetAttributes(attrRequests.Int64(s.count.n.Load()))
+	if err != nil && !s.gaveUp(err) {
 		s.span.RecordError(err)
 		s.span.SetStatus(codes.Error, err.Error())
 	}
 	s.span.End()
 }
 
-// gaveUp reports whether err says that the caller stopped waiting (its
-// context ended, or Close) rather than that something failed.
-func gaveUp(err error) bool {
-	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrClosed)
+// gaveUp reports whether err says that the caller stopped waiting (the
+// context it called with ended, or Close) rather than that something
+// failed.
+func (s *span) gaveUp(err error) bool {
+	return gaveUp(s.caller, err)
+}
+
+// gaveUp reports whether err, returned to a call made with caller, says
+// that the caller stopped waiting (caller ended, or Close) rather than that
+// something failed. A nil caller never gives up, and a lost hold is a
+// failure whatever ended caller (a hold's end stops its renewals' context).
+func gaveUp(caller context.Context, err error) bool {
+	return errors.Is(err, ErrClosed) || caller != nil && caller.Err() != nil && !errors.Is(err, ErrLockLost)
 }
 
 // lockTraced is lock, measured and traced as the operation called name
@@ -250,17 +254,16 @@ func gaveUp(err error) bool {
 func (m *Mutex) lockTraced(ctx context.Context, name string, ttl time.Duration, value string, wait, confirm bool) (*hold, error) {
 	t := m.tel
 	started := time.Now()
+	caller := ctx
 	ctx, s := t.start(ctx, name)
 	h, err := m.lock(ctx, ttl, value, wait, confirm)
 	outcome := outcomeAcquired
 	switch {
 	case h != nil:
-		s.set(attrFence.Int64(h.fence))
-		h.lockSpan = s.context()
 		if t.meters {
 			h.startMetering()
 		}
-	case err == nil || gaveUp(err):
+	case err == nil || gaveUp(caller, err):
 		outcome = outcomeNotAcquired
 	default:
 		outcome = outcomeError
@@ -268,7 +271,13 @@ func (m *Mutex) lockTraced(ctx context.Context, name string, ttl time.Duration, 
 	if t.meters {
 		t.acquireDuration.Record(ctx, time.Since(started).Seconds(), t.sets[attrOutcome.String(outcome)])
 	}
-	s.end(err, attrOutcome.String(outcome))
+	if s != nil {
+		if h != nil {
+			s.span.SetAttributes(attrFence.Int64(h.fence))
+		}
+		s.span.SetAttributes(attrOutcome.String(outcome))
+		s.end(err)
+	}
 	return h, err
 }
 
@@ -276,19 +285,19 @@ func (m *Mutex) lockTraced(ctx context.Context, name string, ttl time.Duration, 
 // ended (lost before Lock returned), its end is recorded at once; else
 // end records it.
 func (h *hold) startMetering() {
+	// Under errMu, as end's meterEnd: the hold is counted in force before
+	// its end can be, so objsync.lock.held never reads -1.
 	h.errMu.Lock()
-	since := time.Now()
-	h.heldSince, h.metered = since, true
-	ended, why := h.err, h.lostReason
-	h.errMu.Unlock()
+	defer h.errMu.Unlock()
+	h.heldSince, h.metered = time.Now(), true
 	h.m.tel.held.Add(context.Background(), 1, h.m.tel.base)
-	if ended != nil {
-		h.meterEnd(ended, why, since)
+	if h.err != nil {
+		h.meterEnd(h.err, h.lostReason, h.heldSince)
 	}
 }
 
 // meterEnd records the end of a metered hold, held since then, which err
-// ended (lost for the reason why, if it was lost).
+// ended (lost for the reason why, if it was lost). It runs under errMu.
 func (h *hold) meterEnd(err error, why lostReason, since time.Time) {
 	t := h.m.tel
 	how := holdUnlocked
@@ -296,7 +305,7 @@ func (h *hold) meterEnd(err error, why lostReason, since time.Time) {
 	case errors.Is(err, ErrLockLost):
 		how = holdLost
 		t.lost.Add(context.Background(), 1, t.sets[attrLostReason.String(string(why))])
-	case h.m.closing.Err() != nil:
+	case h.byClose:
 		how = holdClosed
 	}
 	t.held.Add(context.Background(), -1, t.base)
