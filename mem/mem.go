@@ -149,8 +149,8 @@ func (s *Store) SetFaults(fn func(op Op, key string) Fault) {
 // WriteInterval implements driver.WriteLimiter: the interval set with
 // SetWriteInterval, 0 until then.
 func (s *Store) WriteInterval() time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.knobsMu.Lock()
+	defer s.knobsMu.Unlock()
 	return s.writeInterval
 }
 

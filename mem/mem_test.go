@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,4 +171,25 @@ func ExampleStore_SetFaults() {
 	data, _, _ := s.Read(context.Background(), "k")
 	fmt.Println(err, string(data))
 	// Output: timeout hello
+}
+
+// TestWriteIntervalWhileSet: WriteInterval may be read while another
+// goroutine sets it (the race detector found it guarded by another mutex
+// than SetWriteInterval's).
+func TestWriteIntervalWhileSet(t *testing.T) {
+	s := mem.Namespace(t.Name())
+	s.Reset()
+	defer s.Reset()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range 100 {
+			s.SetWriteInterval(time.Duration(i) * time.Millisecond)
+		}
+	})
+	for range 100 {
+		if d := s.WriteInterval(); d < 0 || d >= 100*time.Millisecond {
+			t.Fatalf("WriteInterval %v, never set", d)
+		}
+	}
+	wg.Wait()
 }
