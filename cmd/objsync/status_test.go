@@ -100,8 +100,8 @@ func TestNotALock(t *testing.T) {
 	for _, args := range [][]string{{"status", "lock"}, {"lock", "lock", "--", "true"}, {"unlock", "--force", "lock"}} {
 		r := runCLI(t, dir, args...)
 		line := oneLine(t, "stderr", r.stderr)
-		if r.code != exitFailed || !strings.Contains(line, "object is not an objsync lock") {
-			t.Errorf("objsync %s: exit %d, stderr %q; want %d and a clear message", strings.Join(args, " "), r.code, line, exitFailed)
+		if r.code != exitFailed || !strings.Contains(line, "object is not an objsync lock") || strings.Count(line, "objsync: ") != 1 {
+			t.Errorf("objsync %s: exit %d, stderr %q; want %d and a clear message, prefixed once", strings.Join(args, " "), r.code, line, exitFailed)
 		}
 	}
 }
