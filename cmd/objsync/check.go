@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/objsync/objsync/driver"
 )
 
@@ -47,14 +49,21 @@ Example:
   objsync check 'minio://127.0.0.1:9000/locks/deploy?secure=false'
 `
 
-func runCheck(args []string) error {
-	fs := newFlagSet("check")
-	driverName := driverFlag(fs)
-	pos, _, err := parseArgs(fs, checkHelp, args, false)
-	if err != nil {
-		return err
+func checkCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "check DSN", Short: "test that the store is safe for objsync", Long: checkHelp}
+	driverName := driverFlag(cmd.Flags())
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		dsn, _, err := operands(cmd, args, false)
+		if err != nil {
+			return err
+		}
+		return failed(runCheck(dsn, *driverName))
 	}
-	store, key, err := openStore(pos[0], *driverName)
+	return cmd
+}
+
+func runCheck(dsn, driverName string) error {
+	store, key, err := openStore(dsn, driverName)
 	if err != nil {
 		return err
 	}

@@ -58,7 +58,7 @@ func TestStatusWatches(t *testing.T) {
 	dir := t.TempDir()
 	runCLI(t, dir, "lock", "lock", "--", "true")
 	r := runCLI(t, dir, "status", "--for", "300ms", "lock")
-	if r.code != 0 || r.stderr != "" {
+	if r.code != exitStatusFree || r.stderr != "" {
 		t.Fatalf("status: exit %d, stderr %q", r.code, r.stderr)
 	}
 	for _, want := range []string{
