@@ -4,6 +4,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -211,5 +212,22 @@ func TestStatusExitCodesAndStale(t *testing.T) {
 	}
 	if r := runCLI(t, dir, "status", "lock"); r.code != exitStatusFree || strings.Contains(r.stdout, "stale") {
 		t.Errorf("status of a free lock: exit %d, stdout:\n%s", r.code, r.stdout)
+	}
+}
+
+// TestUnknownDriver: the list of known drivers is never printed empty. (A
+// build of objsync always has drivers, so this one is not black-box.)
+func TestUnknownDriver(t *testing.T) {
+	for _, tt := range []struct {
+		known []string
+		want  string
+	}{
+		{nil, `unknown driver "x": this objsync has no drivers built in`},
+		{[]string{"file", "s3"}, `unknown driver "x" (known: file, s3)`},
+	} {
+		var e *exitError
+		if err := unknownDriver("x", tt.known); !errors.As(err, &e) || e.code != exitUsage || err.Error() != tt.want {
+			t.Errorf("unknownDriver(x, %q) = %v; want a usage error %q", tt.known, err, tt.want)
+		}
 	}
 }

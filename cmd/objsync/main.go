@@ -403,7 +403,7 @@ func openStore(dsn, driverName string) (driver.Store, string, error) {
 		byScheme = schemes[strings.ToLower(scheme)]
 	}
 	if _, ok := driver.Lookup(driverName); driverName != "" && !ok {
-		return nil, "", usageErrorf("unknown driver %q (known: %s)", driverName, strings.Join(driver.Drivers(), ", "))
+		return nil, "", unknownDriver(driverName, driver.Drivers())
 	}
 	switch {
 	case driverName == "" && byScheme == "":
@@ -423,6 +423,15 @@ func openStore(dsn, driverName string) (driver.Store, string, error) {
 		return nil, "", &exitError{exitUsage, err}
 	}
 	return store, key, nil
+}
+
+// unknownDriver is the usage error of a --driver that names none of
+// known, the drivers built in; it lists them, if there are any.
+func unknownDriver(name string, known []string) error {
+	if len(known) == 0 {
+		return usageErrorf("unknown driver %q: this objsync has no drivers built in", name)
+	}
+	return usageErrorf("unknown driver %q (known: %s)", name, strings.Join(known, ", "))
 }
 
 // schemeOf returns the scheme of a DSN written as a URL: a name followed by
