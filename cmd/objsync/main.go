@@ -59,6 +59,9 @@ Usage:
 Run 'objsync COMMAND --help' for a command's flags and an example. Flags
 may come before or after the DSN; everything after -- is the command.
 Durations are Go durations (90s, 1m30s) or numbers of seconds (5, 0.5).
+lock and elect take flock(1)'s -n (--try), -w (--timeout), -E
+(--conflict-exit-code) and -c. The global -v (--verbose) logs on stderr,
+as text or with --log-format json.
 
 DSNs (the scheme picks the driver; --driver NAME is for a DSN without one):
   s3://BUCKET/KEY?region=R&endpoint=URL            Amazon S3, R2, Ceph RGW...
