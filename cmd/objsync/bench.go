@@ -18,6 +18,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/objsync/objsync"
 	"github.com/objsync/objsync/driver"
 	"github.com/objsync/objsync/internal/countstore"
@@ -116,40 +119,46 @@ type benchOptions struct {
 	dsn, driver              string
 }
 
-func runBench(args []string) error {
-	if spec := os.Getenv(benchWorkerEnv); spec != "" {
-		return runBenchWorker(spec)
-	}
-	fs := newFlagSet("bench")
+func benchCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "bench [flags] DSN", Short: "measure a lock's speed and cost on its store", Long: benchHelp}
+	fs := cmd.Flags()
 	var o benchOptions
 	fs.IntVar(&o.procs, "procs", 8, "contend from `N` processes")
 	fs.IntVar(&o.goroutines, "goroutines", 1, "contend from `N` goroutines in each process, each with its own Mutex")
 	fs.IntVar(&o.holds, "holds", 10, "each goroutine takes the lock `N` times")
-	fs.DurationVar(&o.duration, "duration", 0, "instead of --holds, each goroutine takes the lock again and again for this long")
-	fs.DurationVar(&o.hold, "hold", 5*time.Millisecond, "how long each hold lasts")
-	fs.DurationVar(&o.ttl, "ttl", 10*time.Second, "the lease of every hold, which sets the renewal cost")
+	durationFlag(fs, &o.duration, "duration", "", 0, "instead of --holds, each goroutine takes the lock again and again for this long")
+	durationFlag(fs, &o.hold, "hold", "", 5*time.Millisecond, "how long each hold lasts")
+	durationFlag(fs, &o.ttl, "ttl", "", 10*time.Second, "the lease of every hold, which sets the renewal cost")
 	fs.BoolVar(&o.json, "json", false, "print a JSON object (see above)")
 	fs.BoolVar(&o.queue, "queue", false, "measure a queue lock (objsync lock --queue) rather than a plain one")
 	driverName := driverFlag(fs)
-	pos, _, err := parseArgs(fs, benchHelp, args, false)
-	if err != nil {
-		return err
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if spec := os.Getenv(benchWorkerEnv); spec != "" {
+			return failed(runBenchWorker(spec))
+		}
+		dsn, _, err := operands(cmd, args, false)
+		if err != nil {
+			return err
+		}
+		o.dsn, o.driver = dsn, *driverName
+		return failed(runBench(fs, o))
 	}
-	o.dsn, o.driver = pos[0], *driverName
+	return cmd
+}
+
+func runBench(fs *pflag.FlagSet, o benchOptions) error {
 	if err := objsync.CheckTTL(o.ttl); err != nil {
 		return usageErrorf("bench: --ttl: %s", message(err))
 	}
 	switch {
 	case o.procs < 1 || o.goroutines < 1:
 		return usageErrorf("bench: --procs and --goroutines must be at least 1")
-	case flagSet(fs, "holds") && flagSet(fs, "duration"):
+	case fs.Changed("holds") && fs.Changed("duration"):
 		return usageErrorf("bench: --holds and --duration exclude each other")
-	case o.duration < 0 || (flagSet(fs, "duration") && o.duration == 0):
+	case fs.Changed("duration") && o.duration == 0:
 		return usageErrorf("bench: --duration must be positive")
 	case o.holds < 1:
 		return usageErrorf("bench: --holds must be at least 1")
-	case o.hold < 0:
-		return usageErrorf("bench: --hold cannot be negative")
 	}
 	if o.duration > 0 {
 		o.holds = 0
@@ -159,7 +168,7 @@ func runBench(args []string) error {
 		return err
 	}
 	b := &bench{o: o, store: store, key: key, counted: countstore.New(store), origin: clockMonotonic()}
-	b.m = objsync.NewMutex(b.counted, key, queueKind{&o.queue}.options()...)
+	b.m = newMutex(b.counted, key, queueKind{&o.queue}.options()...)
 	defer b.m.Close()
 	return b.run()
 }

@@ -435,3 +435,19 @@ func TestTryHolderRunsHere(t *testing.T) {
 		t.Fatalf("lock --try: exit %d, stderr %q", r.code, line)
 	}
 }
+
+// TestNoCgroupSaysWhy: where objsync cannot create a cgroup, -v says why
+// it runs the command without one (slog's default log, which drivers use
+// too); without -v, nothing is said.
+func TestNoCgroupSaysWhy(t *testing.T) {
+	dir := t.TempDir()
+	via := withoutCgroups(t)
+	r := startCLIVia(t, dir, via, "lock", "lock", "--", "true").wait(t)
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("lock without a cgroup: exit %d, stderr %q; want 0 and nothing", r.code, r.stderr)
+	}
+	r = startCLIVia(t, dir, via, "-v", "lock", "lock", "--", "true").wait(t)
+	if r.code != 0 || !regexp.MustCompile(`level=DEBUG msg="running the command without a cgroup of its own: only the ttl frees the lock if objsync dies" reason=\S`).MatchString(r.stderr) {
+		t.Errorf("lock -v without a cgroup: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+}

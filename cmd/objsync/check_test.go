@@ -220,3 +220,44 @@ func TestCheckStoreClock(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckLeavesOthersObjects: an object that check did not write, at
+// the name it drew for a scratch object, is neither tested, reported as a
+// scratch object nor removed: check draws another name.
+func TestCheckLeavesOthersObjects(t *testing.T) {
+	ns := mem.Namespace(t.Name())
+	names := []string{"theirs1", "mine1", "theirs2", "mine2"}
+	for _, name := range []string{"theirs1", "theirs2"} {
+		if _, err := ns.Write(t.Context(), "locks/a.objsync-check-"+name, []byte("someone's "+name), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var report strings.Builder
+	c := &checker{st: deletingRecorder{&recorder{Store: ns}}, w: &report, nonce: randomHex(), timed: true,
+		suffix: func() string { name := names[0]; names = names[1:]; return name }}
+	if err := c.run(t.Context(), "locks/a"); err != nil {
+		t.Fatalf("check: %v\n%s", err, report.String())
+	}
+	for _, name := range []string{"theirs1", "theirs2"} {
+		if data, _, err := ns.Read(t.Context(), "locks/a.objsync-check-"+name); err != nil || string(data) != "someone's "+name {
+			t.Errorf("%s: %q, %v; want it untouched", name, data, err)
+		}
+	}
+	for _, name := range []string{"mine1", "mine2"} {
+		if _, _, err := ns.Read(t.Context(), "locks/a.objsync-check-"+name); !errors.Is(err, driver.ErrNotExist) {
+			t.Errorf("scratch object %s left behind: %v", name, err)
+		}
+	}
+	if !strings.Contains(report.String(), "removed the 2 scratch objects\n") || strings.Contains(report.String(), "FAIL") {
+		t.Errorf("report:\n%s", report.String())
+	}
+
+	// Without delete, check names the objects it wrote, not the others.
+	names = []string{"theirs1", "mine3", "theirs2", "mine4"}
+	report.Reset()
+	c = &checker{st: &recorder{Store: ns}, w: &report, nonce: randomHex(), timed: true,
+		suffix: func() string { name := names[0]; names = names[1:]; return name }}
+	if err := c.run(t.Context(), "locks/a"); err != nil || strings.Contains(report.String(), "theirs") || !strings.Contains(report.String(), "mine3") {
+		t.Errorf("check: %v; report:\n%s", err, report.String())
+	}
+}

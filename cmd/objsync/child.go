@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"syscall"
 	"time"
 	"unsafe"
@@ -133,7 +134,7 @@ func (c *child) forward(sig syscall.Signal) {
 		c.giveTerminal() // objsync was continued (fg): so is the command
 	}
 	c.signal(sig)
-	if sig != syscall.SIGCONT && sig != syscall.SIGTSTP {
+	if slices.Contains(terminating, os.Signal(sig)) {
 		c.signal(syscall.SIGCONT) // a stopped command must run to act on sig
 	}
 }

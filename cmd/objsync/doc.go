@@ -7,16 +7,33 @@
 // Usage:
 //
 //	objsync lock [flags] DSN -- COMMAND [ARGS...]
+//	objsync lock [flags] DSN -c 'COMMAND STRING'
 //	objsync status [--json] [--for DURATION] DSN
 //	objsync unlock --force DSN
 //	objsync check DSN
 //	objsync elect [flags] --value VALUE DSN -- COMMAND [ARGS...]
 //	objsync leader [--json] [--watch|--confirm] DSN
 //	objsync bench [flags] DSN
+//	objsync completion bash|zsh|fish|powershell
+//	objsync help [COMMAND]
+//	objsync --version
 //
 // Flags may come before or after the DSN; everything after "--" is the
-// command. Every command takes --driver NAME and --help, which shows an
-// example.
+// command. Every command takes --driver NAME and -h or --help, which shows
+// an example (so does objsync help COMMAND). The one-dash spellings of Go's
+// flag package that earlier versions took (-ttl 5s, -try, -timeout=3s)
+// still work for the long flags they had, before "--". Every duration flag
+// takes a Go duration (90s, 1m30s) or a number of seconds (5, 0.5), never
+// a negative one. objsync --version prints the module's version, "(devel)"
+// for a build from a work tree, and the commit when the build recorded one.
+// objsync completion prints a shell's completion script (source <(objsync
+// completion bash)).
+//
+// The global flags -v (--verbose) and --log-format text|json log on stderr,
+// at Debug level, what the lock does (acquisitions, renewals, losses), the
+// warnings of the drivers (through slog's default logger), and why a
+// command runs without a cgroup of its own. Durations in the log read as
+// durations ("1.5s"), in JSON too. Without -v nothing of it is printed.
 //
 // # DSNs
 //
@@ -86,8 +103,14 @@
 // exits, and exits with the command's status. The lease (--ttl, 30s by
 // default) renews itself every third of the ttl while the command runs: the
 // ttl is how long others wait when objsync dies, not a limit on the command.
-// --timeout bounds the wait, --try fails at once if the lock is held, and
-// --value records who holds it, for status.
+// --timeout (-w) bounds the wait, --try (-n) fails at once if the lock is
+// held, and --value records who holds it, for status. As with flock(1),
+// --conflict-exit-code (-E) N is the exit code when the lock is not
+// acquired (124 by default; 0 to 255; 0 makes it look like success, for a
+// job that should skip quietly), and -c 'COMMAND STRING' runs the command
+// with sh -c, instead of -- COMMAND. Unlike flock -w 0, --timeout 0 (the
+// default) waits for ever. A command line with words after the DSN and no
+// "--" is refused, with the line it should have been.
 //
 // While it waits, objsync prints one line on stderr saying who holds the
 // lock (value, host, pid, fence, since when by the holder's clock),
@@ -149,9 +172,12 @@
 //     10s, or half the ttl if that is less, and at most half the ttl. If
 //     someone ran objsync unlock --force, SIGTERM comes at the next
 //     renewal, and SIGKILL --grace later.
-//   - SIGINT, SIGTERM and SIGHUP sent to objsync are passed on to the
-//     group; the lock is released after the command exits, and objsync
-//     exits with the command's status.
+//   - SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH sent
+//     to objsync are passed on to the group; the lock is released after
+//     the command exits, and objsync exits with the command's status.
+//     While objsync waits for the lock, those of them that end a process
+//     by default (all but SIGWINCH, which is ignored) end the wait with 128
+//     plus the signal's number, SIGQUIT without a stack dump.
 //   - Job control works as if the command were not in a group of its own:
 //     a command that reads the terminal is given it, Ctrl-Z stops the
 //     command and then objsync (so the shell sees the job stopped), and fg
@@ -182,8 +208,17 @@
 // the lock has at least been unchanged by the store's Date and
 // Last-Modified (shown once that is a second or more: the first two or
 // three seconds after each write give none). It says when the holder's
-// process runs on this machine, or is gone. status exits 0 whether the
-// lock is held or not.
+// process runs on this machine, or is gone. status exits 0 if the lock is
+// held, 1 if it is free (released), and 3 if there is no lock object (never
+// acquired): codes apart from the usage error's 2 and objsync's own 122 and
+// up, so that a script can ask "is it held?".
+//
+// For a held lock, "stale" is true when this objsync judges the lease to
+// have run out: the holder's process is gone from this machine
+// (holder_gone), or it saw the lock unchanged for longer than its ttl,
+// which takes --for longer than the ttl. The store's clock does not count:
+// trusting it is --store-clock's choice. A waiting objsync lock takes a
+// stale lock over.
 //
 // status --json prints one object with these fields, which stay stable:
 //
@@ -203,6 +238,7 @@
 //	waiters       number  how many waiters are in the lock's queue
 //	holder_gone   bool    true if the holder ran on this machine, its process is gone and its cgroup empty (a Lock takes it over at once)
 //	holder_running bool   true if the holder recorded its process (objsync lock with a cgroup, the library) and it runs on this machine
+//	stale         bool    true if the lock is held and holder_gone, or unchanged_ms exceeds ttl_ms (see above)
 //	store_age_ms  number  how long the lock has at least been unchanged by the store's clock (s3, minio); null elsewhere, and for the first two or three seconds after each write
 //
 // # unlock
@@ -311,13 +347,16 @@
 //
 // # Exit codes
 //
-//	0      success; for lock, the command exited 0
+//	0      success; for lock, the command exited 0; status: the lock is held
 //	N      lock: the command's own exit status, passed through
+//	1      status: the lock is free (released)
 //	2      usage error: bad flag, bad DSN, unknown scheme or driver
+//	3      status: no lock object (never acquired)
 //	122    check: the store ignores conditional writes; unsafe for objsync;
 //	       bench: it saw two holders at once, or fences out of order
 //	123    lock: the lock was lost while the command ran; the command was stopped
-//	124    lock: not acquired (--try and held, or --timeout elapsed); leader: none
+//	124    lock: not acquired (--try and held, or --timeout elapsed; -E sets another
+//	       code); leader: none
 //	125    objsync failed: store unreachable, access denied, not a lock object;
 //	       bench: the lock is held...
 //	126    lock: the command was found but could not be run

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/objsync/objsync"
 )
 
@@ -20,7 +22,8 @@ const electHelp = `Usage: objsync elect [flags] --value VALUE DSN -- COMMAND [AR
 Campaign to lead, run COMMAND while leading, resign when COMMAND exits, and
 exit with COMMAND's status. It is 'objsync lock' with the leader's value
 required: followers see it with 'objsync leader'. Everything else, the
-environment, the signals, the exit codes, is as for 'objsync lock'; if
+environment, the signals, the exit codes, -n, -w, -E and -c, is as for
+'objsync lock'; if
 leadership is lost, COMMAND is stopped and objsync exits 123.
 
 Run one 'objsync elect' per candidate: one leads, the others wait, and when
@@ -74,8 +77,8 @@ Example:
   objsync leader --watch --json s3://ops/elections/scheduler
 `
 
-func runElect(args []string) error {
-	return runHolding("elect", electHelp, objsync.DefaultElectionTTL, args)
+func electCommand() *cobra.Command {
+	return holdingCommand("elect", "run a command while leading an election", electHelp, objsync.DefaultElectionTTL)
 }
 
 // leaderJSON is what leader --json prints. Its fields are documented in
@@ -92,31 +95,39 @@ type leaderJSON struct {
 	Confirmed       bool       `json:"confirmed"`
 }
 
-func runLeader(args []string) error {
-	fs := newFlagSet("leader")
+func leaderCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "leader [--json] [--confirm | --watch] DSN", Short: "show the leader of an election", Long: leaderHelp}
+	fs := cmd.Flags()
 	asJSON := fs.Bool("json", false, "print JSON objects (see above)")
 	confirm := fs.Bool("confirm", false, "watch the lock until it is known whether the leader is alive (at most about its ttl)")
 	watch := fs.Bool("watch", false, "print the leader, then every change, \"no leader\" included, until interrupted")
 	driverName := driverFlag(fs)
-	pos, _, err := parseArgs(fs, leaderHelp, args, false)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		dsn, _, err := operands(cmd, args, false)
+		if err != nil {
+			return err
+		}
+		if *confirm && *watch {
+			return usageErrorf("leader: --confirm and --watch exclude each other")
+		}
+		return failed(runLeader(dsn, *driverName, *asJSON, *confirm, *watch))
+	}
+	return cmd
+}
+
+func runLeader(dsn, driverName string, asJSON, confirm, watch bool) error {
+	store, key, err := openStore(dsn, driverName)
 	if err != nil {
 		return err
 	}
-	if *confirm && *watch {
-		return usageErrorf("leader: --confirm and --watch exclude each other")
-	}
-	store, key, err := openStore(pos[0], *driverName)
-	if err != nil {
-		return err
-	}
-	m := objsync.NewMutex(store, key)
+	m := newMutex(store, key)
 	defer m.Close()
 	e := objsync.NewElection(m)
 	show := func(l objsync.Leader, confirmed bool) error {
-		return showLeader(m, l, confirmed, *asJSON)
+		return showLeader(m, l, confirmed, asJSON)
 	}
 	switch {
-	case *watch:
+	case watch:
 		ctx, stop := interruptible()
 		defer stop()
 		changes := e.Watch(ctx)
@@ -130,7 +141,7 @@ func runLeader(args []string) error {
 				return err
 			}
 		}
-	case *confirm:
+	case confirm:
 		ctx, stop := interruptible()
 		defer stop()
 		return confirmLeader(ctx, m, e, show)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -15,6 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
 	"github.com/objsync/objsync"
@@ -22,10 +24,16 @@ import (
 )
 
 const lockHelp = `Usage: objsync lock [flags] DSN -- COMMAND [ARGS...]
+       objsync lock [flags] DSN -c 'COMMAND STRING'
 
 Acquire the lock, run COMMAND while holding it, release the lock when COMMAND
 exits, and exit with COMMAND's status. The lease renews itself while COMMAND
 runs: --ttl is how long others wait if objsync dies, not a limit on COMMAND.
+As with flock(1): -n is --try, -w is --timeout (0, the default, waits for
+ever: unlike flock -w 0, it is not -n), -E sets the exit code when the lock
+is not acquired (124; 0 makes that look like success, for a job that should
+skip quietly), and -c runs COMMAND STRING with sh -c. Durations are Go
+durations (90s, 1m30s) or numbers of seconds (5, 0.5).
 
 COMMAND finds the fencing token in OBJSYNC_FENCE (pass it with every write the
 lock protects) and the lock's location in OBJSYNC_LOCK. It runs in a process
@@ -33,9 +41,11 @@ group of its own. If the lease cannot be renewed, that group gets SIGTERM
 --grace before the lease ends and SIGKILL (its cgroup too) when it ends, so
 that COMMAND is
 dead before anyone else can take the lock; objsync then exits 123. (If the
-lock is broken or taken over, SIGTERM comes at once.) SIGINT, SIGTERM and
-SIGHUP sent to objsync are passed on to the group, and the lock is released
-once COMMAND has exited.
+lock is broken or taken over, SIGTERM comes at once.) SIGINT, SIGTERM,
+SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH sent to objsync are passed on
+to the group, and the lock is released once COMMAND has exited. While
+objsync waits for the lock, all but SIGWINCH end the wait with 128 plus the
+signal's number.
 
 While it waits, objsync says on stderr who holds the lock. A holder that
 died on this machine (Linux) is taken over at once, --try included, if it ran
@@ -57,7 +67,12 @@ Date. 'objsync check' warns of clocks that disagree by more than 2s.
 Example:
   objsync lock --ttl 1m --timeout 10m --value "deploy by $USER" \
       s3://ops/locks/deploy -- ./deploy.sh production
+  objsync lock -n -E 0 /var/lock/backup -c 'backup --all >> backup.log'
 `
+
+// terminating are the signals a shell user may send to objsync whose
+// default action ends a process.
+var terminating = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
 
 // defaultGrace is --grace unless the ttl leaves less room.
 const defaultGrace = 10 * time.Second
@@ -65,51 +80,75 @@ const defaultGrace = 10 * time.Second
 type lockOptions struct {
 	ttl, timeout, grace time.Duration
 	try, quiet          bool
+	// conflictExit is the exit code when the lock is not acquired.
+	conflictExit         int
+	value, driver        string
+	queue                queueKind
+	noCgroup, storeClock bool
 	// suggestStoreClock says that --store-clock, not given, would count
 	// the store's clock.
 	suggestStoreClock bool
 }
 
-func runLock(args []string) error {
-	return runHolding("lock", lockHelp, 30*time.Second, args)
+func lockCommand() *cobra.Command {
+	return holdingCommand("lock", "run a command while holding the lock", lockHelp, 30*time.Second)
 }
 
-// runHolding runs a command while holding a lock: objsync lock, and
-// objsync elect, for which the holder is the leader and needs a --value.
-func runHolding(name, help string, defaultTTL time.Duration, args []string) error {
-	fs := newFlagSet(name)
+// holdingCommand returns the command that runs a command while holding a
+// lock: objsync lock, and objsync elect, for which the holder is the
+// leader and needs a --value.
+func holdingCommand(name, short, help string, defaultTTL time.Duration) *cobra.Command {
+	cmd := &cobra.Command{Use: name + " [flags] DSN -- COMMAND [ARGS...]", Short: short, Long: help}
+	fs := cmd.Flags()
 	var o lockOptions
-	fs.DurationVar(&o.ttl, "ttl", defaultTTL, "the lease: how long others wait for the lock if objsync dies")
-	fs.DurationVar(&o.timeout, "timeout", 0, "give up (exit 124) after waiting this long; 0 waits for ever")
-	fs.BoolVar(&o.try, "try", false, "give up at once (exit 124) if the lock is held")
-	value := fs.String("value", "", "`text` saying who holds the lock, shown by status: a job, a host (no secrets)")
-	fs.DurationVar(&o.grace, "grace", defaultGrace, "if the lock is lost, how long the command has between SIGTERM and SIGKILL; at most half the ttl, which is the default when it is less than 10s")
+	durationFlag(fs, &o.ttl, "ttl", "", defaultTTL, "the lease: how long others wait for the lock if objsync dies")
+	durationFlag(fs, &o.timeout, "timeout", "w", 0, "give up (exit 124, or -E) after waiting this long; 0 waits for ever")
+	fs.BoolVarP(&o.try, "try", "n", false, "give up at once (exit 124, or -E) if the lock is held")
+	fs.IntVarP(&o.conflictExit, "conflict-exit-code", "E", exitNotAcquired, "the exit `code` when the lock is not acquired (--try, --timeout): 0 to 255; 0 makes it look like success, for a job that should skip quietly")
+	shellCommand := fs.StringP("command", "c", "", "run this `command string` with sh -c, instead of -- COMMAND [ARGS...]")
+	fs.StringVar(&o.value, "value", "", "`text` saying who holds the lock, shown by status: a job, a host (no secrets)")
+	durationFlag(fs, &o.grace, "grace", "", defaultGrace, "if the lock is lost, how long the command has between SIGTERM and SIGKILL; at most half the ttl, which is the default when it is less than 10s")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not say who holds the lock while waiting")
-	queue := queueKind{new(bool)}
+	o.queue = queueKind{new(bool)}
 	if name == "lock" {
-		fs.BoolVar(queue.on, "queue", false, "a queue lock: waiters served in turn, many hand-offs a second on stores that allow one write per second to an object; a lock name is of one kind for good")
+		fs.BoolVar(o.queue.on, "queue", false, "a queue lock: waiters served in turn, many hand-offs a second on stores that allow one write per second to an object; a lock name is of one kind for good")
 	}
-	noCgroup := fs.Bool("no-cgroup", false, "do not run the command in a cgroup of its own: the lock records no process, and only its ttl frees it if objsync dies (for commands that hand their work to a daemon: docker, tmux, systemd-run, ssh)")
-	storeClock := fs.Bool("store-clock", false, "also take over a dead holder's lock once the store's clock says it has been unchanged for its ttl and 1% (s3 and minio drivers; trusts that the store's clocks agree: see --help)")
-	driverName := driverFlag(fs)
-	pos, argv, err := parseArgs(fs, help, args, true)
-	if err != nil {
-		return err
+	fs.BoolVar(&o.noCgroup, "no-cgroup", false, "do not run the command in a cgroup of its own: the lock records no process, and only its ttl frees it if objsync dies (for commands that hand their work to a daemon: docker, tmux, systemd-run, ssh)")
+	fs.BoolVar(&o.storeClock, "store-clock", false, "also take over a dead holder's lock once the store's clock says it has been unchanged for its ttl and 1% (s3 and minio drivers; trusts that the store's clocks agree: see --help)")
+	fs.StringVar(&o.driver, "driver", "", driverUsage)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		viaShell := fs.Changed("command")
+		if viaShell && cmd.ArgsLenAtDash() >= 0 {
+			return usageOf(cmd, "-c and -- COMMAND exclude each other: give the command one way")
+		}
+		dsn, argv, err := operands(cmd, args, !viaShell)
+		if err != nil {
+			return err
+		}
+		if viaShell {
+			argv = []string{"sh", "-c", *shellCommand}
+		}
+		return failed(runHolding(cmd, o, dsn, argv))
 	}
+	return cmd
+}
+
+func runHolding(cmd *cobra.Command, o lockOptions, dsn string, argv []string) error {
+	name, fs := cmd.Name(), cmd.Flags()
 	if err := objsync.CheckTTL(o.ttl); err != nil {
 		return usageErrorf("%s: --ttl: %s", name, message(err))
 	}
-	if !flagSet(fs, "grace") {
+	if !fs.Changed("grace") {
 		o.grace = min(defaultGrace, objsync.MaxLossNotice(o.ttl))
 	}
 	switch {
-	case o.timeout < 0 || o.grace < 0:
-		return usageErrorf("%s: --timeout and --grace cannot be negative", name)
 	case o.grace > objsync.MaxLossNotice(o.ttl):
 		return usageErrorf("%s: --grace %v does not fit --ttl %v: the command must be dead before the lease ends, and renewals need the rest; at most %v", name, o.grace, o.ttl, objsync.MaxLossNotice(o.ttl))
 	case o.try && o.timeout > 0:
 		return usageErrorf("%s: --try and --timeout exclude each other", name)
-	case name == "elect" && *value == "":
+	case o.conflictExit < 0 || o.conflictExit > 255:
+		return usageOf(cmd, "--conflict-exit-code %d: an exit code is 0 to 255", o.conflictExit)
+	case name == "elect" && o.value == "":
 		return usageErrorf("elect: --value is required: it is what the leader tells followers (see 'objsync elect --help')")
 	}
 	// Find the command now rather than after a long wait for the lock.
@@ -117,34 +156,37 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 	if err != nil {
 		return cannotRun(err)
 	}
-	store, key, err := openStore(pos[0], *driverName)
+	store, key, err := openStore(dsn, o.driver)
 	if err != nil {
 		return err
 	}
 	_, ages := store.(driver.AgeReader)
 	switch {
-	case *storeClock && *queue.on:
+	case o.storeClock && *o.queue.on:
 		return usageErrorf("%s: --store-clock is for plain locks, not --queue: a queue lock's turn does not begin with a write of its object", name)
-	case *storeClock && !ages:
+	case o.storeClock && !ages:
 		return usageErrorf("%s: --store-clock: %s cannot tell an object's age by the store's clock (s3:// and minio:// can)", name, store.Location(key))
 	}
-	o.suggestStoreClock = ages && !*queue.on && !*storeClock
+	o.suggestStoreClock = ages && !*o.queue.on && !o.storeClock
 	// The command runs in a cgroup of its own, killed if objsync dies, so
 	// that a contender on this machine may take the lock over as soon as
 	// objsync and the command have ended. Where there is none, the command
 	// may outlive a killed objsync: only the TTL frees the lock then.
 	var cg *workCgroup
-	if !*noCgroup {
-		cg, _ = newWorkCgroup()
+	if !o.noCgroup {
+		var err error
+		if cg, err = newWorkCgroup(); err != nil {
+			slog.Debug("running the command without a cgroup of its own: only the ttl frees the lock if objsync dies", "reason", err)
+		}
 	}
 	defer cg.release() // after the lock is released
 	// A hold that cannot be renewed ends --grace before its lease does:
 	// SIGTERM then, SIGKILL when the lease ends (see supervise).
-	opts := append(queue.options(), objsync.WithValue(*value), objsync.WithLossNotice(o.grace))
-	if *storeClock {
+	opts := append(o.queue.options(), objsync.WithValue(o.value), objsync.WithLossNotice(o.grace))
+	if o.storeClock {
 		opts = append(opts, objsync.WithStoreClock())
 	}
-	m := objsync.NewMutex(store, key, append(opts, cg.options()...)...)
+	m := newMutex(store, key, append(opts, cg.options()...)...)
 	defer m.Close() // releases the lock on the paths that do not Unlock
 	defer func() {
 		// Should objsync panic, what runs in the command's cgroup gets
@@ -155,16 +197,18 @@ func runHolding(name, help string, defaultTTL time.Duration, args []string) erro
 		}
 	}()
 
-	// Until the command runs these signals end the wait; then they are
-	// passed on to it.
+	// Until the command runs the signals that end a process by default end
+	// the wait, as they would (without Go's stack dump for SIGQUIT); then
+	// they are passed on to it.
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, terminating...)
 	fence, err := acquire(m, o, sigs)
 	if err != nil {
 		return err
 	}
-	// From now on objsync follows the command's job-control stops.
-	signal.Notify(sigs, syscall.SIGTSTP, syscall.SIGCONT)
+	// From now on objsync follows the command's job-control stops, and
+	// passes a terminal's new size on.
+	signal.Notify(sigs, syscall.SIGTSTP, syscall.SIGCONT, syscall.SIGWINCH)
 	env := append(os.Environ(), "OBJSYNC_FENCE="+strconv.FormatInt(fence, 10), "OBJSYNC_LOCK="+m.String())
 	c, err := startChild(path, argv, env, cg)
 	if err != nil {
@@ -273,7 +317,7 @@ func notAcquired(m *objsync.Mutex, o lockOptions, why string) error {
 	defer cancel()
 	st, err := m.Inspect(ctx)
 	if err != nil {
-		return &exitError{exitNotAcquired, fmt.Errorf("%s not acquired: %s", m, why)}
+		return &exitError{o.conflictExit, fmt.Errorf("%s not acquired: %s", m, why)}
 	}
 	msg := fmt.Sprintf("%s is %s; %s", m, describe(st), why)
 	if st.Held && st.HolderRunning {
@@ -290,7 +334,7 @@ func notAcquired(m *objsync.Mutex, o lockOptions, why string) error {
 		}
 		msg += ", or break it with 'objsync unlock --force'"
 	}
-	return &exitError{exitNotAcquired, errors.New(msg)}
+	return &exitError{o.conflictExit, errors.New(msg)}
 }
 
 // statusLine is the line on stderr that says who holds the lock while lock

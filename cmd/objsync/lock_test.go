@@ -52,8 +52,18 @@ func holder(t *testing.T, dir string, flags ...string) *proc {
 // holderVia is holder, with objsync run through via (see startCLIVia).
 func holderVia(t *testing.T, dir string, via []string, flags ...string) *proc {
 	t.Helper()
-	args := append(append([]string{"lock"}, flags...), "lock")
-	p := startCLIVia(t, dir, via, append(args, shell(`trap "echo INT > signal; exit 7" INT; trap "echo TERM > signal; exit 8" TERM
+	return holding(t, dir, via, "lock", flags...)
+}
+
+// holding is holderVia for objsync lock or elect (command): its command
+// appends the name of each signal it gets to the file "signal", and exits
+// with a code of its own for each that ends it.
+func holding(t *testing.T, dir string, via []string, command string, flags ...string) *proc {
+	t.Helper()
+	args := append(append([]string{command}, flags...), "lock")
+	p := startCLIVia(t, dir, via, append(args, shell(`trap "echo INT >> signal; exit 7" INT; trap "echo TERM >> signal; exit 8" TERM
+		trap "echo HUP >> signal; exit 9" HUP; trap "echo QUIT >> signal; exit 10" QUIT
+		trap "echo USR1 >> signal; exit 11" USR1; trap "echo USR2 >> signal; exit 12" USR2; trap "echo WINCH >> signal" WINCH
 		echo $$ > pid; touch ready; { for i in $(seq 300); do sleep 0.1; done; } 2>/dev/null`)...)...)
 	waitFile(t, filepath.Join(dir, "ready"))
 	// The test ends the command's process group too, in case objsync did not.
@@ -192,45 +202,78 @@ func TestLostLockKillsLeftovers(t *testing.T) {
 	}
 }
 
-// TestSignalsForwarded sends SIGINT or SIGTERM to objsync: the command gets
-// it, and the lock is free once objsync has exited with the command's code.
+// TestSignalsForwarded sends objsync lock and elect each signal a shell
+// user might: the command gets it, and the lock is free once objsync has
+// exited with the command's code. SIGWINCH, which ends nothing, is passed
+// on too, and the command runs on.
 func TestSignalsForwarded(t *testing.T) {
-	for _, tt := range []struct {
-		sig  syscall.Signal
-		name string
-		code int
-	}{{syscall.SIGINT, "INT", 7}, {syscall.SIGTERM, "TERM", 8}} {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			h := holder(t, dir)
-			h.cmd.Process.Signal(tt.sig)
-			if r := h.wait(t); r.code != tt.code || r.stderr != "" {
-				t.Errorf("exit %d, stderr %q; want %d (the command's) and nothing", r.code, r.stderr, tt.code)
-			}
-			if got := readFile(t, filepath.Join(dir, "signal")); got != tt.name+"\n" {
-				t.Errorf("the command got %q, want %s", got, tt.name)
-			}
-			if st := status(t, dir); !st.Exists || st.Held || st.Fence != 1 {
-				t.Errorf("after exit the lock is %+v; want free, fence 1", st)
-			}
-		})
+	for _, command := range [][]string{{"lock"}, {"elect", "--value", "v"}} {
+		for _, tt := range []struct {
+			sig  syscall.Signal
+			name string
+			code int
+		}{{syscall.SIGINT, "INT", 7}, {syscall.SIGTERM, "TERM", 8}, {syscall.SIGHUP, "HUP", 9}, {syscall.SIGQUIT, "QUIT", 10},
+			{syscall.SIGUSR1, "USR1", 11}, {syscall.SIGUSR2, "USR2", 12}, {syscall.SIGWINCH, "WINCH", 8}} {
+			t.Run(command[0]+"/"+tt.name, func(t *testing.T) {
+				dir := t.TempDir()
+				h := holding(t, dir, nil, command[0], command[1:]...)
+				h.cmd.Process.Signal(tt.sig)
+				want := tt.name + "\n"
+				if tt.sig == syscall.SIGWINCH {
+					waitFile(t, filepath.Join(dir, "signal"))
+					h.cmd.Process.Signal(syscall.SIGTERM)
+					want += "TERM\n"
+				}
+				if r := h.wait(t); r.code != tt.code || r.stderr != "" {
+					t.Errorf("exit %d, stderr %q; want %d (the command's) and nothing", r.code, r.stderr, tt.code)
+				}
+				if got := readFile(t, filepath.Join(dir, "signal")); got != want {
+					t.Errorf("the command got %q, want %q", got, want)
+				}
+				if st := status(t, dir); !st.Exists || st.Held || st.Fence != 1 {
+					t.Errorf("after exit the lock is %+v; want free, fence 1", st)
+				}
+			})
+		}
 	}
 }
 
+// TestSignalWhileWaiting: a signal that ends a process by default ends the
+// wait for the lock with 128 plus its number, SIGQUIT without Go's stack
+// dump; SIGWINCH is ignored.
 func TestSignalWhileWaiting(t *testing.T) {
-	dir := t.TempDir()
-	holder(t, dir)
-	waiter := startCLI(t, dir, "lock", "lock", "--", "touch", "ran")
-	waitFile(t, waiter.stderr)
-	for i := 0; readFile(t, waiter.stderr) == "" && i < 2000; i++ {
-		syscall.Nanosleep(&syscall.Timespec{Nsec: 1e7}, nil)
-	}
-	waiter.cmd.Process.Signal(syscall.SIGINT)
-	if r := waiter.wait(t); r.code != exitSignal+int(syscall.SIGINT) {
-		t.Errorf("exit code %d, want %d", r.code, exitSignal+int(syscall.SIGINT))
-	}
-	if _, err := os.Stat(filepath.Join(dir, "ran")); err == nil {
-		t.Error("the command ran")
+	for _, command := range [][]string{{"lock"}, {"elect", "--value", "v"}} {
+		for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2} {
+			t.Run(command[0]+"/"+sig.String(), func(t *testing.T) {
+				dir := t.TempDir()
+				holding(t, dir, nil, command[0], command[1:]...)
+				waiter := startCLI(t, dir, append(command, "lock", "--", "touch", "ran")...)
+				waitFile(t, waiter.stderr)
+				for i := 0; readFile(t, waiter.stderr) == "" && i < 2000; i++ {
+					syscall.Nanosleep(&syscall.Timespec{Nsec: 1e7}, nil)
+				}
+				if sig == syscall.SIGQUIT {
+					// Ignored, it would let SIGQUIT through.
+					waiter.cmd.Process.Signal(syscall.SIGWINCH)
+					select {
+					case <-waiter.done:
+						t.Fatal("SIGWINCH ended the wait")
+					case <-time.After(100 * time.Millisecond):
+					}
+				}
+				waiter.cmd.Process.Signal(sig)
+				r := waiter.wait(t)
+				if r.code != exitSignal+int(sig) {
+					t.Errorf("exit code %d, want %d", r.code, exitSignal+int(sig))
+				}
+				if strings.Contains(r.stderr, "goroutine") {
+					t.Errorf("stderr has a stack dump:\n%s", r.stderr)
+				}
+				if _, err := os.Stat(filepath.Join(dir, "ran")); err == nil {
+					t.Error("the command ran")
+				}
+			})
+		}
 	}
 }
 
@@ -258,13 +301,24 @@ func TestExitStatus(t *testing.T) {
 	}
 }
 
-// status returns what objsync status --json says about the lock in dir.
+// status returns what objsync status --json says about the lock in dir,
+// having checked that its exit code agrees: held, free or absent.
 func status(t *testing.T, dir string) statusJSON {
 	t.Helper()
 	r := runCLI(t, dir, "status", "lock", "--json")
 	var st statusJSON
-	if err := json.Unmarshal([]byte(r.stdout), &st); r.code != 0 || err != nil {
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || r.stderr != "" {
 		t.Fatalf("status --json: exit %d, stderr %q, %v", r.code, r.stderr, err)
+	}
+	want := exitStatusHeld
+	switch {
+	case !st.Exists:
+		want = exitStatusAbsent
+	case !st.Held:
+		want = exitStatusFree
+	}
+	if r.code != want {
+		t.Fatalf("status --json: exit %d for %+v; want %d", r.code, st, want)
 	}
 	return st
 }

@@ -3,12 +3,15 @@
 package main
 
 import (
+	"cmp"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
+	"runtime/debug"
 	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/objsync/objsync/driver"
 	_ "github.com/objsync/objsync/file"
@@ -24,25 +27,41 @@ const (
 	exitUsage       = 2
 	exitUnsafe      = 122
 	exitLost        = 123
-	exitNotAcquired = 124
+	exitNotAcquired = 124 // lock's default; --conflict-exit-code changes it
 	exitFailed      = 125
 	exitCannotRun   = 126
 	exitNotFound    = 127
 	exitSignal      = 128 // plus the signal's number
 )
 
+// status's exit codes, which say what it found: 0 like test(1) for the
+// question "is it held?", and codes clear of the usage error's 2.
+const (
+	exitStatusHeld   = 0
+	exitStatusFree   = 1
+	exitStatusAbsent = 3
+)
+
 const usage = `objsync: distributed locks on object storage (S3, MinIO, GCS or a directory)
 
 Usage:
   objsync lock [flags] DSN -- COMMAND [ARGS...]    run COMMAND while holding the lock
+  objsync lock [flags] DSN -c 'COMMAND STRING'     the same, COMMAND run by sh -c
   objsync status [--json] [--for DURATION] DSN     show who holds the lock
   objsync unlock --force DSN                       break a stuck lock
   objsync check DSN                                test that the store is safe for objsync
   objsync elect [flags] --value V DSN -- COMMAND   run COMMAND while leading an election
   objsync leader [--json] [--watch|--confirm] DSN  show the leader of an election
   objsync bench [flags] DSN                        measure a lock's speed and cost on its store
+  objsync completion bash|zsh|fish|powershell      print a shell completion script
+  objsync help [COMMAND], objsync --version
 
-Run 'objsync COMMAND --help' for a command's flags and an example.
+Run 'objsync COMMAND --help' for a command's flags and an example. Flags
+may come before or after the DSN; everything after -- is the command.
+Durations are Go durations (90s, 1m30s) or numbers of seconds (5, 0.5).
+lock and elect take flock(1)'s -n (--try), -w (--timeout), -E
+(--conflict-exit-code) and -c. The global -v (--verbose) logs on stderr,
+as text or with --log-format json.
 
 DSNs (the scheme picks the driver; --driver NAME is for a DSN without one):
   s3://BUCKET/KEY?region=R&endpoint=URL            Amazon S3, R2, Ceph RGW...
@@ -52,15 +71,19 @@ DSNs (the scheme picks the driver; --driver NAME is for a DSN without one):
 
 Example:
   objsync lock --ttl 1m --value "nightly report" s3://ops/locks/nightly -- ./nightly.sh
+  objsync lock -n -E 0 /var/lock/backup -c 'backup --all'   # skip if running
 
 Exit codes:
-  0      success (lock: the command exited 0)
+  0      success (lock: the command exited 0; status: the lock is held)
   N      lock: the command's own exit status, passed through
+  1      status: the lock is free (released)
   2      usage error: bad flag, bad DSN, unknown scheme or driver
+  3      status: no lock object (never acquired)
   122    check: the store ignores conditional writes; unsafe for objsync;
          bench: it saw two holders at once, or fences out of order
   123    lock: the lock was lost while the command ran; the command was stopped
-  124    lock: not acquired (held and --try, or --timeout elapsed); leader: none
+  124    lock: not acquired (held and --try, or --timeout elapsed; -E changes
+         it); leader: none
   125    objsync failed: store unreachable, access denied, not a lock...;
          bench: the lock is held
   126    lock: the command was found but could not be run
@@ -68,16 +91,6 @@ Exit codes:
   128+N  lock: the command died of signal N, or objsync got it while waiting;
          leader --watch or --confirm, bench: objsync got signal N
 `
-
-var commands = map[string]func(args []string) error{
-	"lock":   runLock,
-	"status": runStatus,
-	"unlock": runUnlock,
-	"check":  runCheck,
-	"elect":  runElect,
-	"leader": runLeader,
-	"bench":  runBench,
-}
 
 // guardianArg0 is the argv[0] that makes objsync a guardian (see
 // runGuardian): not a name a user would give the binary.
@@ -90,29 +103,191 @@ func main() {
 	os.Exit(exitCode(run(os.Args[1:])))
 }
 
+// typed is the command line as typed, after respell, for the hint of a
+// command line that lacks its "--".
+var typed struct {
+	args     []string
+	operands []int // the indices in args of the words that are not flags
+}
+
 func run(args []string) error {
 	// Mask passwords wherever a DSN turns up, even as a misplaced flag's
 	// value in a usage error.
 	for _, arg := range args {
 		out.hideSecretsOf(arg)
 	}
-	if len(args) == 0 {
-		return usageErrorf("missing command (lock, status, unlock, check, elect, leader or bench; see 'objsync --help')")
+	root := newRootCommand()
+	typed.args, typed.operands = respell(root, args)
+	root.SetArgs(typed.args)
+	_, err := root.ExecuteC()
+	var e *exitError
+	if err != nil && !errors.As(err, &e) {
+		// Only cobra's own errors are bare: the commands' go through
+		// failed, below.
+		return usageErrorf("%s (see 'objsync --help')", err)
 	}
-	switch name := args[0]; name {
-	case "-h", "-help", "--help", "help":
-		if name == "help" && len(args) > 1 && commands[args[1]] != nil {
-			return commands[args[1]]([]string{"--help"})
-		}
-		out.print(os.Stdout, usage)
-		return nil
-	default:
-		cmd := commands[name]
-		if cmd == nil {
-			return usageErrorf("unknown command %q (lock, status, unlock, check, elect, leader or bench; see 'objsync --help')", name)
-		}
-		return cmd(args[1:])
+	return err
+}
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:     "objsync",
+		Short:   "distributed locks on object storage",
+		Long:    usage,
+		Version: version(),
+		Args:    cobra.ArbitraryArgs,
+		// objsync prints errors itself (exitCode), as one line.
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		PersistentPreRunE: startLogging,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			known := "lock, status, unlock, check, elect, leader, bench or completion; see 'objsync --help'"
+			if len(args) == 0 {
+				return usageErrorf("missing command (%s)", known)
+			}
+			if guesses := cmd.SuggestionsFor(args[0]); len(guesses) > 0 {
+				known = "did you mean " + strings.Join(guesses, " or ") + "? see 'objsync --help'"
+			}
+			return usageErrorf("unknown command %q (%s)", args[0], known)
+		},
 	}
+	root.SuggestionsMinimumDistance = 2
+	root.SetVersionTemplate("objsync {{.Version}}\n")
+	root.SetHelpFunc(func(cmd *cobra.Command, _ []string) { printHelp(cmd) })
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageOf(cmd, "%v", err) })
+	logFlags(root.PersistentFlags())
+	root.SetHelpCommand(&cobra.Command{
+		Use:   "help [COMMAND]",
+		Short: "show a command's usage, flags and example",
+		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+			var names []string
+			for _, c := range root.Commands() {
+				if c.IsAvailableCommand() {
+					names = append(names, c.Name())
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target, rest, err := root.Find(args)
+			if err != nil || len(rest) > 0 {
+				return usageErrorf("help: unknown command %q (see 'objsync --help')", strings.Join(args, " "))
+			}
+			printHelp(target)
+			return nil
+		},
+	})
+	root.AddCommand(lockCommand(), statusCommand(), unlockCommand(), checkCommand(),
+		electCommand(), leaderCommand(), benchCommand())
+	root.InitDefaultHelpFlag()
+	root.InitDefaultVersionFlag()
+	for _, c := range root.Commands() {
+		c.Args = cobra.ArbitraryArgs // checked by operands, with objsync's messages
+		c.InitDefaultHelpFlag()
+	}
+	return root
+}
+
+// printHelp prints a command's help text, which shows its usage and an
+// example, and its flags.
+func printHelp(cmd *cobra.Command) {
+	text := cmd.Long
+	if !strings.HasPrefix(text, "Usage: ") && cmd.HasParent() {
+		text = "Usage: " + cmd.UseLine() + "\n\n" + text + "\n"
+	}
+	text += "\nFlags:\n" + cmd.LocalFlags().FlagUsages()
+	if cmd.HasInheritedFlags() {
+		text += "\nGlobal flags:\n" + cmd.InheritedFlags().FlagUsages()
+	}
+	out.print(os.Stdout, text)
+}
+
+// version says which objsync this is, from what the build recorded: the
+// main module's version ("(devel)" when built from a work tree), and the
+// commit it was built from, when the build recorded one.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(devel)"
+	}
+	v := cmp.Or(info.Main.Version, "(devel)")
+	var revision, modified string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			revision = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	if revision != "" {
+		v += ", commit " + revision
+		if modified == "true" {
+			v += " with local changes"
+		}
+	}
+	return v + ", " + info.GoVersion
+}
+
+// respell returns args with the spellings of Go's flag package that
+// objsync took before it used pflag, -ttl 5s, -try, -timeout=3s, written
+// with two dashes: only for the long flags of the command args name, and
+// only before "--". It also returns the indices of the words that are not
+// flags or their values before "--": the command's name, then its
+// operands.
+func respell(root *cobra.Command, args []string) (respelled []string, operands []int) {
+	respelled = append([]string(nil), args...)
+	cmd := root
+	lookup := func(name string) *pflag.Flag {
+		if f := cmd.Flags().Lookup(name); f != nil {
+			return f
+		}
+		return cmd.InheritedFlags().Lookup(name)
+	}
+	shorthand := func(c byte) *pflag.Flag {
+		if f := cmd.Flags().ShorthandLookup(string(c)); f != nil {
+			return f
+		}
+		return cmd.InheritedFlags().ShorthandLookup(string(c))
+	}
+	for i := 0; i < len(respelled); i++ {
+		arg := respelled[i]
+		if arg == "--" {
+			break
+		}
+		if len(arg) < 2 || arg[0] != '-' {
+			operands = append(operands, i)
+			if cmd == root {
+				for _, c := range root.Commands() {
+					if c.Name() == arg {
+						cmd = c
+					}
+				}
+			}
+			continue
+		}
+		name, _, withValue := strings.Cut(strings.TrimPrefix(arg[1:], "-"), "=")
+		var f *pflag.Flag
+		switch {
+		case strings.HasPrefix(arg, "--"):
+			f = lookup(name)
+		case len(name) > 1 && lookup(name) != nil:
+			respelled[i] = "-" + arg
+			f = lookup(name)
+		default: // shorthands, perhaps several: -nw 5, -w5
+			for j := 1; j < len(arg); j++ {
+				f = shorthand(arg[j])
+				if f == nil || f.NoOptDefVal == "" {
+					withValue = j+1 < len(arg)
+					break
+				}
+			}
+		}
+		if f != nil && f.NoOptDefVal == "" && !withValue {
+			i++ // the flag's value
+		}
+	}
+	return respelled, operands
 }
 
 // exitError ends objsync with an exit code, and a message unless err is
@@ -133,6 +308,26 @@ func usageErrorf(format string, args ...any) error {
 	return &exitError{exitUsage, fmt.Errorf(format, args...)}
 }
 
+// usageOf returns a usage error of cmd, which names it and points to its
+// --help.
+func usageOf(cmd *cobra.Command, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if cmd.HasParent() {
+		msg = cmd.Name() + ": " + msg
+	}
+	return usageErrorf("%s (see '%s --help')", msg, cmd.CommandPath())
+}
+
+// failed makes err, returned by a command, an exitError: objsync's own
+// failure unless it is one already.
+func failed(err error) error {
+	var e *exitError
+	if err != nil && !errors.As(err, &e) {
+		return &exitError{exitFailed, err}
+	}
+	return err
+}
+
 // exitCode prints err, if any, as one line on stderr and returns the exit
 // code it calls for. An error that is not an exitError is objsync's own
 // failure.
@@ -150,61 +345,50 @@ func exitCode(err error) int {
 	return e.code
 }
 
-// newFlagSet returns a FlagSet that reports nothing itself: parseArgs
-// prints errors as one line and help on stdout.
-func newFlagSet(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	return fs
-}
-
-// flagSet reports whether the flag called name was given.
-func flagSet(fs *flag.FlagSet, name string) (set bool) {
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
-}
-
 // driverFlag defines --driver, which every command has.
-func driverFlag(fs *flag.FlagSet) *string {
-	return fs.String("driver", "", "open the DSN with the driver `name`d; for a DSN whose scheme names no driver (a path: file). A DSN whose scheme names another driver is refused")
-}
+func driverFlag(fs *pflag.FlagSet) *string { return fs.String("driver", "", driverUsage) }
 
-// parseArgs parses fs's flags wherever they stand before "--" (the flag
-// package stops at the first other argument, so parsing resumes after each
-// one) and returns the other arguments and, if withCommand, the command
-// after "--". help is printed, with the flags, for --help.
-func parseArgs(fs *flag.FlagSet, help string, args []string, withCommand bool) (positional, command []string, err error) {
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				out.print(os.Stdout, help+"\nFlags:\n")
-				fs.SetOutput(os.Stdout)
-				fs.PrintDefaults()
-				return nil, nil, &exitError{code: 0}
-			}
-			return nil, nil, usageErrorf("%s: %v (see 'objsync %s --help')", fs.Name(), err, fs.Name())
-		}
-		parsed := len(args) - len(fs.Args())
-		if parsed > 0 && args[parsed-1] == "--" {
-			command = fs.Args()
-			break
-		}
-		if args = fs.Args(); len(args) == 0 {
-			break
-		}
-		positional = append(positional, args[0])
-		args = args[1:]
+const driverUsage = "open the DSN with the driver `name`d; for a DSN whose scheme names no driver (a path: file). A DSN whose scheme names another driver is refused"
+
+// operands returns the DSN, and, if withCommand, the command after "--"
+// of a command's arguments.
+func operands(cmd *cobra.Command, args []string, withCommand bool) (dsn string, command []string, err error) {
+	positional := args
+	if at := cmd.ArgsLenAtDash(); at >= 0 {
+		positional, command = args[:at], args[at:]
 	}
 	switch {
+	case len(positional) > 1 && withCommand && cmd.ArgsLenAtDash() < 0 && len(typed.operands) > 2:
+		return "", nil, usageOf(cmd, "missing -- before the command: %s", withDashes(typed.args, typed.operands[2]))
 	case len(positional) != 1:
-		return nil, nil, usageErrorf("%s: want one DSN, got %d arguments (see 'objsync %s --help')", fs.Name(), len(positional), fs.Name())
+		return "", nil, usageOf(cmd, "want one DSN, got %d arguments", len(positional))
 	case withCommand && len(command) == 0:
-		return nil, nil, usageErrorf("%s: missing -- COMMAND (see 'objsync %s --help')", fs.Name(), fs.Name())
+		return "", nil, usageOf(cmd, "missing -- COMMAND (or -c 'COMMAND STRING')")
 	case !withCommand && command != nil:
-		return nil, nil, usageErrorf("%s: unexpected arguments after -- (see 'objsync %s --help')", fs.Name(), fs.Name())
+		return "", nil, usageOf(cmd, "unexpected arguments after --")
 	}
-	return positional, command, nil
+	return positional[0], command, nil
+}
+
+// withDashes returns the command line args with "--" inserted at index
+// at, quoted for a shell.
+func withDashes(args []string, at int) string {
+	words := []string{"objsync"}
+	for i, arg := range args {
+		if i == at {
+			words = append(words, "--")
+		}
+		words = append(words, shellQuote(arg))
+	}
+	return strings.Join(words, " ")
+}
+
+// shellQuote quotes s for a POSIX shell, if it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@,+%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // schemes maps the schemes of DSNs to the drivers that serve them.
@@ -222,7 +406,7 @@ func openStore(dsn, driverName string) (driver.Store, string, error) {
 		byScheme = schemes[strings.ToLower(scheme)]
 	}
 	if _, ok := driver.Lookup(driverName); driverName != "" && !ok {
-		return nil, "", usageErrorf("unknown driver %q (known: %s)", driverName, strings.Join(driver.Drivers(), ", "))
+		return nil, "", unknownDriver(driverName, driver.Drivers())
 	}
 	switch {
 	case driverName == "" && byScheme == "":
@@ -242,6 +426,15 @@ func openStore(dsn, driverName string) (driver.Store, string, error) {
 		return nil, "", &exitError{exitUsage, err}
 	}
 	return store, key, nil
+}
+
+// unknownDriver is the usage error of a --driver that names none of
+// known, the drivers built in; it lists them, if there are any.
+func unknownDriver(name string, known []string) error {
+	if len(known) == 0 {
+		return usageErrorf("unknown driver %q: this objsync has no drivers built in", name)
+	}
+	return usageErrorf("unknown driver %q (known: %s)", name, strings.Join(known, ", "))
 }
 
 // schemeOf returns the scheme of a DSN written as a URL: a name followed by

@@ -212,7 +212,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"lock", "l", "m", "--", "true"}, []string{"lock: want one DSN, got 2 arguments"}},
 		{[]string{"lock", "--ttl", "5ms", "l", "--", "true"}, []string{"lock: --ttl: ttl 5ms is below the minimum 100ms"}},
 		{[]string{"lock", "--store-clock", "l", "--", "true"}, []string{"lock: --store-clock: file://", "cannot tell an object's age by the store's clock"}},
-		{[]string{"lock", "--ttl", "soon", "l", "--", "true"}, []string{`invalid value "soon" for flag -ttl`}},
+		{[]string{"lock", "--ttl", "soon", "l", "--", "true"}, []string{`lock: invalid argument "soon" for "--ttl" flag: want a duration`, "objsync lock --help"}},
 		// A TTL whose drift margin once overflowed, and gave two holders.
 		{[]string{"lock", "--ttl", "2562047h", "l", "--", "true"}, []string{"lock: --ttl: ttl 2562047h0m0s is above the maximum 720h0m0s"}},
 		{[]string{"elect", "--value", "v", "--ttl", "721h", "l", "--", "true"}, []string{"elect: --ttl: ttl 721h0m0s is above the maximum 720h0m0s"}},
@@ -220,7 +220,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"lock", "--ttl", "30s", "--grace", "16s", "l", "--", "true"}, []string{"lock: --grace 16s does not fit --ttl 30s", "at most 15s"}},
 		{[]string{"elect", "--value", "v", "--grace", "10s", "l", "--", "true"}, []string{"elect: --grace 10s does not fit --ttl 15s", "at most 7.5s"}},
 		{[]string{"lock", "--try", "--timeout", "1s", "l", "--", "true"}, []string{"--try and --timeout exclude each other"}},
-		{[]string{"status", "--bogus", "l"}, []string{"status: flag provided but not defined: -bogus", "objsync status --help"}},
+		{[]string{"status", "--bogus", "l"}, []string{"status: unknown flag: --bogus", "objsync status --help"}},
 		{[]string{"status"}, []string{"status: want one DSN, got 0 arguments"}},
 		{[]string{"status", "l", "--", "x"}, []string{"status: unexpected arguments after --"}},
 		{[]string{"status", "foo://bucket/key"}, []string{`unknown scheme "foo"`, "s3://, minio://, gs://, file://", "--driver"}},
@@ -236,7 +236,30 @@ func TestUsageErrors(t *testing.T) {
 		// The file driver quotes its DSN in errors: the password is masked.
 		{[]string{"status", "--driver", "file", "file://AK:" + secret + "@host/bucket/"}, []string{"only local paths", "AK:xxxxx@host"}},
 		{[]string{"unlock", "l"}, []string{"unlock: refusing without --force", "the holder's work may go on"}},
-		{[]string{"lock", "--ttl", "minio://AK:" + secret + "@host/bucket/key", "l", "--", "true"}, []string{`invalid value "minio://AK:xxxxx@host/bucket/key" for flag -ttl`}},
+		{[]string{"lock", "--ttl", "minio://AK:" + secret + "@host/bucket/key", "l", "--", "true"}, []string{`invalid argument "minio://AK:xxxxx@host/bucket/key" for "--ttl" flag`}},
+		// Durations: Go's or seconds, never negative, NaN or wrapped.
+		{[]string{"lock", "-w", "-1", "l", "--", "true"}, []string{`lock: invalid argument "-1" for "-w, --timeout" flag: cannot be negative`}},
+		{[]string{"lock", "--timeout=-2s", "l", "--", "true"}, []string{`invalid argument "-2s" for "-w, --timeout" flag: cannot be negative`}},
+		{[]string{"lock", "--ttl", "NaN", "l", "--", "true"}, []string{`invalid argument "NaN" for "--ttl" flag: not a number`}},
+		{[]string{"lock", "--ttl", "1e30", "l", "--", "true"}, []string{`invalid argument "1e30" for "--ttl" flag: too long: at most 2562047h47m16.854775807s`}},
+		{[]string{"lock", "--grace", "3000000h", "l", "--", "true"}, []string{`invalid argument "3000000h" for "--grace" flag: too long`}},
+		{[]string{"status", "--for", "-0.5", "l"}, []string{`status: invalid argument "-0.5" for "--for" flag: cannot be negative`}},
+		{[]string{"bench", "--duration", "inf", "l"}, []string{`bench: invalid argument "inf" for "--duration" flag: too long`}},
+		{[]string{"lock", "--ttl", "5x", "l", "--", "true"}, []string{`want a duration such as 90s or 1m30s, or a number of seconds`}},
+		// flock's flags.
+		{[]string{"lock", "-E", "256", "l", "--", "true"}, []string{"lock: --conflict-exit-code 256: an exit code is 0 to 255", "objsync lock --help"}},
+		{[]string{"elect", "--value", "v", "-E", "-1", "l", "--", "true"}, []string{"elect: --conflict-exit-code -1: an exit code is 0 to 255"}},
+		{[]string{"lock", "-c", "true", "l", "--", "true"}, []string{"lock: -c and -- COMMAND exclude each other"}},
+		{[]string{"lock", "-c", "true", "l", "m"}, []string{"lock: want one DSN, got 2 arguments"}},
+		{[]string{"lock", "-n", "-w", "3", "l", "--", "true"}, []string{"--try and --timeout exclude each other"}},
+		// A command without its --: the hint shows the line with it.
+		{[]string{"lock", "--ttl", "1m", "l", "echo", "-n", "it's"}, []string{`lock: missing -- before the command: objsync lock --ttl 1m l -- echo -n 'it'\''s'`}},
+		{[]string{"-v", "elect", "minio://AK:" + secret + "@127.0.0.1:9/b/k", "--value", "v", "run"}, []string{"elect: missing -- before the command: objsync -v elect minio://AK:xxxxx@127.0.0.1:9/b/k --value v -- run"}},
+		{[]string{"lock", "-w5", "l"}, []string{"lock: missing -- COMMAND (or -c 'COMMAND STRING')"}},
+		// cobra's own errors, in objsync's words.
+		{[]string{"--bogus"}, []string{"unknown flag: --bogus (see 'objsync --help')"}},
+		{[]string{"help", "nosuch"}, []string{`help: unknown command "nosuch"`}},
+		{[]string{"--log-format", "minio://AK:" + secret + "@host/b/k", "status", "l"}, []string{`--log-format "minio://AK:xxxxx@host/b/k": want text or json`}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -61,15 +61,24 @@ func (p *printer) printf(format string, args ...any) {
 
 // errorf prints one line on stderr, prefixed "objsync: ".
 func (p *printer) errorf(format string, args ...any) {
-	msg := strings.ReplaceAll(fmt.Sprintf(format, args...), "\n", " ")
-	p.print(os.Stderr, "objsync: "+withoutPrefix(msg)+"\n")
+	msg := withoutPrefix(fmt.Sprintf(format, args...))
+	p.print(os.Stderr, "objsync: "+strings.ReplaceAll(msg, "\n", "; ")+"\n")
 }
 
 // message returns err's text without the "objsync: " that errors of
 // package objsync start with, for messages that have their own.
 func message(err error) string { return withoutPrefix(err.Error()) }
 
+// withoutPrefix drops the "objsync: " that starts msg or any part of it
+// (after ": ", or a line of errors joined), which errors of package
+// objsync carry when they wrap others or are wrapped: objsync's messages
+// say it once, first.
 func withoutPrefix(msg string) string {
+	for _, from := range []string{": objsync: ", "\nobjsync: "} {
+		for strings.Contains(msg, from) {
+			msg = strings.ReplaceAll(msg, from, from[:len(from)-len("objsync: ")])
+		}
+	}
 	for {
 		trimmed, ok := strings.CutPrefix(msg, "objsync: ")
 		if !ok {

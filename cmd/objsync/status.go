@@ -6,9 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/objsync/objsync"
 	"github.com/objsync/objsync/driver"
@@ -19,12 +21,20 @@ const statusHelp = `Usage: objsync status [--json] [--for DURATION] DSN
 Show the lock as stored: whether it is held; the holder's value, host, pid
 and id; the fence; the ttl; when the hold began and was last renewed, by the
 holder's clock, which may differ from this one; and how many waiters are
-in the lock's queue. It exits 0, held or not.
+in the lock's queue. It exits 0 if the lock is held, 1 if it is free
+(released), 3 if there is no lock object (never acquired), and as every
+command for errors (2 usage, 125 failure).
 
 "unchanged" is how long this objsync saw the holder's state stay the same: 0
 after the single read status makes, unless --for has it watch the lock for
 a while. A held lock unchanged for longer than its ttl has a holder that
 stopped renewing it; a waiting 'objsync lock' would take it over.
+
+"stale" (shown for a held lock) is true when this objsync judges the lease
+to have run out: the holder's process is gone from this machine (holder_gone),
+or it saw the lock unchanged for longer than its ttl, which takes --for
+longer than the ttl. The store's clock (store age) does not count: trusting
+it is --store-clock's choice.
 
 With --json it prints one JSON object with these fields:
   lock          the lock's location (never with a secret)
@@ -44,6 +54,8 @@ With --json it prints one JSON object with these fields:
                 and its cgroup empty: a Lock takes it over at once
   holder_running true if the holder recorded its process (objsync lock with a
                 cgroup, the library) and it runs on this machine
+  stale         true if the lock is held and holder_gone, or unchanged_ms
+                exceeds ttl_ms (see "stale" above)
   store_age_ms  how long the lock has at least been unchanged by the store's
                 clock (s3:// and minio://); null elsewhere, and for the first
                 two or three seconds after each write
@@ -71,23 +83,30 @@ type statusJSON struct {
 	Waiters         int        `json:"waiters"`
 	HolderGone      bool       `json:"holder_gone"`
 	HolderRunning   bool       `json:"holder_running"`
+	Stale           bool       `json:"stale"`
 	StoreAgeMillis  *int64     `json:"store_age_ms"`
 }
 
-func runStatus(args []string) error {
-	fs := newFlagSet("status")
+func statusCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "status [--json] [--for DURATION] DSN", Short: "show who holds the lock", Long: statusHelp}
+	fs := cmd.Flags()
 	asJSON := fs.Bool("json", false, "print a JSON object (see above)")
 	queue := queueFlag(fs)
-	watch := fs.Duration("for", 0, "watch the lock this long before reporting")
+	var watch time.Duration
+	durationFlag(fs, &watch, "for", "", 0, "watch the lock this long before reporting")
 	driverName := driverFlag(fs)
-	pos, _, err := parseArgs(fs, statusHelp, args, false)
-	if err != nil {
-		return err
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		dsn, _, err := operands(cmd, args, false)
+		if err != nil {
+			return err
+		}
+		return failed(runStatus(dsn, *driverName, queue, watch, *asJSON))
 	}
-	if *watch < 0 {
-		return usageErrorf("status: --for cannot be negative")
-	}
-	store, key, err := openStore(pos[0], *driverName)
+	return cmd
+}
+
+func runStatus(dsn, driverName string, queue queueKind, watch time.Duration, asJSON bool) error {
+	store, key, err := openStore(dsn, driverName)
 	if err != nil {
 		return err
 	}
@@ -95,17 +114,35 @@ func runStatus(args []string) error {
 	if _, ok := store.(driver.AgeReader); ok && !*queue.on {
 		opts = append(opts, objsync.WithStoreClock()) // to show the store's age
 	}
-	m := objsync.NewMutex(store, key, opts...)
+	m := newMutex(store, key, opts...)
 	defer m.Close()
-	st, watched, err := observe(m, *watch)
+	st, watched, err := observe(m, watch)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return printJSON(m, st, watched)
+	if asJSON {
+		err = printJSON(m, st, watched)
+	} else {
+		printStatus(m, st, watched)
 	}
-	printStatus(m, st, watched)
-	return nil
+	if err != nil {
+		return err
+	}
+	switch {
+	case !st.Exists:
+		return &exitError{code: exitStatusAbsent}
+	case !st.Held:
+		return &exitError{code: exitStatusFree}
+	}
+	return nil // exitStatusHeld
+}
+
+// stale reports whether this objsync judges a held lock's lease to have
+// run out: its holder's process is gone (on this machine), or it saw the
+// lock unchanged for longer than its ttl. A waiting Lock takes such a lock
+// over, at once or after the ttl and 1%.
+func stale(st objsync.State) bool {
+	return st.Held && (st.HolderGone || st.Unchanged > st.TTL)
 }
 
 // observe reads the lock, and again every second for d, so that
@@ -166,6 +203,9 @@ func printStatus(m *objsync.Mutex, st objsync.State, watched time.Duration) {
 	if st.StoreAge > 0 {
 		row("store age", "%s (by the store's clock: Date less Last-Modified)", short(st.StoreAge.Truncate(time.Millisecond)))
 	}
+	if st.Held {
+		row("stale", "%t", stale(st))
+	}
 	if st.Held && st.Unchanged > st.TTL {
 		out.printf("\nUnchanged for longer than its ttl: the holder stopped renewing it, and a\nwaiting 'objsync lock' takes it over ('objsync unlock --force' breaks it).\n")
 	}
@@ -176,7 +216,7 @@ func printJSON(m *objsync.Mutex, st objsync.State, watched time.Duration) error 
 		Lock: m.String(), Exists: st.Exists, Held: st.Held, Value: st.Value, Holder: st.Holder,
 		Host: st.Host, PID: st.PID, Fence: st.Fence, TTLMillis: st.TTL.Milliseconds(),
 		UnchangedMillis: st.Unchanged.Milliseconds(), WatchedMillis: watched.Milliseconds(), Waiters: st.Waiters,
-		HolderGone: st.HolderGone, HolderRunning: st.HolderRunning,
+		HolderGone: st.HolderGone, HolderRunning: st.HolderRunning, Stale: stale(st),
 	}
 	if st.StoreAge > 0 {
 		age := st.StoreAge.Milliseconds()
@@ -211,7 +251,7 @@ Example:
 // queueKind is the --queue flag of the commands that open a lock.
 type queueKind struct{ on *bool }
 
-func queueFlag(fs *flag.FlagSet) queueKind {
+func queueFlag(fs *pflag.FlagSet) queueKind {
 	return queueKind{fs.Bool("queue", false, "the lock is a queue lock (objsync lock --queue)")}
 }
 
@@ -223,23 +263,31 @@ func (q queueKind) options() []objsync.Option {
 	return nil
 }
 
-func runUnlock(args []string) error {
-	fs := newFlagSet("unlock")
+func unlockCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "unlock --force DSN", Short: "break a stuck lock", Long: unlockHelp}
+	fs := cmd.Flags()
 	force := fs.Bool("force", false, "break the lock whoever holds it (required)")
 	queue := queueFlag(fs)
 	driverName := driverFlag(fs)
-	pos, _, err := parseArgs(fs, unlockHelp, args, false)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		dsn, _, err := operands(cmd, args, false)
+		if err != nil {
+			return err
+		}
+		if !*force {
+			return usageErrorf("unlock: refusing without --force: it breaks the lock whoever holds it, and the holder's work may go on until its next renewal (see 'objsync unlock --help')")
+		}
+		return failed(runUnlock(dsn, *driverName, queue))
+	}
+	return cmd
+}
+
+func runUnlock(dsn, driverName string, queue queueKind) error {
+	store, key, err := openStore(dsn, driverName)
 	if err != nil {
 		return err
 	}
-	if !*force {
-		return usageErrorf("unlock: refusing without --force: it breaks the lock whoever holds it, and the holder's work may go on until its next renewal (see 'objsync unlock --help')")
-	}
-	store, key, err := openStore(pos[0], *driverName)
-	if err != nil {
-		return err
-	}
-	m := objsync.NewMutex(store, key, queue.options()...)
+	m := newMutex(store, key, queue.options()...)
 	defer m.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()

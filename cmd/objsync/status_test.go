@@ -58,7 +58,7 @@ func TestStatusWatches(t *testing.T) {
 	dir := t.TempDir()
 	runCLI(t, dir, "lock", "lock", "--", "true")
 	r := runCLI(t, dir, "status", "--for", "300ms", "lock")
-	if r.code != 0 || r.stderr != "" {
+	if r.code != exitStatusFree || r.stderr != "" {
 		t.Fatalf("status: exit %d, stderr %q", r.code, r.stderr)
 	}
 	for _, want := range []string{
@@ -100,8 +100,8 @@ func TestNotALock(t *testing.T) {
 	for _, args := range [][]string{{"status", "lock"}, {"lock", "lock", "--", "true"}, {"unlock", "--force", "lock"}} {
 		r := runCLI(t, dir, args...)
 		line := oneLine(t, "stderr", r.stderr)
-		if r.code != exitFailed || !strings.Contains(line, "object is not an objsync lock") {
-			t.Errorf("objsync %s: exit %d, stderr %q; want %d and a clear message", strings.Join(args, " "), r.code, line, exitFailed)
+		if r.code != exitFailed || !strings.Contains(line, "object is not an objsync lock") || strings.Count(line, "objsync: ") != 1 {
+			t.Errorf("objsync %s: exit %d, stderr %q; want %d and a clear message, prefixed once", strings.Join(args, " "), r.code, line, exitFailed)
 		}
 	}
 }

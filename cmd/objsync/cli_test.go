@@ -1,0 +1,233 @@
+//go:build unix
+
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// TestHelpEverywhere: -h and --help on every command, and help COMMAND,
+// show its usage, its example and its flags; help of an unknown command
+// is a usage error.
+func TestHelpEverywhere(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"lock", "status", "unlock", "check", "elect", "leader", "bench"} {
+		for _, args := range [][]string{{name, "-h"}, {name, "--help"}, {"help", name}, {name, "-help"}} {
+			r := runCLI(t, dir, args...)
+			for _, want := range []string{"Usage: objsync " + name, "Example:\n  objsync ", "Flags:\n", "--driver name", "Global flags:\n", "-v, --verbose"} {
+				if !strings.Contains(r.stdout, want) {
+					t.Errorf("objsync %s: stdout does not contain %q:\n%s", strings.Join(args, " "), want, r.stdout)
+				}
+			}
+			if r.code != 0 || r.stderr != "" {
+				t.Errorf("objsync %s: exit %d, stderr %q", strings.Join(args, " "), r.code, r.stderr)
+			}
+		}
+	}
+	for _, args := range [][]string{{"help", "nosuch"}, {"help", "lock", "extra"}} {
+		r := runCLI(t, dir, args...)
+		if line := oneLine(t, "stderr", r.stderr); r.code != exitUsage || !strings.Contains(line, `unknown command`) || !strings.Contains(line, "see 'objsync --help'") {
+			t.Errorf("objsync %s: exit %d, stderr %q; want %d, one line naming it", strings.Join(args, " "), r.code, line, exitUsage)
+		}
+	}
+	r := runCLI(t, dir, "lokc", "l")
+	if line := oneLine(t, "stderr", r.stderr); r.code != exitUsage || !strings.Contains(line, `unknown command "lokc" (did you mean lock?`) {
+		t.Errorf("objsync lokc: exit %d, stderr %q", r.code, line)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	r := runCLI(t, t.TempDir(), "--version")
+	// go build of a work tree records no module version; this one's
+	// test build may record no commit either.
+	if r.code != 0 || r.stderr != "" || !strings.HasPrefix(r.stdout, "objsync (devel)") || !strings.HasSuffix(r.stdout, ", "+runtime.Version()+"\n") {
+		t.Errorf("objsync --version: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestCompletion: the shell completion scripts are made, and bash's parses.
+func TestCompletion(t *testing.T) {
+	dir := t.TempDir()
+	for _, shell := range []string{"bash", "zsh", "fish"} {
+		r := runCLI(t, dir, "completion", shell)
+		if r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, "objsync") || len(r.stdout) < 1000 {
+			t.Fatalf("completion %s: exit %d, stderr %q, %d bytes", shell, r.code, r.stderr, len(r.stdout))
+		}
+		if shell != "bash" {
+			continue
+		}
+		script := filepath.Join(dir, "objsync.bash")
+		if err := os.WriteFile(script, []byte(r.stdout), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("bash", "-n", script).CombinedOutput(); err != nil {
+			t.Errorf("bash -n of the completion script: %v\n%s", err, out)
+		}
+	}
+	// The completions of lock's flags include the new ones.
+	r := runCLI(t, dir, "__complete", "lock", "--con")
+	if !strings.Contains(r.stdout, "--conflict-exit-code") {
+		t.Errorf("completions of lock --con: %q", r.stdout)
+	}
+}
+
+// TestGoFlagSpellings: the one-dash spellings of Go's flag package, which
+// objsync took before, still work for the long flags; a flag's value that
+// looks like one is left alone.
+func TestGoFlagSpellings(t *testing.T) {
+	dir := t.TempDir()
+	if r := runCLI(t, dir, "lock", "-ttl", "5s", "-timeout=3s", "-value", "-try", "-queue=false", "lock", "--", "true"); r.code != 0 || r.stderr != "" {
+		t.Fatalf("lock with -ttl, -timeout=, -value, -queue=: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if st := status(t, dir); st.TTLMillis != 5000 || st.Value != "-try" {
+		t.Errorf("after lock -ttl 5s -value -try: %+v", st)
+	}
+	h := holder(t, dir)
+	if r := runCLI(t, dir, "lock", "-try", "-quiet", "lock", "--", "true"); r.code != exitNotAcquired {
+		t.Errorf("lock -try of a held lock: exit %d, stderr %q", r.code, r.stderr)
+	}
+	r := runCLI(t, dir, "status", "-json", "lock")
+	var st statusJSON
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || !st.Held {
+		t.Errorf("status -json: %v, %+v", err, r)
+	}
+	// After --, every word is the command's, one dash or not.
+	h.cmd.Process.Signal(os.Interrupt)
+	h.wait(t)
+	if r := runCLI(t, dir, "lock", "lock", "--", "echo", "-ttl", "-json"); r.code != 0 || r.stdout != "-ttl -json\n" {
+		t.Errorf("lock -- echo -ttl -json: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestSecondsAndFlockFlags: durations as bare seconds; -n, -w, -E and -c
+// as flock(1) has them.
+func TestSecondsAndFlockFlags(t *testing.T) {
+	dir := t.TempDir()
+	if r := runCLI(t, dir, "lock", "--ttl", "5", "lock", "-c", `echo "$OBJSYNC_FENCE" > fence; echo 'quoted; words'`); r.code != 0 || r.stdout != "quoted; words\n" {
+		t.Fatalf("lock --ttl 5 -c ...: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if got := readFile(t, filepath.Join(dir, "fence")); got != "1\n" {
+		t.Errorf("the -c command wrote the fence %q, want 1", got)
+	}
+	if st := status(t, dir); st.TTLMillis != 5000 {
+		t.Errorf("--ttl 5: ttl_ms %d, want 5000", st.TTLMillis)
+	}
+	r := runCLI(t, dir, "status", "--for", "0.3", "--json", "lock")
+	var st statusJSON
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.WatchedMillis < 300 {
+		t.Errorf("status --for 0.3: %v, %+v", err, r)
+	}
+
+	holder(t, dir)
+	for _, tt := range []struct {
+		args []string
+		code int
+		why  string
+	}{
+		{[]string{"-n"}, exitNotAcquired, "not waiting (--try)"},
+		{[]string{"-n", "-E", "0"}, 0, "not waiting (--try)"},
+		{[]string{"-nE", "7"}, 7, "not waiting (--try)"},
+		{[]string{"-w", "0.3", "--conflict-exit-code=255"}, 255, "gave up after 300ms (--timeout)"},
+		{[]string{"--timeout", "0.2"}, exitNotAcquired, "gave up after 200ms (--timeout)"},
+	} {
+		r := runCLI(t, dir, append(append([]string{"lock", "--quiet"}, tt.args...), "lock", "--", "touch", "ran")...)
+		if line := oneLine(t, "stderr", r.stderr); r.code != tt.code || !strings.Contains(line, tt.why) {
+			t.Errorf("lock %s of a held lock: exit %d, stderr %q; want %d, %q", strings.Join(tt.args, " "), r.code, line, tt.code, tt.why)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ran")); err == nil {
+		t.Error("a command ran without the lock")
+	}
+}
+
+// TestVerbose: -v logs the lock's doings at Debug level on stderr, as text
+// or JSON, with durations written as durations; without it, nothing.
+func TestVerbose(t *testing.T) {
+	dir := t.TempDir()
+	if r := runCLI(t, dir, "lock", "--ttl", "1.5", "lock", "--", "true"); r.code != 0 || r.stderr != "" {
+		t.Fatalf("lock without -v: exit %d, stderr %q", r.code, r.stderr)
+	}
+	r := runCLI(t, dir, "-v", "lock", "--ttl", "1.5", "lock", "--", "true")
+	if r.code != 0 || !strings.Contains(r.stderr, `level=DEBUG msg="objsync: acquired" lock=file://`+dir+"/lock fence=2 ttl=1.5s\n") {
+		t.Errorf("lock -v: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	r = runCLI(t, dir, "lock", "--verbose", "--log-format", "json", "--ttl", "1.5", "lock", "--", "true")
+	var acquired struct {
+		Level, Msg string
+		TTL        any
+	}
+	first, _, _ := strings.Cut(r.stderr, "\n")
+	if err := json.Unmarshal([]byte(first), &acquired); r.code != 0 || err != nil || acquired.Level != "DEBUG" || acquired.Msg != "objsync: acquired" || acquired.TTL != "1.5s" {
+		t.Errorf("lock --verbose --log-format json: exit %d, %v, %+v; stderr:\n%s", r.code, err, acquired, r.stderr)
+	}
+	r = runCLI(t, dir, "--log-format", "xml", "status", "lock")
+	if line := oneLine(t, "stderr", r.stderr); r.code != exitUsage || !strings.Contains(line, `--log-format "xml": want text or json`) {
+		t.Errorf("--log-format xml: exit %d, stderr %q", r.code, line)
+	}
+}
+
+// TestStatusExitCodesAndStale: status exits 0 for a held lock, 1 for a
+// free one, 3 for none; stale says whether the holder's lease ran out by
+// what this objsync saw.
+func TestStatusExitCodesAndStale(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{{"status", "lock"}, {"status", "--json", "lock"}} {
+		if r := runCLI(t, dir, args...); r.code != exitStatusAbsent || r.stderr != "" {
+			t.Errorf("%s of no lock: exit %d, stderr %q; want %d", strings.Join(args, " "), r.code, r.stderr, exitStatusAbsent)
+		}
+	}
+	store, key, err := openStore(filepath.Join(dir, "lock"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A holder on another host that stopped renewing a lease of 200ms.
+	obj := `{"objsync_lock":1,"state":"held","holder":"gone","fence":3,"seq":1,"ttl_ms":200,"host":"elsewhere","pid":1,"acquired_at":"2026-12-03T00:00:00Z","written_at":"2026-12-03T00:00:00Z"}`
+	if _, err := store.Write(t.Context(), key, []byte(obj), ""); err != nil {
+		t.Fatal(err)
+	}
+	if st := status(t, dir); !st.Held || st.Stale {
+		t.Errorf("one read of a held lock: %+v; want held, not stale", st)
+	}
+	r := runCLI(t, dir, "status", "--for", "0.4", "--json", "lock")
+	var st statusJSON
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || r.code != exitStatusHeld || !st.Stale {
+		t.Errorf("status --for 0.4 of a lock whose 200ms lease ran out: exit %d, %v, %+v; want held and stale", r.code, err, st)
+	}
+	r = runCLI(t, dir, "status", "--for", "0.4", "lock")
+	if r.code != exitStatusHeld || !strings.Contains(r.stdout, "\nstale      true\n") {
+		t.Errorf("status --for 0.4: exit %d, stdout:\n%s", r.code, r.stdout)
+	}
+	if r := runCLI(t, dir, "status", "lock"); !strings.Contains(r.stdout, "\nstale      false\n") {
+		t.Errorf("status: stdout:\n%s", r.stdout)
+	}
+	if r := runCLI(t, dir, "unlock", "--force", "lock"); r.code != 0 {
+		t.Fatalf("unlock --force: %+v", r)
+	}
+	if r := runCLI(t, dir, "status", "lock"); r.code != exitStatusFree || strings.Contains(r.stdout, "stale") {
+		t.Errorf("status of a free lock: exit %d, stdout:\n%s", r.code, r.stdout)
+	}
+}
+
+// TestUnknownDriver: the list of known drivers is never printed empty. (A
+// build of objsync always has drivers, so this one is not black-box.)
+func TestUnknownDriver(t *testing.T) {
+	for _, tt := range []struct {
+		known []string
+		want  string
+	}{
+		{nil, `unknown driver "x": this objsync has no drivers built in`},
+		{[]string{"file", "s3"}, `unknown driver "x" (known: file, s3)`},
+	} {
+		var e *exitError
+		if err := unknownDriver("x", tt.known); !errors.As(err, &e) || e.code != exitUsage || err.Error() != tt.want {
+			t.Errorf("unknownDriver(x, %q) = %v; want a usage error %q", tt.known, err, tt.want)
+		}
+	}
+}
