@@ -263,7 +263,7 @@ func (h *hold) update(ctx context.Context, change func(*lockObject)) (err error)
 		deadline, cancel := context.WithDeadline(ctx, h.lossAt())
 		ok, other, err := h.writeOnce(deadline, change, first)
 		cancel()
-		if tries++; !ok && s == nil {
+		if tries++; !ok && s == nil && h.m.tel.tracer != nil {
 			s = h.m.tel.startCounted(ctx, requests, "objsync.renew",
 				trace.WithTimestamp(started), trace.WithLinks(trace.Link{SpanContext: h.lockSpan}))
 			s.caller = ctx

@@ -349,6 +349,28 @@ func TestTelemetryRenewals(t *testing.T) {
 	}
 }
 
+// TestRenewalRetriedWithoutTelemetry: a renewal that needs retries, and
+// one that never lands, without providers (a renewal's span was started
+// without a tracer, a nil dereference).
+func TestRenewalRetriedWithoutTelemetry(t *testing.T) {
+	for _, fail := range []int64{2, -1} {
+		base := mem.Namespace(fmt.Sprint(t.Name(), fail))
+		base.Reset()
+		store := &failingWrites{Store: base, name: "holder", err: driver.Retryable(errors.New("permission denied"))}
+		m := objsync.NewMutex(store, "lock")
+		const ttl = 300 * time.Millisecond
+		if _, err := m.Lock(context.Background(), ttl); err != nil {
+			t.Fatal(err)
+		}
+		store.fail.Store(fail)
+		time.Sleep(ttl)
+		if err := m.Err(); (err != nil) != (fail < 0) {
+			t.Errorf("%d failed renewal writes: Err %v", fail, err)
+		}
+		m.Close()
+	}
+}
+
 // TestTelemetryElection: a Campaign is traced and counted as a new term
 // won; an observer counts the terms it sees begin, not the first leader
 // it finds.
