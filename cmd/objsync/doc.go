@@ -226,13 +226,16 @@
 //	exists        bool    false if the lock was never acquired
 //	held          bool    whether the lock object says it is held
 //	value         string  the holder's --value; for a free lock, the last holder's
-//	holder        string  the holder's id, drawn anew for every acquisition
+//	holder        string  the holder's id, drawn anew for every acquisition; for a free
+//	                      lock, that of the write that freed it (the last holder's, or a
+//	                      new one after unlock --force)
 //	host          string  where the holder runs
 //	pid           number  the holder's process id (objsync's, for objsync lock)
 //	fence         number  the fencing token of the current or last hold; 0 if never acquired
 //	ttl_ms        number  the holder's lease, in milliseconds
 //	acquired_at   string  when the hold began, RFC 3339, holder's clock; null if never acquired
-//	renewed_at    string  when the holder last wrote the lock (for a free lock, released it); null likewise
+//	renewed_at    string  when the holder last wrote the lock (for a free lock, when and by
+//	                      whose clock it was freed: unlock --force's, after a break); null likewise
 //	unchanged_ms  number  how long this process saw the lock unchanged
 //	watched_ms    number  how long it watched (--for)
 //	waiters       number  how many waiters are in the lock's queue

@@ -41,12 +41,15 @@ With --json it prints one JSON object with these fields:
   exists        false if the lock was never acquired
   held          whether the lock object says it is held
   value         the holder's --value ("" if none); when free, the last holder's
-  holder        the holder's id, drawn anew for every acquisition
+  holder        the holder's id, drawn anew for every acquisition; when free,
+                that of the write that freed it: the last holder's, or a new
+                one after unlock --force
   host, pid     where the holder runs
   fence         the fencing token of the current or last hold (0 if never acquired)
   ttl_ms        the holder's lease, in milliseconds
   acquired_at   when the hold began, RFC 3339, holder's clock (null if never acquired)
-  renewed_at    when the holder last wrote the lock, RFC 3339, holder's clock (null too)
+  renewed_at    when the holder last wrote the lock, RFC 3339, holder's clock (null too);
+                when free, when it was freed, by the clock of whoever freed it
   unchanged_ms  how long this objsync saw the lock unchanged
   watched_ms    how long it watched (--for)
   waiters       how many waiters are in the lock's queue
@@ -182,7 +185,7 @@ func printStatus(m *objsync.Mutex, st objsync.State, watched time.Duration) {
 	case st.Held:
 		row("state", "held")
 	default:
-		row("state", "free (the fields below are the last holder's)")
+		row("state", "free (holder and renewed are of the write that freed it, the rest the last holder's)")
 	}
 	row("value", "%q", st.Value)
 	row("host", "%s", printable(st.Host))

@@ -63,7 +63,7 @@ func TestStatusWatches(t *testing.T) {
 	}
 	for _, want := range []string{
 		fmt.Sprintf("lock       file://%s/lock\n", dir),
-		"state      free (the fields below are the last holder's)\n",
+		"state      free (holder and renewed are of the write that freed it, the rest the last holder's)\n",
 		"fence      1\n",
 	} {
 		if !strings.Contains(r.stdout, want) {
