@@ -87,24 +87,31 @@ func TestTelemetryCampaignHandoffSpanRequests(t *testing.T) {
 	}
 }
 
+// heldByAnother returns a store whose lock another process holds, a queue
+// lock if queue (then with the option that opens one).
+func heldByAnother(t *testing.T, queue bool) (*mem.Store, []objsync.Option) {
+	base := mem.Namespace(t.Name())
+	base.Reset()
+	var extra []objsync.Option
+	if queue {
+		extra = append(extra, objsync.WithQueue())
+	}
+	holder := objsync.NewMutex(view{base, "holder"}, "lock", extra...)
+	t.Cleanup(func() { holder.Close() })
+	if _, err := holder.Lock(context.Background(), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	return base, extra
+}
+
 // TestTelemetryAbandonSpanRequests: a Lock that gives up after joining the
 // queue frees its place (abandon / leaveQueue) before it returns; those
 // requests are made under the Lock span.
 func TestTelemetryAbandonSpanRequests(t *testing.T) {
 	for _, queue := range []bool{false, true} {
 		t.Run(fmt.Sprint("queue=", queue), func(t *testing.T) {
-			base := mem.Namespace(t.Name())
-			base.Reset()
 			ctx := context.Background()
-			var extra []objsync.Option
-			if queue {
-				extra = append(extra, objsync.WithQueue())
-			}
-			holder := objsync.NewMutex(view{base, "holder"}, "lock", extra...)
-			defer holder.Close()
-			if _, err := holder.Lock(ctx, time.Minute); err != nil {
-				t.Fatal(err)
-			}
+			base, extra := heldByAnother(t, queue)
 			tel := newTelemetry(t)
 			cs := &counting{Store: base, name: "w"}
 			m := objsync.NewMutex(cs, "lock", append(append(tel.opts, extra...), objsync.WithBackoff(5*time.Millisecond, 20*time.Millisecond))...)
@@ -454,18 +461,8 @@ func TestTelemetryCampaignConfirmFails(t *testing.T) {
 func TestTelemetryInspectBreakRequests(t *testing.T) {
 	for _, queue := range []bool{false, true} {
 		t.Run(fmt.Sprint("queue=", queue), func(t *testing.T) {
-			base := mem.Namespace(t.Name())
-			base.Reset()
 			ctx := context.Background()
-			var extra []objsync.Option
-			if queue {
-				extra = append(extra, objsync.WithQueue())
-			}
-			holder := objsync.NewMutex(view{base, "holder"}, "lock", extra...)
-			defer holder.Close()
-			if _, err := holder.Lock(ctx, time.Minute); err != nil {
-				t.Fatal(err)
-			}
+			base, extra := heldByAnother(t, queue)
 			tel := newTelemetry(t)
 			cs := &counting{Store: base, name: "b"}
 			m := objsync.NewMutex(cs, "lock", append(tel.opts, extra...)...)

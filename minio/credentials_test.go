@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,29 +15,6 @@ import (
 	"github.com/objsync/objsync/driver"
 	"github.com/objsync/objsync/internal/s3compat/s3test"
 )
-
-// withoutCredentials leaves the chain nothing to find: no keys in the
-// environment, no mc or AWS files (HOME and the files' variables point into
-// the test's own directory), no web identity or container endpoint, and the
-// instance metadata service switched off.
-func withoutCredentials(t *testing.T) {
-	for _, name := range []string{
-		"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_ALIAS",
-		"AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SECRET_KEY", "AWS_SESSION_TOKEN",
-		"AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
-		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-		"AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-	} {
-		t.Setenv(name, "")
-		os.Unsetenv(name)
-	}
-	dir := t.TempDir()
-	t.Setenv("HOME", dir)
-	t.Setenv("MINIO_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "mc.json"))
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-}
 
 // openOn opens a store on fake with a region of the test's own, so that
 // its client is built now, not shared with the other tests.
@@ -56,7 +32,7 @@ func openOn(t *testing.T, fake *s3test.Fake, userinfo string) driver.Store {
 // them, as before, and when the store refuses them the error wraps
 // ErrNoCredentials and names the sources tried rather than "access denied".
 func TestNoCredentials(t *testing.T) {
-	withoutCredentials(t)
+	s3test.WithoutCredentials(t)
 	fake := s3test.Serve(t, nil, s3test.Reply{Status: 403, Code: "AccessDenied"})
 	st := openOn(t, fake, "")
 	_, _, readErr := st.Read(context.Background(), "k")
@@ -87,7 +63,7 @@ func TestNoCredentials(t *testing.T) {
 // TestAnonymousRequests: without credentials, a store that lets anonymous
 // requests through (a public bucket) still serves them.
 func TestAnonymousRequests(t *testing.T) {
-	withoutCredentials(t)
+	s3test.WithoutCredentials(t)
 	fake := s3test.Serve(t, nil, s3test.Reply{Status: 200, ETag: `"e1"`, Body: "content"})
 	if _, _, err := openOn(t, fake, "").Read(context.Background(), "k"); err != nil {
 		t.Fatal(err)
@@ -111,7 +87,7 @@ func TestRefusedCredentialsAreAccessDenied(t *testing.T) {
 // does not ask the instance metadata service (a fake on loopback here),
 // like the AWS SDK; without it, it does.
 func TestMetadataDisabled(t *testing.T) {
-	withoutCredentials(t)
+	s3test.WithoutCredentials(t)
 	var asked atomic.Int32
 	metadata := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		asked.Add(1)

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,26 +19,6 @@ import (
 	"github.com/objsync/objsync/driver"
 	"github.com/objsync/objsync/internal/s3compat/s3test"
 )
-
-// withoutCredentials leaves the SDK's chain nothing to find: no keys in the
-// environment, empty config files of the test's own, no web identity or
-// container endpoint, and the instance metadata service switched off, so
-// that nothing is asked beyond the loopback fakes.
-func withoutCredentials(t *testing.T) {
-	for _, name := range []string{
-		"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-		"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
-		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-		"AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-	} {
-		t.Setenv(name, "")
-		os.Unsetenv(name)
-	}
-	dir := t.TempDir()
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-}
 
 // openOn opens a store on fake with a region of the test's own, so that
 // its client is built now, from the test's environment, not shared with
@@ -57,7 +36,7 @@ func openOn(t *testing.T, fake *s3test.Fake) driver.Store {
 // deletes fail with ErrNoCredentials, naming the location and the sources
 // tried, and send nothing to the store.
 func TestNoCredentials(t *testing.T) {
-	withoutCredentials(t)
+	s3test.WithoutCredentials(t)
 	fake := s3test.Serve(t, nil, s3test.Reply{Status: 200, ETag: `"e1"`})
 	st := openOn(t, fake)
 	_, _, readErr := st.Read(context.Background(), "k")
@@ -91,7 +70,7 @@ func TestNoCredentials(t *testing.T) {
 // TestNoCredentialsProfileFirst: a profile named in the DSN is the first
 // source the SDK looks at, and the message says so.
 func TestNoCredentialsProfileFirst(t *testing.T) {
-	withoutCredentials(t)
+	s3test.WithoutCredentials(t)
 	os.WriteFile(os.Getenv("AWS_CONFIG_FILE"), []byte("[profile ops]\nregion = eu-west-1\n"), 0o600)
 	fake := s3test.Serve(t, nil, s3test.Reply{Status: 200, ETag: `"e1"`})
 	st, _, err := s3Driver{}.Open("s3://b/k?profile=ops&endpoint=" + fake.URL)
@@ -108,7 +87,7 @@ func TestNoCredentialsProfileFirst(t *testing.T) {
 // does not answer (a closed port on loopback) leaves no credentials too, and
 // is retryable, as a service that may answer again.
 func TestNoCredentialsMetadataUnreachable(t *testing.T) {
-	withoutCredentials(t)
+	s3test.WithoutCredentials(t)
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "false")
 	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1")
 	fake := s3test.Serve(t, nil, s3test.Reply{Status: 200, ETag: `"e1"`})
@@ -125,7 +104,7 @@ func TestNoCredentialsMetadataUnreachable(t *testing.T) {
 // but fails (here a container endpoint on a closed port) is not "no
 // credentials": its own error is reported.
 func TestConfiguredCredentialsThatFail(t *testing.T) {
-	withoutCredentials(t)
+	s3test.WithoutCredentials(t)
 	t.Setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:1/credentials")
 	fake := s3test.Serve(t, nil, s3test.Reply{Status: 200, ETag: `"e1"`})
 	_, _, err := openOn(t, fake).Read(context.Background(), "k")
@@ -219,7 +198,7 @@ func checkLogged(t *testing.T, logged *records, stderr, text, classification str
 // nothing is written to stderr. The instance role found nothing either, so
 // the read fails with ErrNoCredentials and the service's answer.
 func TestSDKWarningsGoToSlog(t *testing.T) {
-	withoutCredentials(t)
+	s3test.WithoutCredentials(t)
 	var asked atomic.Int32
 	metadata := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		asked.Add(1)

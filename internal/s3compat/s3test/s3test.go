@@ -16,6 +16,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -596,4 +598,29 @@ func OpenSharesOneClientPerSettings(t *testing.T, d driver.Driver, sh Sharing) {
 			t.Errorf("%s shares a client with different settings", dsn)
 		}
 	}
+}
+
+// WithoutCredentials leaves the AWS SDK's and minio-go's chains nothing to
+// find, for the rest of the test: no keys in the environment, no mc or AWS
+// files (HOME and the files' variables point into the test's own
+// directory), no web identity or container endpoint, and the instance
+// metadata service switched off, so that nothing is asked beyond the
+// loopback fakes.
+func WithoutCredentials(t testing.TB) {
+	for _, name := range []string{
+		"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_ALIAS",
+		"AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SECRET_KEY", "AWS_SESSION_TOKEN",
+		"AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
+		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+		"AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+	} {
+		t.Setenv(name, "") // restored after the test
+		os.Unsetenv(name)
+	}
+	dir := t.TempDir()
+	t.Setenv("HOME", dir)
+	t.Setenv("MINIO_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "mc.json"))
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 }
