@@ -23,8 +23,10 @@
 // an example (so does objsync help COMMAND). The one-dash spellings of Go's
 // flag package that earlier versions took (-ttl 5s, -try, -timeout=3s)
 // still work for the long flags they had, before "--". Every duration flag
-// takes a Go duration (90s, 1m30s) or a number of seconds (5, 0.5), never
-// a negative one. objsync --version prints the module's version, "(devel)"
+// takes a Go duration (90s, 1m30s) or a decimal number of seconds (5, 0.5),
+// never a negative one nor a positive one below 1ns, which would be 0
+// (--timeout 0 waits for ever); -E and bench's counts take decimal integers.
+// objsync --version prints the module's version, "(devel)"
 // for a build from a work tree, and the commit when the build recorded one.
 // objsync completion prints a shell's completion script (source <(objsync
 // completion bash)).

@@ -246,6 +246,15 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"status", "--for", "-0.5", "l"}, []string{`status: invalid argument "-0.5" for "--for" flag: cannot be negative`}},
 		{[]string{"bench", "--duration", "inf", "l"}, []string{`bench: invalid argument "inf" for "--duration" flag: too long`}},
 		{[]string{"lock", "--ttl", "5x", "l", "--", "true"}, []string{`want a duration such as 90s or 1m30s, or a number of seconds`}},
+		// A positive duration that rounds to 0 would mean "for ever".
+		{[]string{"lock", "-w", "1e-12", "l", "--", "true"}, []string{`invalid argument "1e-12" for "-w, --timeout" flag: too short: below 1ns`}},
+		{[]string{"lock", "-w", "0.1ns", "l", "--", "true"}, []string{`invalid argument "0.1ns" for "-w, --timeout" flag: too short`}},
+		{[]string{"status", "--for", "1e-10", "l"}, []string{`invalid argument "1e-10" for "--for" flag: too short`}},
+		// Decimal numbers only.
+		{[]string{"lock", "-w", "0x1p4", "l", "--", "true"}, []string{`invalid argument "0x1p4" for "-w, --timeout" flag: want a duration`}},
+		{[]string{"lock", "-w", "1_000", "l", "--", "true"}, []string{`invalid argument "1_000" for "-w, --timeout" flag: want a duration`}},
+		{[]string{"lock", "-E", "0x10", "l", "--", "true"}, []string{`invalid argument "0x10" for "-E, --conflict-exit-code" flag: want a decimal integer`}},
+		{[]string{"lock", "-E", "1_0", "l", "--", "true"}, []string{`want a decimal integer`}},
 		// flock's flags.
 		{[]string{"lock", "-E", "256", "l", "--", "true"}, []string{"lock: --conflict-exit-code 256: an exit code is 0 to 255", "objsync lock --help"}},
 		{[]string{"elect", "--value", "v", "-E", "-1", "l", "--", "true"}, []string{"elect: --conflict-exit-code -1: an exit code is 0 to 255"}},
