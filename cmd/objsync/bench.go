@@ -112,6 +112,15 @@ const (
 	pricesLabel = "AWS S3 Standard us-east-1 list prices as of 2026-12-02; your store's prices differ"
 )
 
+// Bounds of bench's counts, far beyond a useful bench, that keep it from
+// exhausting memory or processes, and its products from overflowing.
+const (
+	maxProcs      = 256
+	maxGoroutines = 10000
+	maxContenders = 10000 // --procs × --goroutines
+	maxHolds      = 10_000_000
+)
+
 type benchOptions struct {
 	procs, goroutines, holds int
 	duration, hold, ttl      time.Duration
@@ -123,9 +132,9 @@ func benchCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench [flags] DSN", Short: "measure a lock's speed and cost on its store", Long: benchHelp}
 	fs := cmd.Flags()
 	var o benchOptions
-	fs.IntVar(&o.procs, "procs", 8, "contend from `N` processes")
-	fs.IntVar(&o.goroutines, "goroutines", 1, "contend from `N` goroutines in each process, each with its own Mutex")
-	fs.IntVar(&o.holds, "holds", 10, "each goroutine takes the lock `N` times")
+	decimalFlag(fs, &o.procs, "procs", "", 8, fmt.Sprintf("contend from `N` processes (at most %d)", maxProcs))
+	decimalFlag(fs, &o.goroutines, "goroutines", "", 1, fmt.Sprintf("contend from `N` goroutines in each process, each with its own Mutex (at most %d)", maxGoroutines))
+	decimalFlag(fs, &o.holds, "holds", "", 10, fmt.Sprintf("each goroutine takes the lock `N` times (at most %d holds in all)", maxHolds))
 	durationFlag(fs, &o.duration, "duration", "", 0, "instead of --holds, each goroutine takes the lock again and again for this long")
 	durationFlag(fs, &o.hold, "hold", "", 5*time.Millisecond, "how long each hold lasts")
 	durationFlag(fs, &o.ttl, "ttl", "", 10*time.Second, "the lease of every hold, which sets the renewal cost")
@@ -153,6 +162,10 @@ func runBench(fs *pflag.FlagSet, o benchOptions) error {
 	switch {
 	case o.procs < 1 || o.goroutines < 1:
 		return usageErrorf("bench: --procs and --goroutines must be at least 1")
+	case o.procs > maxProcs || o.goroutines > maxGoroutines || o.procs > maxContenders/o.goroutines:
+		return usageErrorf("bench: at most %d --procs, %d --goroutines and %d contenders in all (--procs × --goroutines)", maxProcs, maxGoroutines, maxContenders)
+	case o.holds > maxHolds/(o.procs*o.goroutines):
+		return usageErrorf("bench: at most %d holds in all (--procs × --goroutines × --holds)", maxHolds)
 	case fs.Changed("holds") && fs.Changed("duration"):
 		return usageErrorf("bench: --holds and --duration exclude each other")
 	case fs.Changed("duration") && o.duration == 0:

@@ -255,6 +255,14 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"lock", "-w", "1_000", "l", "--", "true"}, []string{`invalid argument "1_000" for "-w, --timeout" flag: want a duration`}},
 		{[]string{"lock", "-E", "0x10", "l", "--", "true"}, []string{`invalid argument "0x10" for "-E, --conflict-exit-code" flag: want a decimal integer`}},
 		{[]string{"lock", "-E", "1_0", "l", "--", "true"}, []string{`want a decimal integer`}},
+		// bench's counts are bounded before anything is allocated or started,
+		// and their products never wrap.
+		{[]string{"bench", "--procs", "99999999999", "l"}, []string{"bench: at most 256 --procs"}},
+		{[]string{"bench", "--procs", "2", "--goroutines", "4611686018427387904", "l"}, []string{"bench: at most 256 --procs, 10000 --goroutines"}},
+		{[]string{"bench", "--procs", "100", "--goroutines", "101", "l"}, []string{"10000 contenders in all"}},
+		{[]string{"bench", "--procs", "100", "--goroutines", "100", "--holds", "1001", "l"}, []string{"bench: at most 10000000 holds in all"}},
+		{[]string{"bench", "--holds", "9223372036854775807", "l"}, []string{"bench: at most 10000000 holds in all"}},
+		{[]string{"bench", "--procs", "0x10", "l"}, []string{`invalid argument "0x10" for "--procs" flag: want a decimal integer`}},
 		// flock's flags.
 		{[]string{"lock", "-E", "256", "l", "--", "true"}, []string{"lock: --conflict-exit-code 256: an exit code is 0 to 255", "objsync lock --help"}},
 		{[]string{"elect", "--value", "v", "-E", "-1", "l", "--", "true"}, []string{"elect: --conflict-exit-code -1: an exit code is 0 to 255"}},
