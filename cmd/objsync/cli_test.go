@@ -231,3 +231,18 @@ func TestUnknownDriver(t *testing.T) {
 		}
 	}
 }
+
+// TestShellCommandLikeAnOption: a -c string that starts with - or + is
+// sh's command, not its options; $0 stays sh.
+func TestShellCommandLikeAnOption(t *testing.T) {
+	dir := t.TempDir()
+	for _, command := range []string{"-try", "+x"} {
+		r := runCLI(t, dir, "lock", "lock", "-c", command)
+		if r.code != exitNotFound || !strings.Contains(r.stderr, command+": not found") {
+			t.Errorf("lock -c %s: exit %d, stderr %q; want %d, sh saying it is not found", command, r.code, r.stderr, exitNotFound)
+		}
+	}
+	if r := runCLI(t, dir, "lock", "lock", "-c", `echo "$0" "$#"`); r.code != 0 || r.stdout != "sh 0\n" {
+		t.Errorf(`lock -c 'echo "$0" "$#"': exit %d, stdout %q, stderr %q`, r.code, r.stdout, r.stderr)
+	}
+}

@@ -110,7 +110,7 @@
 // --conflict-exit-code (-E) N is the exit code when the lock is not
 // acquired (124 by default; 0 to 255; 0 makes it look like success, for a
 // job that should skip quietly), and -c 'COMMAND STRING' runs the command
-// with sh -c, instead of -- COMMAND. Unlike flock -w 0, --timeout 0 (the
+// with sh -c -- (a string may start with - or +), instead of -- COMMAND. Unlike flock -w 0, --timeout 0 (the
 // default) waits for ever. A command line with words after the DSN and no
 // "--" is refused, with the line it should have been.
 //

@@ -105,7 +105,7 @@ func holdingCommand(name, short, help string, defaultTTL time.Duration) *cobra.C
 	durationFlag(fs, &o.timeout, "timeout", "w", 0, "give up (exit 124, or -E) after waiting this long; 0 waits for ever")
 	fs.BoolVarP(&o.try, "try", "n", false, "give up at once (exit 124, or -E) if the lock is held")
 	decimalFlag(fs, &o.conflictExit, "conflict-exit-code", "E", exitNotAcquired, "the exit `code` when the lock is not acquired (--try, --timeout): 0 to 255; 0 makes it look like success, for a job that should skip quietly")
-	shellCommand := fs.StringP("command", "c", "", "run this `command string` with sh -c, instead of -- COMMAND [ARGS...]")
+	shellCommand := fs.StringP("command", "c", "", "run this `command string` with sh -c --, instead of -- COMMAND [ARGS...]")
 	fs.StringVar(&o.value, "value", "", "`text` saying who holds the lock, shown by status: a job, a host (no secrets)")
 	durationFlag(fs, &o.grace, "grace", "", defaultGrace, "if the lock is lost, how long the command has between SIGTERM and SIGKILL; at most half the ttl, which is the default when it is less than 10s")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not say who holds the lock while waiting")
@@ -126,7 +126,9 @@ func holdingCommand(name, short, help string, defaultTTL time.Duration) *cobra.C
 			return err
 		}
 		if viaShell {
-			argv = []string{"sh", "-c", *shellCommand}
+			// "--" so that a string that starts with - or + is not read
+			// as sh's options; $0 is still sh.
+			argv = []string{"sh", "-c", "--", *shellCommand}
 		}
 		return failed(runHolding(cmd, o, dsn, argv))
 	}
