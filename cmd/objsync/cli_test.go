@@ -107,7 +107,7 @@ func TestGoFlagSpellings(t *testing.T) {
 }
 
 // TestSecondsAndFlockFlags: durations as bare seconds; -n, -w, -E and -c
-// as flock(1) has them.
+// as flock(1) has them; --quiet skips silently.
 func TestSecondsAndFlockFlags(t *testing.T) {
 	dir := t.TempDir()
 	if r := runCLI(t, dir, "lock", "--ttl", "5", "lock", "-c", `echo "$OBJSYNC_FENCE" > fence; echo 'quoted; words'`); r.code != 0 || r.stdout != "quoted; words\n" {
@@ -137,9 +137,15 @@ func TestSecondsAndFlockFlags(t *testing.T) {
 		{[]string{"-w", "0.3", "--conflict-exit-code=255"}, 255, "gave up after 300ms (--timeout)"},
 		{[]string{"--timeout", "0.2"}, exitNotAcquired, "gave up after 200ms (--timeout)"},
 	} {
-		r := runCLI(t, dir, append(append([]string{"lock", "--quiet"}, tt.args...), "lock", "--", "touch", "ran")...)
-		if line := oneLine(t, "stderr", r.stderr); r.code != tt.code || !strings.Contains(line, tt.why) {
-			t.Errorf("lock %s of a held lock: exit %d, stderr %q; want %d, %q", strings.Join(tt.args, " "), r.code, line, tt.code, tt.why)
+		r := runCLI(t, dir, append(append([]string{"lock"}, tt.args...), "lock", "--", "touch", "ran")...)
+		lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n") // the waiting line, then why
+		if last := lines[len(lines)-1]; r.code != tt.code || !strings.Contains(last, tt.why) {
+			t.Errorf("lock %s of a held lock: exit %d, stderr %q; want %d, %q", strings.Join(tt.args, " "), r.code, r.stderr, tt.code, tt.why)
+		}
+		// --quiet says nothing: the exit code tells.
+		r = runCLI(t, dir, append(append([]string{"lock", "--quiet"}, tt.args...), "lock", "--", "touch", "ran")...)
+		if r.code != tt.code || r.stderr != "" {
+			t.Errorf("lock --quiet %s of a held lock: exit %d, stderr %q; want %d, nothing", strings.Join(tt.args, " "), r.code, r.stderr, tt.code)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "ran")); err == nil {

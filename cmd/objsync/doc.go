@@ -117,7 +117,8 @@
 // While it waits, objsync prints one line on stderr saying who holds the
 // lock (value, host, pid, fence, since when by the holder's clock),
 // rewritten in place every second on a terminal and printed again every ten
-// seconds otherwise; --quiet silences it. A holder that died on this
+// seconds otherwise; --quiet silences it, and the message of a lock not
+// acquired (--try, --timeout), which then shows only in the exit code. A holder that died on this
 // machine is taken over at once, --try included, once nothing of its
 // command runs (see below). Any other holder that died is taken over once a
 // waiting objsync has seen the lock unchanged for its ttl. --try cannot do

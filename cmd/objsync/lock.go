@@ -32,8 +32,9 @@ runs: --ttl is how long others wait if objsync dies, not a limit on COMMAND.
 As with flock(1): -n is --try, -w is --timeout (0, the default, waits for
 ever: unlike flock -w 0, it is not -n), -E sets the exit code when the lock
 is not acquired (124; 0 makes that look like success, for a job that should
-skip quietly), and -c runs COMMAND STRING with sh -c. Durations are Go
-durations (90s, 1m30s) or numbers of seconds (5, 0.5).
+skip, and --quiet then skips silently), and -c runs COMMAND STRING with
+sh -c. Durations are Go durations (90s, 1m30s) or numbers of seconds (5,
+0.5).
 
 COMMAND finds the fencing token in OBJSYNC_FENCE (pass it with every write the
 lock protects) and the lock's location in OBJSYNC_LOCK. It runs in a process
@@ -67,7 +68,7 @@ Date. 'objsync check' warns of clocks that disagree by more than 2s.
 Example:
   objsync lock --ttl 1m --timeout 10m --value "deploy by $USER" \
       s3://ops/locks/deploy -- ./deploy.sh production
-  objsync lock -n -E 0 /var/lock/backup -c 'backup --all >> backup.log'
+  objsync lock -n -E 0 --quiet /var/lock/backup -c 'backup --all >> backup.log'
 `
 
 // terminating are the signals a shell user may send to objsync whose
@@ -108,7 +109,7 @@ func holdingCommand(name, short, help string, defaultTTL time.Duration) *cobra.C
 	shellCommand := fs.StringP("command", "c", "", "run this `command string` with sh -c --, instead of -- COMMAND [ARGS...]")
 	fs.StringVar(&o.value, "value", "", "`text` saying who holds the lock, shown by status: a job, a host (no secrets)")
 	durationFlag(fs, &o.grace, "grace", "", defaultGrace, "if the lock is lost, how long the command has between SIGTERM and SIGKILL; at most half the ttl, which is the default when it is less than 10s")
-	fs.BoolVar(&o.quiet, "quiet", false, "do not say who holds the lock while waiting")
+	fs.BoolVar(&o.quiet, "quiet", false, "say nothing of a held lock: neither who holds it while waiting nor why it was not acquired (the exit code says so)")
 	o.queue = queueKind{new(bool)}
 	if name == "lock" {
 		fs.BoolVar(o.queue.on, "queue", false, "a queue lock: waiters served in turn, many hand-offs a second on stores that allow one write per second to an object; a lock name is of one kind for good")
@@ -313,8 +314,12 @@ const storeTimeout = 30 * time.Second
 // notAcquired reports that the lock was not taken after waiting
 // --timeout (0 for --try), and who holds it if a read tells quickly: a
 // user who gave up waiting is not kept waiting. After a wait shorter than
-// the ttl it says how to get a lock whose holder died.
+// the ttl it says how to get a lock whose holder died. With --quiet it
+// says nothing: the exit code tells.
 func notAcquired(m *objsync.Mutex, o lockOptions, why string) error {
+	if o.quiet {
+		return &exitError{code: o.conflictExit}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout/10)
 	defer cancel()
 	st, err := m.Inspect(ctx)

@@ -71,7 +71,7 @@ DSNs (the scheme picks the driver; --driver NAME is for a DSN without one):
 
 Example:
   objsync lock --ttl 1m --value "nightly report" s3://ops/locks/nightly -- ./nightly.sh
-  objsync lock -n -E 0 /var/lock/backup -c 'backup --all'   # skip if running
+  objsync lock -n -E 0 --quiet /var/lock/backup -c 'backup --all'   # skip if running
 
 Exit codes:
   0      success (lock: the command exited 0; status: the lock is held)
