@@ -31,6 +31,12 @@ func TestHelpEverywhere(t *testing.T) {
 			}
 		}
 	}
+	// -h alone after the DSN is help too.
+	for _, args := range [][]string{{"lock", "l", "-h"}, {"elect", "--value", "v", "l", "--help"}} {
+		if r := runCLI(t, dir, args...); r.code != 0 || r.stderr != "" || !strings.HasPrefix(r.stdout, "Usage: objsync "+args[0]) {
+			t.Errorf("objsync %s: exit %d, stdout %q, stderr %q; want help", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		}
+	}
 	for _, args := range [][]string{{"help", "nosuch"}, {"help", "lock", "extra"}} {
 		r := runCLI(t, dir, args...)
 		if line := oneLine(t, "stderr", r.stderr); r.code != exitUsage || !strings.Contains(line, `unknown command`) || !strings.Contains(line, "see 'objsync --help'") {

@@ -110,9 +110,12 @@
 // --conflict-exit-code (-E) N is the exit code when the lock is not
 // acquired (124 by default; 0 to 255; 0 makes it look like success, for a
 // job that should skip quietly), and -c 'COMMAND STRING' runs the command
-// with sh -c -- (a string may start with - or +), instead of -- COMMAND. Unlike flock -w 0, --timeout 0 (the
-// default) waits for ever. A command line with words after the DSN and no
-// "--" is refused, with the line it should have been.
+// with sh -c -- (a string may start with - or +), instead of -- COMMAND.
+// Unlike flock -w 0, --timeout 0 (the default) waits for ever. A lock or
+// elect command line with words after the DSN and neither "--" nor -c is
+// refused (exit 2), with the line it should have been, even if a -h or
+// --help is among those words: it is the command's (df -h). -h alone, before
+// or after the DSN, shows the help.
 //
 // While it waits, objsync prints one line on stderr saying who holds the
 // lock (value, host, pid, fence, since when by the holder's clock),

@@ -103,13 +103,6 @@ func main() {
 	os.Exit(exitCode(run(os.Args[1:])))
 }
 
-// typed is the command line as typed, after respell, for the hint of a
-// command line that lacks its "--".
-var typed struct {
-	args     []string
-	operands []int // the indices in args of the words that are not flags
-}
-
 func run(args []string) error {
 	// Mask passwords wherever a DSN turns up, even as a misplaced flag's
 	// value in a usage error.
@@ -117,8 +110,16 @@ func run(args []string) error {
 		out.hideSecretsOf(arg)
 	}
 	root := newRootCommand()
-	typed.args, typed.operands = respell(root, args)
-	root.SetArgs(typed.args)
+	line := respell(root, args)
+	switch {
+	case line.dashFirst:
+		return usageErrorf("-- before the command: write the command first, as in 'objsync lock [flags] DSN -- COMMAND' (see 'objsync --help')")
+	case (line.cmd.Name() == "lock" || line.cmd.Name() == "elect") && !line.dashes && !line.shell && len(line.operands) > 2:
+		// Before cobra, which would take a -h or --help among the
+		// command's words for objsync's, and show help instead.
+		return usageOf(line.cmd, "missing -- before the command: %s", withDashes(args, line.operands[2]))
+	}
+	root.SetArgs(line.args)
 	_, err := root.ExecuteC()
 	var e *exitError
 	if err != nil && !errors.As(err, &e) {
@@ -229,14 +230,29 @@ func version() string {
 	return v + ", " + info.GoVersion
 }
 
-// respell returns args with the spellings of Go's flag package that
-// objsync took before it used pflag, -ttl 5s, -try, -timeout=3s, written
-// with two dashes: only for the long flags of the command args name, and
-// only before "--". It also returns the indices of the words that are not
-// flags or their values before "--": the command's name, then its
-// operands.
-func respell(root *cobra.Command, args []string) (respelled []string, operands []int) {
-	respelled = append([]string(nil), args...)
+// commandLine is a command line read as pflag and cobra will read it.
+type commandLine struct {
+	// args is the command line with the spellings of Go's flag package
+	// that objsync took before it used pflag, -ttl 5s, -try, -timeout=3s,
+	// written with two dashes: only for the long flags of its command, and
+	// only before "--".
+	args []string
+	// operands are the indices in args of the words before "--" that are
+	// not flags or their values: the command's name, then its operands.
+	operands []int
+	cmd      *cobra.Command // root if none is named
+	// dashes says that "--" ends the command's flags and operands; shell
+	// that it has -c (--command); dashFirst that "--" comes before any
+	// command's name.
+	dashes, shell, dashFirst bool
+}
+
+// respell reads args as pflag will, to tell which words are flags, flag
+// values and operands, and as cobra will, to tell the command: before it,
+// a flag that is not the root's is taken to have a value, "--x v" and
+// "-x v", as cobra's stripFlags does.
+func respell(root *cobra.Command, args []string) commandLine {
+	line := commandLine{args: append([]string(nil), args...), cmd: root}
 	cmd := root
 	lookup := func(name string) *pflag.Flag {
 		if f := cmd.Flags().Lookup(name); f != nil {
@@ -250,14 +266,16 @@ func respell(root *cobra.Command, args []string) (respelled []string, operands [
 		}
 		return cmd.InheritedFlags().ShorthandLookup(string(c))
 	}
-	for i := 0; i < len(respelled); i++ {
-		arg := respelled[i]
+	for i := 0; i < len(line.args); i++ {
+		arg := line.args[i]
 		if arg == "--" {
+			line.dashes = true
+			line.dashFirst = cmd == root
 			break
 		}
 		if len(arg) < 2 || arg[0] != '-' {
-			operands = append(operands, i)
-			if cmd == root {
+			line.operands = append(line.operands, i)
+			if len(line.operands) == 1 {
 				for _, c := range root.Commands() {
 					if c.Name() == arg {
 						cmd = c
@@ -272,7 +290,7 @@ func respell(root *cobra.Command, args []string) (respelled []string, operands [
 		case strings.HasPrefix(arg, "--"):
 			f = lookup(name)
 		case len(name) > 1 && lookup(name) != nil:
-			respelled[i] = "-" + arg
+			line.args[i] = "-" + arg
 			f = lookup(name)
 		default: // shorthands, perhaps several: -nw 5, -w5
 			for j := 1; j < len(arg); j++ {
@@ -283,11 +301,18 @@ func respell(root *cobra.Command, args []string) (respelled []string, operands [
 				}
 			}
 		}
-		if f != nil && f.NoOptDefVal == "" && !withValue {
+		switch {
+		case f != nil && f.NoOptDefVal == "" && !withValue:
 			i++ // the flag's value
+		case f == nil && cmd == root && !withValue && (strings.HasPrefix(arg, "--") || len(arg) == 2):
+			i++ // a value, cobra assumes
+		}
+		if f != nil && f.Name == "command" && cmd != root {
+			line.shell = true
 		}
 	}
-	return respelled, operands
+	line.cmd = cmd
+	return line
 }
 
 // exitError ends objsync with an exit code, and a message unless err is
@@ -351,15 +376,14 @@ func driverFlag(fs *pflag.FlagSet) *string { return fs.String("driver", "", driv
 const driverUsage = "open the DSN with the driver `name`d; for a DSN whose scheme names no driver (a path: file). A DSN whose scheme names another driver is refused"
 
 // operands returns the DSN, and, if withCommand, the command after "--"
-// of a command's arguments.
+// of a command's arguments. (A command's words without "--" are refused
+// by run, before cobra.)
 func operands(cmd *cobra.Command, args []string, withCommand bool) (dsn string, command []string, err error) {
 	positional := args
 	if at := cmd.ArgsLenAtDash(); at >= 0 {
 		positional, command = args[:at], args[at:]
 	}
 	switch {
-	case len(positional) > 1 && withCommand && cmd.ArgsLenAtDash() < 0 && len(typed.operands) > 2:
-		return "", nil, usageOf(cmd, "missing -- before the command: %s", withDashes(typed.args, typed.operands[2]))
 	case len(positional) != 1:
 		return "", nil, usageOf(cmd, "want one DSN, got %d arguments", len(positional))
 	case withCommand && len(command) == 0:

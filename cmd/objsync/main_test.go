@@ -273,6 +273,17 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"lock", "--ttl", "1m", "l", "echo", "-n", "it's"}, []string{`lock: missing -- before the command: objsync lock --ttl 1m l -- echo -n 'it'\''s'`}},
 		{[]string{"-v", "elect", "minio://AK:" + secret + "@127.0.0.1:9/b/k", "--value", "v", "run"}, []string{"elect: missing -- before the command: objsync -v elect minio://AK:xxxxx@127.0.0.1:9/b/k --value v -- run"}},
 		{[]string{"lock", "-w5", "l"}, []string{"lock: missing -- COMMAND (or -c 'COMMAND STRING')"}},
+		// A -h or --help among the command's words is the command's.
+		{[]string{"lock", "l", "df", "-h"}, []string{"lock: missing -- before the command: objsync lock l -- df -h (see"}},
+		{[]string{"elect", "--value", "a", "l", "du", "-h", "."}, []string{"elect: missing -- before the command: objsync elect --value a l -- du -h . (see"}},
+		{[]string{"lock", "l", "terraform", "-help"}, []string{"objsync lock l -- terraform -help (see"}},
+		{[]string{"lock", "-h", "l", "df"}, []string{"objsync lock -h l -- df (see"}},
+		// The hint shows the words as typed.
+		{[]string{"lock", "l", "go", "test", "-timeout", "5m", "./..."}, []string{"objsync lock l -- go test -timeout 5m ./... (see"}},
+		// Flags before the command, as cobra reads them.
+		{[]string{"--ttl", "5", "lock", "l", "true"}, []string{"lock: missing -- before the command: objsync --ttl 5 lock l -- true (see"}},
+		{[]string{"--value", "status", "lock", "l", "true"}, []string{"lock: missing -- before the command: objsync --value status lock l -- true (see"}},
+		{[]string{"--", "lock", "l", "--", "true"}, []string{"-- before the command: write the command first"}},
 		// cobra's own errors, in objsync's words.
 		{[]string{"--bogus"}, []string{"unknown flag: --bogus (see 'objsync --help')"}},
 		{[]string{"help", "nosuch"}, []string{`help: unknown command "nosuch"`}},
