@@ -31,6 +31,9 @@ func TestHelpEverywhere(t *testing.T) {
 			}
 		}
 	}
+	if r := runCLI(t, dir, "help", "help"); r.code != 0 || !strings.Contains(r.stdout, "\n\nShow COMMAND's usage") {
+		t.Errorf("objsync help help: exit %d, stdout %q; want a description", r.code, r.stdout)
+	}
 	// -h alone after the DSN is help too.
 	for _, args := range [][]string{{"lock", "l", "-h"}, {"elect", "--value", "v", "l", "--help"}} {
 		if r := runCLI(t, dir, args...); r.code != 0 || r.stderr != "" || !strings.HasPrefix(r.stdout, "Usage: objsync "+args[0]) {
@@ -50,6 +53,9 @@ func TestHelpEverywhere(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
+	if r := runCLI(t, t.TempDir(), "--version", "extra"); r.code != exitUsage || r.stdout != "" || !strings.Contains(r.stderr, `--version takes no arguments, got "extra"`) {
+		t.Errorf("objsync --version extra: exit %d, stdout %q, stderr %q; want %d", r.code, r.stdout, r.stderr, exitUsage)
+	}
 	r := runCLI(t, t.TempDir(), "--version")
 	// go build of a work tree records no module version; this one's
 	// test build may record no commit either.
@@ -76,6 +82,16 @@ func TestCompletion(t *testing.T) {
 		if out, err := exec.Command("bash", "-n", script).CombinedOutput(); err != nil {
 			t.Errorf("bash -n of the completion script: %v\n%s", err, out)
 		}
+	}
+	// An unknown shell, or none, is a usage error naming them.
+	for _, args := range [][]string{{"completion", "ksh"}, {"completion"}} {
+		r := runCLI(t, dir, args...)
+		if line := oneLine(t, "stderr", r.stderr); r.code != exitUsage || !strings.Contains(line, "want bash, zsh, fish or powershell") || r.stdout != "" {
+			t.Errorf("objsync %s: exit %d, stderr %q, stdout %q; want %d, the shells named", strings.Join(args, " "), r.code, line, r.stdout, exitUsage)
+		}
+	}
+	if r := runCLI(t, dir, "completion", "--help"); r.code != 0 || !strings.Contains(r.stdout, "bash, zsh, fish or powershell") {
+		t.Errorf("completion --help: exit %d, stdout %q", r.code, r.stdout)
 	}
 	// The completions of lock's flags include the new ones.
 	r := runCLI(t, dir, "__complete", "lock", "--con")

@@ -29,7 +29,8 @@
 // objsync --version prints the module's version, "(devel)"
 // for a build from a work tree, and the commit when the build recorded one.
 // objsync completion prints a shell's completion script (source <(objsync
-// completion bash)).
+// completion bash)); another shell, or none, is a usage error. --version
+// takes no arguments.
 //
 // The global flags -v (--verbose) and --log-format text|json log on stderr,
 // at Debug level, what the lock does (acquisitions, renewals, losses), the

@@ -131,17 +131,25 @@ func run(args []string) error {
 }
 
 func newRootCommand() *cobra.Command {
+	var showVersion bool
 	root := &cobra.Command{
-		Use:     "objsync",
-		Short:   "distributed locks on object storage",
-		Long:    usage,
-		Version: version(),
-		Args:    cobra.ArbitraryArgs,
+		Use:   "objsync",
+		Short: "distributed locks on object storage",
+		Long:  usage,
+		Args:  cobra.ArbitraryArgs,
 		// objsync prints errors itself (exitCode), as one line.
 		SilenceErrors:     true,
 		SilenceUsage:      true,
 		PersistentPreRunE: startLogging,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if showVersion {
+				// Handled here, not by cobra, which ignores arguments.
+				if len(args) > 0 {
+					return usageErrorf("--version takes no arguments, got %q (see 'objsync --help')", args[0])
+				}
+				out.printf("objsync %s\n", version())
+				return nil
+			}
 			known := "lock, status, unlock, check, elect, leader, bench or completion; see 'objsync --help'"
 			if len(args) == 0 {
 				return usageErrorf("missing command (%s)", known)
@@ -153,13 +161,13 @@ func newRootCommand() *cobra.Command {
 		},
 	}
 	root.SuggestionsMinimumDistance = 2
-	root.SetVersionTemplate("objsync {{.Version}}\n")
 	root.SetHelpFunc(func(cmd *cobra.Command, _ []string) { printHelp(cmd) })
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageOf(cmd, "%v", err) })
 	logFlags(root.PersistentFlags())
 	root.SetHelpCommand(&cobra.Command{
 		Use:   "help [COMMAND]",
 		Short: "show a command's usage, flags and example",
+		Long:  "Show COMMAND's usage, an example and its flags, as 'objsync COMMAND --help'\ndoes; without COMMAND, objsync's usage, DSNs and exit codes.\n\nExample:\n  objsync help lock",
 		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 			var names []string
 			for _, c := range root.Commands() {
@@ -181,12 +189,34 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(lockCommand(), statusCommand(), unlockCommand(), checkCommand(),
 		electCommand(), leaderCommand(), benchCommand())
 	root.InitDefaultHelpFlag()
-	root.InitDefaultVersionFlag()
+	root.Flags().BoolVar(&showVersion, "version", false, "print objsync's version, its commit and its Go version")
+	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
 		c.Args = cobra.ArbitraryArgs // checked by operands, with objsync's messages
 		c.InitDefaultHelpFlag()
+		if c.Name() == "completion" {
+			completion(c)
+		}
 	}
 	return root
+}
+
+// shells are those whose completion scripts cobra writes.
+const shells = "bash, zsh, fish or powershell"
+
+// completion makes cobra's completion command, which shows its help and
+// exits 0 for an unknown shell or none, refuse them.
+func completion(cmd *cobra.Command) {
+	cmd.Use = "completion bash|zsh|fish|powershell"
+	cmd.Long = "Print the script that completes objsync's commands and flags in a shell: " + shells + ".\n" +
+		"'objsync completion SHELL --help' says how to load it.\n\n" +
+		"Example:\n  source <(objsync completion bash)"
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return usageOf(cmd, "missing shell: want %s", shells)
+		}
+		return usageOf(cmd, "unknown shell %q: want %s", args[0], shells)
+	}
 }
 
 // printHelp prints a command's help text, which shows its usage and an
