@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -272,5 +273,27 @@ func TestShellCommandLikeAnOption(t *testing.T) {
 	}
 	if r := runCLI(t, dir, "lock", "lock", "-c", `echo "$0" "$#"`); r.code != 0 || r.stdout != "sh 0\n" {
 		t.Errorf(`lock -c 'echo "$0" "$#"': exit %d, stdout %q, stderr %q`, r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestVersionOf: a build stamped from a modified work tree says so once.
+// (go build stamps the tests' binary from no commit, so this one is not
+// black-box.)
+func TestVersionOf(t *testing.T) {
+	rev := []debug.BuildSetting{{Key: "vcs.revision", Value: "0123abc"}, {Key: "vcs.modified", Value: "true"}}
+	for _, tt := range []struct {
+		main     string
+		settings []debug.BuildSetting
+		want     string
+	}{
+		{"v0.0.0-20261203152530-0123abc+dirty", rev, "v0.0.0-20261203152530-0123abc, commit 0123abc, modified, go1.26.0"},
+		{"v1.2.0", rev[:1], "v1.2.0, commit 0123abc, go1.26.0"},
+		{"", nil, "(devel), go1.26.0"},
+		{"(devel)", rev, "(devel), commit 0123abc, modified, go1.26.0"},
+	} {
+		info := &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: tt.main}, Settings: tt.settings}
+		if got := versionOf(info); got != tt.want {
+			t.Errorf("versionOf(%q, %v) = %q; want %q", tt.main, tt.settings, got, tt.want)
+		}
 	}
 }

@@ -27,7 +27,9 @@
 // never a negative one nor a positive one below 1ns, which would be 0
 // (--timeout 0 waits for ever); -E and bench's counts take decimal integers.
 // objsync --version prints the module's version, "(devel)"
-// for a build from a work tree, and the commit when the build recorded one.
+// for a build from a work tree without one, the commit when the build
+// recorded one, "modified" if the work tree had local changes, and the Go
+// version: objsync v1.2.0, commit 0123abc..., go1.26.0.
 // objsync completion prints a shell's completion script (source <(objsync
 // completion bash)); another shell, or none, is a usage error. --version
 // takes no arguments.

@@ -233,31 +233,35 @@ func printHelp(cmd *cobra.Command) {
 	out.print(os.Stdout, text)
 }
 
-// version says which objsync this is, from what the build recorded: the
-// main module's version ("(devel)" when built from a work tree), and the
-// commit it was built from, when the build recorded one.
+// version says which objsync this is, from what the build recorded.
 func version() string {
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "(devel)"
 	}
-	v := cmp.Or(info.Main.Version, "(devel)")
-	var revision, modified string
+	return versionOf(info)
+}
+
+// versionOf says which objsync info describes: the main module's version
+// ("(devel)" when built from a work tree without one), the commit it was
+// built from when the build recorded one, "modified" if the work tree had
+// local changes, and the Go version. Go stamps a version built from
+// such a tree "+dirty", which "modified" says once.
+func versionOf(info *debug.BuildInfo) string {
+	v, dirty := strings.CutSuffix(cmp.Or(info.Main.Version, "(devel)"), "+dirty")
+	words := []string{v}
 	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			revision = s.Value
-		case "vcs.modified":
-			modified = s.Value
+		switch {
+		case s.Key == "vcs.revision":
+			words = append(words, "commit "+s.Value)
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = true
 		}
 	}
-	if revision != "" {
-		v += ", commit " + revision
-		if modified == "true" {
-			v += " with local changes"
-		}
+	if dirty {
+		words = append(words, "modified")
 	}
-	return v + ", " + info.GoVersion
+	return strings.Join(append(words, info.GoVersion), ", ")
 }
 
 // commandLine is a command line read as pflag and cobra will read it.
