@@ -62,11 +62,12 @@ func runBenchWorker(specJSON string) error {
 		return fmt.Errorf("bench worker: %s: %w", benchWorkerEnv, err)
 	}
 	out.hideSecretsOf(spec.DSN)
-	// Ctrl-C, and the SIGTERM of timeout(1) or a service manager, reach
-	// the whole process group: the parent decides, and closing stdin
-	// stops this worker after it released its holds. SIGPIPE too: a
-	// parent that died must not kill a worker in the middle of a hold.
-	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGPIPE)
+	// Ctrl-C or Ctrl-\, and the SIGTERM of timeout(1) or a service
+	// manager, reach the whole process group: the parent decides, and
+	// closing stdin stops this worker after it released its holds.
+	// SIGPIPE too: a parent that died must not kill a worker in the middle
+	// of a hold.
+	signal.Ignore(append(terminating, syscall.SIGPIPE)...)
 	store, key, err := openStore(spec.DSN, spec.Driver)
 	if err != nil {
 		return err

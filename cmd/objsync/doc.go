@@ -81,9 +81,14 @@
 // and "no leader" when the leader resigns or is seen unchanged for its ttl
 // plus 1%. The first line comes from one read and may show a leader that
 // has just died, which "no leader" then follows within about its ttl and a
-// second; every later leader was seen writing the lock. SIGINT, SIGTERM and SIGHUP end
-// --watch and --confirm with 128 plus the signal's number (130 for SIGINT,
-// 143 for SIGTERM), as they end objsync lock's wait.
+// second; every later leader was seen writing the lock.
+//
+// SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2, the signals that
+// end objsync lock's wait, end every wait of objsync the same way, with 128
+// plus the signal's number (130 for SIGINT, 143 for SIGTERM, 131 for
+// SIGQUIT, without a dump of Go's stacks): leader, --watch and --confirm
+// included, status, --for included, unlock, and bench, which releases its
+// holds first.
 //
 // leader --json prints one object per line with these fields, which stay
 // stable:
@@ -324,8 +329,8 @@
 // to Unlock's call, inside the real hold. If two records overlap, or
 // fences do not strictly increase in the order the lock was taken, bench
 // prints the results and each violation, naming fences and instants, and
-// exits 122. If the store fails it exits 125. SIGINT, SIGTERM and SIGHUP
-// stop it: the contending processes finish the hold under way and
+// exits 122. If the store fails it exits 125. SIGINT, SIGTERM, SIGHUP,
+// SIGQUIT, SIGUSR1 and SIGUSR2 stop it: the contending processes finish the hold under way and
 // release it, and bench exits 128 plus the signal's number; contending
 // processes whose bench was killed stop the same way.
 //
@@ -374,7 +379,7 @@
 //	126    lock: the command was found but could not be run
 //	127    lock: the command was not found
 //	128+N  lock: the command died of signal N, or objsync got signal N while waiting;
-//	       leader --watch or --confirm, bench: objsync got signal N
+//	       status, leader, unlock, bench: objsync got signal N
 //
 // objsync lock passes its command's status through, so any code objsync
 // uses for itself could also be the command's. Commands mostly use small

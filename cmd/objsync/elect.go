@@ -57,8 +57,9 @@ show a leader that has just died: "no leader" then follows within about its
 ttl and a second. Every later leader line is of a leader seen writing the
 lock, so alive then.
 
-SIGINT, SIGTERM and SIGHUP end --confirm and --watch with exit 128 plus the
-signal's number: 130, 143, 129.
+SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 end leader, --confirm
+and --watch included, with exit 128 plus the signal's number: 130 for
+SIGINT, 143 for SIGTERM, 131 for SIGQUIT (without a dump of Go's stacks).
 
 With --json each line is a JSON object with these fields:
   leader        false for "no leader" (--watch); the fields below are then empty
@@ -126,10 +127,10 @@ func runLeader(dsn, driverName string, asJSON, confirm, watch bool) error {
 	show := func(l objsync.Leader, confirmed bool) error {
 		return showLeader(m, l, confirmed, asJSON)
 	}
+	ctx, stop := interruptible()
+	defer stop()
 	switch {
 	case watch:
-		ctx, stop := interruptible()
-		defer stop()
 		changes := e.Watch(ctx)
 		for first := true; ; first = false {
 			l, ok := <-changes
@@ -142,13 +143,14 @@ func runLeader(dsn, driverName string, asJSON, confirm, watch bool) error {
 			}
 		}
 	case confirm:
-		ctx, stop := interruptible()
-		defer stop()
 		return confirmLeader(ctx, m, e, show)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	rctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	l, err := e.Leader(ctx)
+	l, err := e.Leader(rctx)
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
 	if errors.Is(err, objsync.ErrNoLeader) {
 		return noLeader(m)
 	}
@@ -204,12 +206,13 @@ func confirmLeader(ctx context.Context, m *objsync.Mutex, e *objsync.Election, s
 	}
 }
 
-// interruptible returns a context that SIGINT, SIGTERM or SIGHUP cancels,
+// interruptible returns a context that the terminating signals cancel,
 // with as its cause the exit status 128+N that objsync lock gives while it
-// waits; stop ends the diversion of those signals.
+// waits (and no stack dump for SIGQUIT); stop ends the diversion of those
+// signals.
 func interruptible() (ctx context.Context, stop func()) {
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, terminating...)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	go func() {
 		if sig, ok := <-sigs; ok {

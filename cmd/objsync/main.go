@@ -89,7 +89,7 @@ Exit codes:
   126    lock: the command was found but could not be run
   127    lock: the command was not found
   128+N  lock: the command died of signal N, or objsync got it while waiting;
-         leader --watch or --confirm, bench: objsync got signal N
+         status, leader, unlock, bench: objsync got signal N
 `
 
 // guardianArg0 is the argv[0] that makes objsync a guardian (see

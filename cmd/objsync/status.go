@@ -28,7 +28,9 @@ command for errors (2 usage, 125 failure).
 "unchanged" is how long this objsync saw the holder's state stay the same: 0
 after the single read status makes, unless --for has it watch the lock for
 a while. A held lock unchanged for longer than its ttl has a holder that
-stopped renewing it; a waiting 'objsync lock' would take it over.
+stopped renewing it; a waiting 'objsync lock' would take it over. The
+signals that end objsync lock's wait end this one too, with 128 plus the
+signal's number.
 
 "stale" (shown for a held lock) is true when this objsync judges the lease
 to have run out: the holder's process is gone from this machine (holder_gone),
@@ -119,7 +121,9 @@ func runStatus(dsn, driverName string, queue queueKind, watch time.Duration, asJ
 	}
 	m := newMutex(store, key, opts...)
 	defer m.Close()
-	st, watched, err := observe(m, watch)
+	ctx, stop := interruptible()
+	defer stop()
+	st, watched, err := observe(ctx, m, watch)
 	if err != nil {
 		return err
 	}
@@ -150,13 +154,17 @@ func stale(st objsync.State) bool {
 
 // observe reads the lock, and again every second for d, so that
 // State.Unchanged covers that span. It returns the last state and how long
-// it watched, both to the millisecond.
-func observe(m *objsync.Mutex, d time.Duration) (objsync.State, time.Duration, error) {
+// it watched, both to the millisecond. A signal that ends ctx ends it with
+// ctx's cause.
+func observe(ctx context.Context, m *objsync.Mutex, d time.Duration) (objsync.State, time.Duration, error) {
 	var first time.Time
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-		st, err := m.Inspect(ctx)
+		rctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		st, err := m.Inspect(rctx)
 		cancel()
+		if ctx.Err() != nil {
+			return objsync.State{}, 0, context.Cause(ctx)
+		}
 		if first.IsZero() {
 			first = time.Now()
 		}
@@ -165,7 +173,11 @@ func observe(m *objsync.Mutex, d time.Duration) (objsync.State, time.Duration, e
 			st.Unchanged = st.Unchanged.Truncate(time.Millisecond)
 			return st, watched, err
 		}
-		time.Sleep(min(d-watched, time.Second))
+		select {
+		case <-ctx.Done():
+			return objsync.State{}, 0, context.Cause(ctx)
+		case <-time.After(min(d-watched, time.Second)):
+		}
 	}
 }
 
@@ -292,10 +304,14 @@ func runUnlock(dsn, driverName string, queue queueKind) error {
 	}
 	m := newMutex(store, key, queue.options()...)
 	defer m.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	ictx, stop := interruptible()
+	defer stop()
+	ctx, cancel := context.WithTimeout(ictx, storeTimeout)
 	defer cancel()
 	st, err := m.Break(ctx)
 	switch {
+	case ictx.Err() != nil:
+		return context.Cause(ictx)
 	case errors.Is(err, objsync.ErrNotHeld):
 		out.printf("%s is %s: nothing to break\n", m, describe(st))
 		return nil

@@ -105,3 +105,31 @@ func TestNotALock(t *testing.T) {
 		}
 	}
 }
+
+// TestSignalsEndWaits: the signals that end lock's wait end the waits of
+// status --for and leader --watch the same way: 128+N, without Go's stack
+// dump for SIGQUIT.
+func TestSignalsEndWaits(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		args []string
+		sig  syscall.Signal
+	}{
+		{[]string{"status", "--for", "60s", "lock"}, syscall.SIGQUIT},
+		{[]string{"status", "--for", "60s", "lock"}, syscall.SIGUSR1},
+		{[]string{"leader", "--watch", "lock"}, syscall.SIGQUIT},
+		{[]string{"leader", "--watch", "lock"}, syscall.SIGUSR2},
+	} {
+		p := startCLI(t, dir, tt.args...)
+		if tt.args[1] == "--watch" {
+			waitLines(t, p, 1) // "no leader": it watches
+		} else {
+			time.Sleep(time.Second) // nothing tells that it waits
+		}
+		p.cmd.Process.Signal(tt.sig)
+		r := p.wait(t)
+		if r.code != exitSignal+int(tt.sig) || strings.Contains(r.stderr, "goroutine") {
+			t.Errorf("%s, then %v: exit %d, stderr %q; want %d, no stack dump", strings.Join(tt.args, " "), tt.sig, r.code, r.stderr, exitSignal+int(tt.sig))
+		}
+	}
+}
