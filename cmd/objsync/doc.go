@@ -57,7 +57,12 @@
 // driver serves the processes of one host. Each driver's package
 // documentation has the details. objsync never prints a DSN's password:
 // messages name the lock by its location, and anything printed is scrubbed
-// of the password.
+// of the password (of the DSN, or of an endpoint URL in its query) where it
+// stands as a URL's password, quoted, escaped or percent-encoded, and
+// anywhere if it has 8 characters or more (a shorter one, "true", could be
+// other output's). Percent-encode a /, ? or # in a password (%2F, %3F,
+// %23): a DSN that cannot be read otherwise is refused without its
+// parser's message, which could quote a piece of it.
 //
 // # elect and leader
 //

@@ -481,6 +481,12 @@ func openStore(dsn, driverName string) (driver.Store, string, error) {
 	d, _ := driver.Lookup(driverName)
 	store, key, err := d.Open(dsn)
 	if err != nil {
+		_, rest, _ := strings.Cut(dsn, "://")
+		if written, parsed := userInfo(rest); written != parsed && strings.Contains(written, ":") {
+			// url.Parse cut the user information short, and its error
+			// may quote a piece of the password, which no mask knows.
+			return nil, "", usageErrorf("%s: invalid DSN: a / ? or # in its password must be percent-encoded (%%2F, %%3F, %%23), an @ in its path too (%%40)", driverName)
+		}
 		return nil, "", &exitError{exitUsage, err}
 	}
 	return store, key, nil

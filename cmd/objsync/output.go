@@ -3,10 +3,13 @@
 package main
 
 import (
+	"cmp"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,41 +19,116 @@ import (
 )
 
 // printer writes all of objsync's output, so that the password of a DSN
-// (minio://ACCESS:SECRET@HOST/...) never reaches a screen or a log,
-// whatever a driver or a location puts into a message.
+// (minio://ACCESS:SECRET@HOST/..., or an endpoint=http://U:SECRET@HOST in
+// its query) never reaches a screen or a log, whatever a driver or a
+// location puts into a message, quoted or escaped.
 type printer struct {
-	secrets []string
+	// inURL are the forms of the passwords (as written, decoded, quoted
+	// by Go, JSON or a shell, escaped by net/url) masked where they stand
+	// as a URL's password: after ":" and before "@", or their
+	// percent-encodings.
+	inURL []string
+	// bare are those of the forms at least minBare bytes long, masked
+	// wherever they appear.
+	bare []string
 }
+
+// minBare is the length from which a password is masked wherever it
+// appears, not only in a URL's user info: shorter ones, "1" or "true", are
+// too likely to turn up in other output, which masking them would corrupt
+// (status --json's "true").
+const minBare = 8
+
+// mask replaces a password.
+const mask = "xxxxx"
 
 var out printer
 
-// hideSecretsOf records the password in dsn's user information, as written
-// and decoded, to be masked in everything printed from now on.
-func (p *printer) hideSecretsOf(dsn string) {
-	_, rest, ok := strings.Cut(dsn, "://")
-	if !ok {
-		return
+// hideSecretsOf records the passwords in the user information of the URLs
+// in arg (a DSN, and an endpoint in its query, percent-encoded or not), to
+// be masked in everything printed from now on.
+func (p *printer) hideSecretsOf(arg string) {
+	texts := []string{arg}
+	if plain, err := url.QueryUnescape(arg); err == nil && plain != arg {
+		texts = append(texts, plain)
+	}
+	for _, text := range texts {
+		for {
+			_, after, ok := strings.Cut(text, "://")
+			if !ok {
+				break
+			}
+			written, parsed := userInfo(after)
+			for _, info := range []string{written, parsed} {
+				if _, password, ok := strings.Cut(info, ":"); ok && password != "" {
+					p.addPassword(password)
+				}
+			}
+			text = after
+		}
+	}
+	// Longest first, so that no form is masked in part for being
+	// another's.
+	for _, forms := range []*[]string{&p.inURL, &p.bare} {
+		slices.SortFunc(*forms, func(a, b string) int { return cmp.Compare(len(b), len(a)) })
+		*forms = slices.Compact(*forms)
+	}
+}
+
+// userInfo returns the user information of the URL whose text follows
+// "://" in rest (up to the next "://", that of a URL in its query): as
+// written, up to the last "@", for a password may hold a /, ? or # that is
+// not percent-encoded; and as url.Parse reads it, up to the last "@"
+// before the first /, ? or #. They differ when a password holds those, or
+// the path an "@".
+func userInfo(rest string) (written, parsed string) {
+	if end := strings.Index(rest, "://"); end >= 0 {
+		rest = rest[:end]
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		written = rest[:at]
 	}
 	if end := strings.IndexAny(rest, "/?#"); end >= 0 {
 		rest = rest[:end]
 	}
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		parsed = rest[:at]
 	}
-	_, password, ok := strings.Cut(rest[:at], ":")
-	if !ok || password == "" {
-		return
-	}
-	p.secrets = append(p.secrets, password)
+	return written, parsed
+}
+
+// addPassword records the forms of password that output may show.
+func (p *printer) addPassword(password string) {
+	plains := []string{password}
 	if plain, err := url.PathUnescape(password); err == nil && plain != password {
-		p.secrets = append(p.secrets, plain)
+		plains = append(plains, plain)
+	}
+	for _, plain := range plains {
+		quoted := strconv.Quote(plain)
+		asJSON, _ := json.Marshal(plain)
+		forms := []string{
+			plain,
+			quoted[1 : len(quoted)-1],
+			string(asJSON[1 : len(asJSON)-1]),
+			strings.ReplaceAll(plain, "'", `'\''`), // shellQuote's
+			strings.TrimPrefix(url.UserPassword("", plain).String(), ":"), // url.URL's
+			url.QueryEscape(plain),
+		}
+		p.inURL = append(p.inURL, forms...)
+		if len(plain) >= minBare {
+			p.bare = append(p.bare, forms...)
+		}
 	}
 }
 
 func (p *printer) print(w io.Writer, s string) {
-	for _, secret := range p.secrets {
-		s = strings.ReplaceAll(s, secret, "xxxxx")
+	for _, secret := range p.inURL {
+		for _, around := range [][2]string{{":", "@"}, {"%3A", "%40"}, {"%3a", "%40"}} {
+			s = strings.ReplaceAll(s, around[0]+secret+around[1], around[0]+mask+around[1])
+		}
+	}
+	for _, secret := range p.bare {
+		s = strings.ReplaceAll(s, secret, mask)
 	}
 	io.WriteString(w, s)
 }
