@@ -25,14 +25,13 @@
 // still work for the long flags they had, before "--". Every duration flag
 // takes a Go duration (90s, 1m30s) or a decimal number of seconds (5, 0.5),
 // never a negative one nor a positive one below 1ns, which would be 0
-// (--timeout 0 waits for ever); -E and bench's counts take decimal integers.
-// objsync --version prints the module's version, "(devel)"
-// for a build from a work tree without one, the commit when the build
-// recorded one, "modified" if the work tree had local changes, and the Go
-// version: objsync v1.2.0, commit 0123abc..., go1.26.0.
+// (--timeout 0 waits for ever); -E and bench's counts take decimal
+// integers. objsync --version, which takes no arguments, prints the
+// module's version, "(devel)" for a build from a work tree without one, the
+// commit when the build recorded one, "modified" if the work tree had local
+// changes, and the Go version: objsync v1.2.0, commit 0123abc..., go1.26.0.
 // objsync completion prints a shell's completion script (source <(objsync
-// completion bash)); another shell, or none, is a usage error. --version
-// takes no arguments.
+// completion bash)); another shell, or none, is a usage error.
 //
 // The global flags -v (--verbose) and --log-format text|json log on stderr,
 // at Debug level, what the lock does (acquisitions, renewals, losses), the
@@ -134,10 +133,11 @@
 // lock (value, host, pid, fence, since when by the holder's clock),
 // rewritten in place every second on a terminal and printed again every ten
 // seconds otherwise; --quiet silences it, and the message of a lock not
-// acquired (--try, --timeout), which then shows only in the exit code. A holder that died on this
-// machine is taken over at once, --try included, once nothing of its
-// command runs (see below). Any other holder that died is taken over once a
-// waiting objsync has seen the lock unchanged for its ttl. --try cannot do
+// acquired (--try, --timeout), which only the exit code tells then. A
+// holder that died on this machine is taken over at once, --try included,
+// once nothing of its command runs (see below). Any other holder that died
+// is taken over once a waiting objsync has seen the lock unchanged for its
+// ttl. --try cannot do
 // that, as it does not wait: it fails while such a holder's lock still says
 // held. Use --timeout, longer than the ttl, for a bounded wait that takes
 // over dead holders, or --store-clock.
@@ -335,8 +335,8 @@
 // fences do not strictly increase in the order the lock was taken, bench
 // prints the results and each violation, naming fences and instants, and
 // exits 122. If the store fails it exits 125. SIGINT, SIGTERM, SIGHUP,
-// SIGQUIT, SIGUSR1 and SIGUSR2 stop it: the contending processes finish the hold under way and
-// release it, and bench exits 128 plus the signal's number; contending
+// SIGQUIT, SIGUSR1 and SIGUSR2 stop it: the contending processes finish
+// the hold under way and release it, and bench exits 128 plus the signal's number; contending
 // processes whose bench was killed stop the same way.
 //
 // bench --json prints one object with these fields, which stay stable
