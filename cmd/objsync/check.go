@@ -61,6 +61,10 @@ the store answered. Required behaviours (*) are ok or FAIL:
                       disagreement under the two seconds taken off)
   write-rate          with --write-rate: how soon a second write to one key
                       is refused, of up to 20 writes in a row (costs them)
+  conditional-delete  whether a delete conditional on a stale version is
+                      refused, on drivers that can send one (s3, gcs):
+                      MinIO, Ceph RGW and the GCS emulator delete anyway,
+                      which is why objsync never deletes a lock
 
 Then it reports the median round trips of reads and writes and removes the
 scratch objects (or names them, if the driver cannot delete). It exits 0 if
@@ -359,9 +363,13 @@ func (c *checker) probe(ctx context.Context, key string) error {
 	}
 	c.landedDespiteErrors()
 	c.storeClock(ctx, c.aged, c.agedSent)
-	if c.opts.writeRate && o.key != "" {
+	if o.key == "" {
+		return nil
+	}
+	if c.opts.writeRate {
 		c.writeRate(ctx, o)
 	}
+	c.conditionalDelete(ctx, o.key, v)
 	return nil
 }
 
@@ -697,6 +705,36 @@ func (c *checker) writeRate(ctx context.Context, o scratchObject) {
 		return
 	}
 	c.add(id, false, resultInfo, fmt.Sprintf("%d writes in a row accepted, one every %s", rateWrites, short(time.Since(start)/rateWrites)))
+}
+
+// conditionalDelete sends a delete of k conditional on stale, a version
+// it no longer has, on drivers that can, and says whether the store
+// honoured the condition. The protocol never deletes: this is for
+// information.
+func (c *checker) conditionalDelete(ctx context.Context, k string, stale driver.Version) {
+	const id = "conditional-delete"
+	d, ok := c.st.(driver.ConditionalDeleter)
+	if !ok {
+		c.add(id, false, resultInfo, "not tested: this driver deletes only unconditionally (the protocol never deletes)")
+		return
+	}
+	err := d.DeleteIf(ctx, k, stale)
+	_, _, rerr := c.read(ctx, k)
+	switch {
+	case errors.Is(err, driver.ErrPrecondition) && rerr == nil:
+		c.add(id, false, resultInfo, "honoured: a delete conditional on a stale version was refused (precondition failed)")
+	case err == nil && errors.Is(rerr, driver.ErrNotExist):
+		c.add(id, false, resultInfo, "ignored: a delete conditional on a stale version deleted the object (the protocol never deletes)")
+	default:
+		answer, then := "success", "the object is there"
+		if err != nil {
+			answer = err.Error()
+		}
+		if rerr != nil {
+			then = "a read answered " + rerr.Error()
+		}
+		c.add(id, false, resultInfo, fmt.Sprintf("a delete conditional on a stale version answered %s; then %s", answer, then))
+	}
 }
 
 // create writes a scratch object next to key, create-only, and returns

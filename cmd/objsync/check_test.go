@@ -23,7 +23,8 @@ import (
 
 // checkIDs are the rows check always reports, in order.
 var checkIDs = []string{"create-absent", "create-present", "replace-current", "replace-stale", "read-back",
-	"identical-rewrite", "quoted-version", "race-replace", "lost-answer", "race-create", "error-but-landed", "store-clock"}
+	"identical-rewrite", "quoted-version", "race-replace", "lost-answer", "race-create", "error-but-landed", "store-clock",
+	"conditional-delete"}
 
 func TestCheckFile(t *testing.T) {
 	dir := t.TempDir()
@@ -189,6 +190,20 @@ func (s *lateWrites) Write(ctx context.Context, key string, data []byte, ifVersi
 	return "", context.DeadlineExceeded
 }
 
+// deletesIf is a store that can send a conditional delete, which it
+// honours or, as MinIO, Ceph RGW and the GCS emulator do, ignores.
+type deletesIf struct {
+	*mem.Store
+	honour bool
+}
+
+func (s deletesIf) DeleteIf(ctx context.Context, key string, ifVersion driver.Version) error {
+	if _, v, _ := s.Store.Read(ctx, key); s.honour && v != ifVersion {
+		return fmt.Errorf("%s: %w", s.Location(key), driver.ErrPrecondition)
+	}
+	return s.Delete(ctx, key)
+}
+
 // appliedThen500 makes the first write to the store land and answer 500,
 // as Cloudflare R2 is reported to do now and then.
 func appliedThen500(s *mem.Store) driver.Store {
@@ -251,7 +266,8 @@ func TestCheckStore(t *testing.T) {
 		want  []want // rows to find; a required row that is FAIL is in the exit error
 	}{
 		{"mem", func(_ *testing.T, s *mem.Store) driver.Store { return s },
-			[]want{{"identical-rewrite", "ok", "a new version for the same bytes"}, {"quoted-version", "info", "quoted: precondition failed"}}},
+			[]want{{"identical-rewrite", "ok", "a new version for the same bytes"}, {"quoted-version", "info", "quoted: precondition failed"},
+				{"conditional-delete", "info", "not tested: this driver deletes only unconditionally"}}},
 		{"ignores If-None-Match", func(_ *testing.T, s *mem.Store) driver.Store { return ignoresIfNoneMatch{s} },
 			[]want{{"create-present", "FAIL", "accepted, version "}, {"race-create", "FAIL", "of 50 concurrent writes succeeded"}, {"replace-stale", "ok", ""}}},
 		{"ignores If-Match", func(_ *testing.T, s *mem.Store) driver.Store { return ignoresIfMatch{ignoresIfNoneMatch{s}} },
@@ -262,6 +278,10 @@ func TestCheckStore(t *testing.T) {
 			[]want{{"quoted-version", "info", "quoted: precondition failed"}}},
 		{"accepts quoted ETags", func(_ *testing.T, s *mem.Store) driver.Store { return quotedETags{s, true} },
 			[]want{{"quoted-version", "info", "quoted: accepted"}}},
+		{"honours a conditional delete", func(_ *testing.T, s *mem.Store) driver.Store { return deletesIf{s, true} },
+			[]want{{"conditional-delete", "info", "honoured: a delete conditional on a stale version was refused"}}},
+		{"ignores a conditional delete", func(_ *testing.T, s *mem.Store) driver.Store { return deletesIf{s, false} },
+			[]want{{"conditional-delete", "info", "ignored: a delete conditional on a stale version deleted the object"}}},
 		{"applies a write and answers 500", func(_ *testing.T, s *mem.Store) driver.Store { return appliedThen500(s) },
 			[]want{{"error-but-landed", "warn", "1 writes answered an error although they had landed, as a read showed (objsync settles such answers by reading back); the first: write mem://"}, {"create-absent", "ok", ""}}},
 		{"late writes", func(_ *testing.T, s *mem.Store) driver.Store { return &lateWrites{Store: s} },

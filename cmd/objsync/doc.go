@@ -279,8 +279,9 @@
 // older, clocks of the store that disagree make --store-clock unsafe; it
 // cannot see a disagreement under the two seconds taken off), and, with
 // --write-rate, write-rate (how soon a second write to one key is
-// refused, of up to 20 writes in a row). Conditional DELETE is not probed:
-// the drivers delete only unconditionally, and the protocol never deletes.
+// refused, of up to 20 writes in a row), and conditional-delete (whether
+// a delete conditional on a stale version is refused, on drivers that
+// can send one, s3 and gcs; the protocol never deletes).
 //
 // It reports median round trips of reads and writes and removes the
 // scratch objects (or names them, for a driver without delete). It exits
