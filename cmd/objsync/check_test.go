@@ -266,7 +266,7 @@ func TestCheckStore(t *testing.T) {
 		want  []want // rows to find; a required row that is FAIL is in the exit error
 	}{
 		{"mem", func(_ *testing.T, s *mem.Store) driver.Store { return s },
-			[]want{{"identical-rewrite", "ok", "a new version for the same bytes"}, {"quoted-version", "info", "quoted: precondition failed"},
+			[]want{{"identical-rewrite", "ok", "a new version for the same bytes"}, {"quoted-version", "info", "quoted: mem://"},
 				{"conditional-delete", "info", "not tested: this driver deletes only unconditionally"}}},
 		{"ignores If-None-Match", func(_ *testing.T, s *mem.Store) driver.Store { return ignoresIfNoneMatch{s} },
 			[]want{{"create-present", "FAIL", "accepted, version "}, {"race-create", "FAIL", "of 50 concurrent writes succeeded"}, {"replace-stale", "ok", ""}}},
@@ -275,7 +275,7 @@ func TestCheckStore(t *testing.T) {
 		{"answers 304 (s3 driver, fake server)", func(t *testing.T, _ *mem.Store) driver.Store { return s3Answering304(t) },
 			[]want{{"create-present", "FAIL", "304"}, {"race-create", "FAIL", "304"}, {"identical-rewrite", "ok", "content-versioned"}, {"replace-stale", "ok", ""}}},
 		{"refuses quoted ETags", func(_ *testing.T, s *mem.Store) driver.Store { return quotedETags{s, false} },
-			[]want{{"quoted-version", "info", "quoted: precondition failed"}}},
+			[]want{{"quoted-version", "info", "quoted ETag: precondition failed"}}},
 		{"accepts quoted ETags", func(_ *testing.T, s *mem.Store) driver.Store { return quotedETags{s, true} },
 			[]want{{"quoted-version", "info", "quoted: accepted"}}},
 		{"honours a conditional delete", func(_ *testing.T, s *mem.Store) driver.Store { return deletesIf{s, true} },
