@@ -100,6 +100,16 @@ type Deleter interface {
 	Delete(ctx context.Context, key string) error
 }
 
+// ConditionalDeleter is implemented by stores that can send a delete
+// conditional on the object's version. It is used only by objsync check,
+// to report whether the store honours the condition (MinIO, Ceph RGW and
+// the GCS emulator delete anyway); never by the lock protocol. DeleteIf
+// returns an error wrapping ErrPrecondition when the store refused the
+// delete for its condition.
+type ConditionalDeleter interface {
+	DeleteIf(ctx context.Context, key string, ifVersion Version) error
+}
+
 // WriteLimiter is implemented by a Store that says how often it accepts
 // writes to one object. GCS and Cloudflare R2 accept about one a second
 // and answer 429 beyond it. Queue locks, which spread a lock over many

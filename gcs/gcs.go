@@ -56,6 +56,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -251,6 +252,27 @@ func (s *store) Delete(ctx context.Context, key string) error {
 		return s.classify("delete", key, err)
 	}
 	return nil
+}
+
+// DeleteIf implements driver.ConditionalDeleter: a delete with
+// ifGenerationMatch.
+func (s *store) DeleteIf(ctx context.Context, key string, ifVersion driver.Version) error {
+	gen, err := strconv.ParseInt(string(ifVersion), 10, 64)
+	if err != nil || gen <= 0 {
+		return fmt.Errorf("delete %s: version %q is not a generation: %w", s.Location(key), ifVersion, driver.ErrPrecondition)
+	}
+	c, err := s.client.get(ctx)
+	if err != nil {
+		return s.clientError("delete", key, err)
+	}
+	err = c.Bucket(s.bucket).Object(key).If(storage.Conditions{GenerationMatch: gen}).Delete(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case httpStatus(err) == http.StatusPreconditionFailed:
+		return fmt.Errorf("delete %s: %w", s.Location(key), driver.ErrPrecondition)
+	}
+	return s.classify("delete", key, err)
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

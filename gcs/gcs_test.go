@@ -485,3 +485,25 @@ func TestDelete(t *testing.T) {
 		})
 	}
 }
+
+// TestDeleteIf: a conditional delete sends ifGenerationMatch, and a 412
+// answer is a failed precondition.
+func TestDeleteIf(t *testing.T) {
+	for _, tt := range []struct {
+		reply        reply
+		precondition bool
+	}{
+		{reply{status: 204}, false},
+		{reply{status: 412, reason: "conditionNotMet"}, true},
+	} {
+		fake, st := newFake(t, tt.reply)
+		err := st.(driver.ConditionalDeleter).DeleteIf(t.Context(), "k", "7")
+		if got := errors.Is(err, driver.ErrPrecondition); got != tt.precondition || (err != nil && !tt.precondition) {
+			t.Errorf("answered %d: DeleteIf = %v; want precondition failed %v", tt.reply.status, err, tt.precondition)
+		}
+		reqs := fake.seen()
+		if len(reqs) != 1 || reqs[0].method != http.MethodDelete || fmt.Sprint(reqs[0].query["ifGenerationMatch"]) != "[7]" {
+			t.Errorf("requests %+v; want one DELETE with ifGenerationMatch=7", reqs)
+		}
+	}
+}

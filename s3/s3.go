@@ -90,6 +90,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -356,6 +357,29 @@ func (s *store) Delete(ctx context.Context, key string) error {
 		return nil
 	}
 	return s.classify("delete", key, err)
+}
+
+// DeleteIf implements driver.ConditionalDeleter: a DELETE with If-Match,
+// the ETag unquoted, as writes send it.
+func (s *store) DeleteIf(ctx context.Context, key string, ifVersion driver.Version) error {
+	if !s3compat.IsETag(ifVersion) {
+		return fmt.Errorf("delete %s: version %q is not an ETag: %w", s.Location(key), ifVersion, driver.ErrPrecondition)
+	}
+	if err := s.checkCredentials(ctx, "delete", key); err != nil {
+		return err
+	}
+	_, err := s.client.api.DeleteObject(ctx, &s3.DeleteObjectInput{
+		Bucket:  aws.String(s.bucket),
+		Key:     aws.String(key),
+		IfMatch: aws.String(string(ifVersion)),
+	})
+	if err != nil && statusCode(err) == http.StatusPreconditionFailed {
+		return fmt.Errorf("delete %s: %w", s.Location(key), driver.ErrPrecondition)
+	}
+	if err != nil {
+		return s.classify("delete", key, err)
+	}
+	return nil
 }
 
 // Write implements driver.Store.

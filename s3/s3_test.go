@@ -1,6 +1,7 @@
 package s3
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -153,3 +154,26 @@ func assertNoChecksums(t *testing.T, h http.Header) {
 
 // TestS3Compat runs the tests shared with the minio driver.
 func TestS3Compat(t *testing.T) { suite.Run(t) }
+
+// TestDeleteIf: a conditional delete is a DELETE with the ETag unquoted
+// in If-Match, and a 412 answer is a failed precondition.
+func TestDeleteIf(t *testing.T) {
+	for _, tt := range []struct {
+		reply        s3test.Reply
+		precondition bool
+	}{
+		{s3test.Reply{Status: 204}, false},
+		{s3test.Reply{Status: 412, Code: "PreconditionFailed"}, true},
+	} {
+		fake := s3test.Serve(t, nil, tt.reply)
+		st := suite.Open(t, fake.URL)
+		err := st.(driver.ConditionalDeleter).DeleteIf(t.Context(), "k", "e1")
+		if got := errors.Is(err, driver.ErrPrecondition); got != tt.precondition || (err != nil && !tt.precondition) {
+			t.Errorf("answered %d: DeleteIf = %v; want precondition failed %v", tt.reply.Status, err, tt.precondition)
+		}
+		reqs := fake.Seen()
+		if len(reqs) != 1 || reqs[0].Method != http.MethodDelete || reqs[0].Header.Get("If-Match") != "e1" {
+			t.Errorf("requests %+v; want one DELETE with If-Match e1", reqs)
+		}
+	}
+}

@@ -10,7 +10,7 @@
 //	objsync lock [flags] DSN -c 'COMMAND STRING'
 //	objsync status [--json] [--for DURATION] DSN
 //	objsync unlock --force DSN
-//	objsync check DSN
+//	objsync check [--json] [--write-rate] DSN
 //	objsync elect [flags] --value VALUE DSN -- COMMAND [ARGS...]
 //	objsync leader [--json] [--watch|--confirm] DSN
 //	objsync bench [flags] DSN
@@ -274,20 +274,48 @@
 //
 // # check
 //
-// objsync check tests, with scratch objects next to the lock (the lock's
-// key plus ".objsync-check-" and random hex), that the store honours the
-// conditions objsync relies on: create-only writes and writes conditional
-// on a version succeed and fail when they should, reads return what was
-// last written, and of 8 concurrent create-only writes exactly one wins.
-// It reports median round-trip times of reads and writes and removes the
-// scratch objects (or names them, for a driver without delete). Some stores
-// accept conditional requests and ignore the conditions; check exits 122
-// for those and any other store that fails a test. On drivers that tell
-// ages (s3, minio) it also reads the age of a fresh write by the store's
-// Date and Last-Modified, and warns, without failing, if it exceeds the
-// time since the write was sent: clocks of the store that disagree make
-// --store-clock unsafe. It cannot see a disagreement smaller than the two
-// seconds taken off for the times' resolution.
+// objsync check probes, with scratch objects next to the lock (the lock's
+// key plus ".objsync-check-" and random hex; the lock is not touched),
+// each behaviour the protocol relies on and each that stores are known to
+// get wrong, and prints a table: one row per behaviour, with its result
+// (ok, FAIL, info or warn) and the store's answer. The required ones,
+// marked *, are: create-absent and create-present (a create-only write
+// succeeds on an absent key, and answers "precondition failed" on a
+// present one: not success, not 304), replace-current and replace-stale (a
+// write conditional on the current version succeeds with a new version, on
+// a stale one is refused), read-back, identical-rewrite (identical bytes
+// written again get a new version, or the store is content-versioned: the
+// bytes give their version back, as S3 ETags do; the answer says which),
+// race-replace and race-create (of 50 concurrent writes conditional on one
+// version, or creating one key, exactly one succeeds), and lost-answer
+// (writes cut off by a short client timeout are settled by reading back,
+// and sending them again never makes two writes). For information:
+// quoted-version (whether the store takes a version in quotes, as S3 SDKs
+// send ETags; the drivers send them unquoted), error-but-landed (warn:
+// writes answered with an error that had landed), store-clock (on drivers
+// that tell ages, s3 and minio, the age of a fresh write by the store's
+// Date and Last-Modified against the time since it was sent: warn if
+// older, clocks of the store that disagree make --store-clock unsafe; it
+// cannot see a disagreement under the two seconds taken off), and, with
+// --write-rate, write-rate (how soon a second write to one key is
+// refused, of up to 20 writes in a row), and conditional-delete (whether
+// a delete conditional on a stale version is refused, on drivers that
+// can send one, s3 and gcs; the protocol never deletes).
+//
+// It reports median round trips of reads and writes and removes the
+// scratch objects (or names them, for a driver without delete). It exits
+// 0 if every required behaviour holds, 122 naming each that failed and the
+// store's answer, 125 if it could not test the store. check --json prints
+// one object with these fields, which stay stable:
+//
+//	lock             string   the lock's location
+//	passed           bool     every required behaviour holds (exit 0)
+//	behaviours       array    one object per row: id, required (bool),
+//	                          result ("ok", "FAIL", "info", "warn"), answer
+//	read_ms          number   median round trip of a read
+//	write_ms         number   median round trip of a write
+//	scratch          array    the scratch objects' locations
+//	scratch_removed  bool     false if they could not be, or the driver cannot delete
 //
 // # bench
 //
@@ -374,7 +402,7 @@
 //	1      status: the lock is free (released)
 //	2      usage error: bad flag, bad DSN, unknown scheme or driver
 //	3      status: no lock object (never acquired)
-//	122    check: the store ignores conditional writes; unsafe for objsync;
+//	122    check: a required behaviour failed: the store is unsafe for objsync;
 //	       bench: it saw two holders at once, or fences out of order
 //	123    lock: the lock was lost while the command ran; the command was stopped
 //	124    lock: not acquired (--try and held, or --timeout elapsed; -E sets another

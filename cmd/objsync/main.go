@@ -49,7 +49,7 @@ Usage:
   objsync lock [flags] DSN -c 'COMMAND STRING'     the same, COMMAND run by sh -c
   objsync status [--json] [--for DURATION] DSN     show who holds the lock
   objsync unlock --force DSN                       break a stuck lock
-  objsync check DSN                                test that the store is safe for objsync
+  objsync check [--json] [--write-rate] DSN        test that the store is safe for objsync
   objsync elect [flags] --value V DSN -- COMMAND   run COMMAND while leading an election
   objsync leader [--json] [--watch|--confirm] DSN  show the leader of an election
   objsync bench [flags] DSN                        measure a lock's speed and cost on its store
@@ -79,7 +79,7 @@ Exit codes:
   1      status: the lock is free (released)
   2      usage error: bad flag, bad DSN, unknown scheme or driver
   3      status: no lock object (never acquired)
-  122    check: the store ignores conditional writes; unsafe for objsync;
+  122    check: a required behaviour failed: the store is unsafe for objsync;
          bench: it saw two holders at once, or fences out of order
   123    lock: the lock was lost while the command ran; the command was stopped
   124    lock: not acquired (held and --try, or --timeout elapsed; -E changes

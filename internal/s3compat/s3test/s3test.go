@@ -1,6 +1,7 @@
-// Package s3test is for the tests of the s3 and minio drivers only, not for
-// any other code: a fake S3 server that answers from a script and records
-// what it was sent (Serve), the unit tests the two drivers share because
+// Package s3test is for tests only, not for any other code: a fake S3
+// server that answers from a script and records what it was sent (Serve),
+// one that keeps objects and honours conditional writes, with a hook for a
+// store's quirks (ServeBucket, for objsync check's tests), the unit tests the two drivers share because
 // both speak the S3 API to it (Suite.Run), and the loops of their DSN
 // tests (ParseDSN, OpenRejects, OpenSharesOneClientPerSettings). What
 // differs between the drivers (how a store is opened on the fake, the
@@ -10,6 +11,8 @@ package s3test
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -102,6 +105,88 @@ func (f *Fake) Seen() []Request {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]Request(nil), f.requests...)
+}
+
+// Bucket is a fake S3 server that keeps objects in memory, in any bucket,
+// and honours conditional PUTs as MinIO does: If-None-Match: * and
+// If-Match with the ETag, quoted or not, else 412 PreconditionFailed.
+// ETags are the MD5 of the content, quoted. It answers GET, PUT and an
+// unconditional DELETE.
+type Bucket struct {
+	// URL is the fake's address, http://127.0.0.1:PORT.
+	URL string
+
+	quirk   func(r *http.Request, status int) int
+	mu      sync.Mutex
+	objects map[string]bucketObject // by path: /BUCKET/KEY
+}
+
+type bucketObject struct {
+	data     []byte
+	etag     string // quoted
+	modified time.Time
+}
+
+// ServeBucket starts a Bucket, closed when the test ends. If quirk is not
+// nil, it is given every request and the status the fake would answer,
+// after the fake acted on it, and returns the status to answer instead:
+// a store's bug in its HTTP layer (304 for a failed condition, say).
+func ServeBucket(t testing.TB, quirk func(r *http.Request, status int) int) *Bucket {
+	t.Helper()
+	b := &Bucket{quirk: quirk, objects: map[string]bucketObject{}}
+	srv := httptest.NewServer(b)
+	t.Cleanup(srv.Close)
+	b.URL = srv.URL
+	return b
+}
+
+// ServeHTTP implements http.Handler.
+func (b *Bucket) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	b.mu.Lock()
+	o, exists := b.objects[r.URL.Path]
+	status, code := http.StatusOK, ""
+	switch r.Method {
+	case http.MethodGet:
+		if !exists {
+			status, code = http.StatusNotFound, "NoSuchKey"
+		}
+	case http.MethodPut:
+		ifMatch := r.Header.Get("If-Match")
+		switch {
+		case r.Header.Get("If-None-Match") == "*" && exists,
+			ifMatch != "" && (!exists || strings.Trim(ifMatch, `"`) != strings.Trim(o.etag, `"`)):
+			status, code = http.StatusPreconditionFailed, "PreconditionFailed"
+		default:
+			sum := md5.Sum(body)
+			o = bucketObject{body, `"` + hex.EncodeToString(sum[:]) + `"`, time.Now()}
+			b.objects[r.URL.Path] = o
+		}
+	case http.MethodDelete:
+		delete(b.objects, r.URL.Path)
+		status = http.StatusNoContent
+	default:
+		status, code = http.StatusNotImplemented, "NotImplemented"
+	}
+	b.mu.Unlock()
+	if b.quirk != nil {
+		status = b.quirk(r, status)
+	}
+	switch {
+	case code != "" && status >= 400:
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>%s</Message><RequestId>req-1</RequestId></Error>`, code, code)
+	case status != http.StatusOK:
+		w.WriteHeader(status)
+	default:
+		w.Header().Set("ETag", o.etag)
+		w.Header().Set("Last-Modified", o.modified.UTC().Format(http.TimeFormat))
+		if r.Method == http.MethodGet {
+			w.Header().Set("Content-Length", fmt.Sprint(len(o.data)))
+			w.Write(o.data)
+		}
+	}
 }
 
 // Suite is the shared tests, as run on one driver by Run.
