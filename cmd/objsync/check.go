@@ -117,9 +117,14 @@ func runCheck(dsn, driverName string, opts checkOptions, asJSON bool) error {
 	if !asJSON {
 		out.printf("checking the store of %s\n", loc)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*storeTimeout)
+	ictx, stop := interruptible()
+	defer stop()
+	ctx, cancel := context.WithTimeout(ictx, 4*storeTimeout)
 	defer cancel()
 	r, err := checkStore(ctx, store, key, opts)
+	if ictx.Err() != nil { // a signal: the scratch objects were removed
+		return context.Cause(ictx)
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", loc, err)
 	}

@@ -4,6 +4,8 @@ package main
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"strings"
@@ -102,6 +104,35 @@ func TestNotALock(t *testing.T) {
 		line := oneLine(t, "stderr", r.stderr)
 		if r.code != exitFailed || !strings.Contains(line, "object is not an objsync lock") || strings.Count(line, "objsync: ") != 1 {
 			t.Errorf("objsync %s: exit %d, stderr %q; want %d and a clear message, prefixed once", strings.Join(args, " "), r.code, line, exitFailed)
+		}
+	}
+}
+
+// TestCheckSignal: a signal ends objsync check, waiting on a store that
+// does not answer, with 128 plus its number and no stack dump (SIGQUIT
+// dumped Go's stacks).
+func TestCheckSignal(t *testing.T) {
+	hang := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(hang)
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	dir := t.TempDir()
+	for _, sig := range []syscall.Signal{syscall.SIGQUIT, syscall.SIGINT} {
+		p := startCLI(t, dir, "check", "s3://bucket/lock?region=test&endpoint="+srv.URL)
+		waitLines(t, p, 1) // "checking the store of ..."
+		time.Sleep(100 * time.Millisecond)
+		p.cmd.Process.Signal(sig)
+		r := p.wait(t)
+		if r.code != exitSignal+int(sig) || strings.Contains(r.stderr, "goroutine") {
+			t.Errorf("check, then %v: exit %d, stderr %q; want %d, no stack dump", sig, r.code, r.stderr, exitSignal+int(sig))
 		}
 	}
 }
