@@ -47,10 +47,11 @@ func newClient(set settings) (*client, error) {
 	opts := &service.ClientOptions{ClientOptions: azcore.ClientOptions{
 		Retry: policy.RetryOptions{MaxRetries: -1},
 	}}
-	if cs, ok := os.LookupEnv(connectionStringEnv); ok {
+	// A variable set to "" counts as unset, as in the "tried" list.
+	if cs := os.Getenv(connectionStringEnv); cs != "" {
 		return fromConnectionString(set, cs, opts)
 	}
-	if key, ok := os.LookupEnv(sharedKeyEnv); ok {
+	if key := os.Getenv(sharedKeyEnv); key != "" {
 		cred, err := service.NewSharedKeyCredential(set.account, key)
 		if err != nil {
 			return nil, fmt.Errorf("%s is not a shared key (base64)", sharedKeyEnv)

@@ -26,6 +26,14 @@ func TestCredentialSources(t *testing.T) {
 			"shared key from AZURE_STORAGE_KEY",
 		},
 		{
+			"shared key, with an empty connection string",
+			func(*fake) map[string]string {
+				return map[string]string{connectionStringEnv: "", sharedKeyEnv: testKey}
+			},
+			func(r request) bool { return strings.HasPrefix(r.header.Get("Authorization"), "SharedKey acct:") },
+			"shared key from AZURE_STORAGE_KEY",
+		},
+		{
 			"connection string with a key, before the shared key",
 			func(f *fake) map[string]string {
 				return map[string]string{
