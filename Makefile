@@ -40,7 +40,7 @@ chaos:
 # it is a regression test from then on.
 FUZZ_TIME ?= 1m
 FUZZ_TARGETS = .:FuzzDecodeLock ./file:FuzzParse ./file:FuzzTornWrite \
-	./s3:FuzzDSN ./minio:FuzzDSN ./gcs:FuzzDSN ./file:FuzzDSN ./mem:FuzzDSN
+	./s3:FuzzDSN ./minio:FuzzDSN ./gcs:FuzzDSN ./azblob:FuzzDSN ./file:FuzzDSN ./mem:FuzzDSN
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		$(GO) test -run='^$$' -fuzz="^$${t##*:}$$" -fuzztime=$(FUZZ_TIME) $${t%%:*} || exit 1; \

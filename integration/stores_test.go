@@ -19,6 +19,7 @@ import (
 	"github.com/objsync/objsync/driver/drivertest"
 	"github.com/objsync/objsync/internal/locktest"
 
+	_ "github.com/objsync/objsync/azblob"
 	_ "github.com/objsync/objsync/gcs"
 	_ "github.com/objsync/objsync/minio"
 	_ "github.com/objsync/objsync/s3"
@@ -131,6 +132,24 @@ func TestDriversOnFakeGCS(t *testing.T) {
 				names = append(names, o.Name)
 			}
 		},
+	})
+}
+
+// TestDriversOnAzurite runs the azblob driver against Azurite, with the
+// account's shared key from the environment, as a user gives it.
+func TestDriversOnAzurite(t *testing.T) {
+	srv := StartAzurite(t)
+	t.Logf("Azurite %s at %s", srv.Version, srv.Endpoint)
+	t.Setenv("AZURE_STORAGE_CONNECTION_STRING", "") // restored after the test
+	os.Unsetenv("AZURE_STORAGE_CONNECTION_STRING")
+	t.Setenv("AZURE_STORAGE_KEY", srv.Key)
+	testStore(t, storeUnderTest{
+		driver: "azblob",
+		dsn: func(key string) string {
+			return fmt.Sprintf("azblob://%s/%s/%s?endpoint=%s", srv.Account, srv.Container, key, url.QueryEscape(srv.Endpoint))
+		},
+		restart: func(t *testing.T) { srv.Restart(t) },
+		list:    func(t *testing.T, prefix string) []string { return srv.List(t, prefix) },
 	})
 }
 

@@ -49,12 +49,14 @@
 //	s3://BUCKET/KEY?region=R&endpoint=URL&path_style=true&profile=P   driver s3
 //	minio://[ACCESS:SECRET@]HOST:PORT/BUCKET/KEY?secure=false&region=R  driver minio
 //	gs://BUCKET/KEY                                                   driver gcs
+//	azblob://ACCOUNT/CONTAINER/KEY?endpoint=URL                       driver azblob
 //	file:///ABS/PATH/KEY, or a plain path without a scheme             driver file
 //
 // s3 takes its credentials from the AWS SDK's chain, gcs from Application
-// Default Credentials, minio from the DSN or minio-go's chain; the file
-// driver serves the processes of one host. Each driver's package
-// documentation has the details. objsync never prints a DSN's password:
+// Default Credentials, minio from the DSN or minio-go's chain, azblob from
+// AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_KEY or azidentity's default
+// chain; the file driver serves the processes of one host. Each driver's
+// package documentation has the details. objsync never prints a DSN's password:
 // messages name the lock by its location, and anything printed is scrubbed
 // of the password (of the DSN, or of an endpoint URL in its query) where it
 // stands as a URL's password, quoted, escaped or percent-encoded, and

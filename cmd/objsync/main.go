@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	_ "github.com/objsync/objsync/azblob"
 	"github.com/objsync/objsync/driver"
 	_ "github.com/objsync/objsync/file"
 	_ "github.com/objsync/objsync/gcs"
@@ -67,6 +68,7 @@ DSNs (the scheme picks the driver; --driver NAME is for a DSN without one):
   s3://BUCKET/KEY?region=R&endpoint=URL            Amazon S3, R2, Ceph RGW...
   minio://[ACCESS:SECRET@]HOST:PORT/BUCKET/KEY?secure=false
   gs://BUCKET/KEY                                  Google Cloud Storage
+  azblob://ACCOUNT/CONTAINER/KEY?endpoint=URL      Azure Blob Storage
   file:///ABS/PATH, or a plain path                a directory on this host
 
 Example:
@@ -450,7 +452,7 @@ func shellQuote(s string) string {
 }
 
 // schemes maps the schemes of DSNs to the drivers that serve them.
-var schemes = map[string]string{"s3": "s3", "minio": "minio", "gs": "gcs", "gcs": "gcs", "file": "file"}
+var schemes = map[string]string{"s3": "s3", "minio": "minio", "gs": "gcs", "gcs": "gcs", "azblob": "azblob", "file": "file"}
 
 // openStore opens the store and key that dsn names, with the driver its
 // scheme names. A DSN without a scheme is a path, for the file driver.
@@ -468,7 +470,7 @@ func openStore(dsn, driverName string) (driver.Store, string, error) {
 	}
 	switch {
 	case driverName == "" && byScheme == "":
-		return nil, "", usageErrorf("unknown scheme %q in the DSN; known: s3://, minio://, gs://, file:// or a plain path (or choose a driver with --driver)", scheme)
+		return nil, "", usageErrorf("unknown scheme %q in the DSN; known: s3://, minio://, gs://, azblob://, file:// or a plain path (or choose a driver with --driver)", scheme)
 	case driverName == "":
 		driverName = byScheme
 	case byScheme != "" && byScheme != driverName:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Integration phase of "make test": makes sure a Docker engine runs, builds the
 # local server images (only what changed), runs the integration module's
-# tests against real MinIO, Ceph RGW and fake-gcs-server containers, and
-# removes any container the tests left behind, even when they fail.
+# tests against real MinIO, Ceph RGW and fake-gcs-server containers and an
+# Azurite process (installed when missing), and removes any container the
+# tests left behind, even when they fail.
 #
 # Usage: test.sh [go test flags...]   e.g. test.sh -run TestS3Servers -v
 set -euo pipefail
@@ -58,4 +59,7 @@ trap 'exit 143' TERM
 phase ensure-docker "$here/ensure-docker.sh"
 remove_leftovers # from a run that was killed before its trap ran
 phase build-images "$here/build-images.sh"
+# Azurite runs as a process, not in a container: installed once, then cached.
+OBJSYNC_AZURITE="$(phase install-azurite "$here/install-azurite.sh")"
+export OBJSYNC_AZURITE
 phase go-test run_tests "$@"
