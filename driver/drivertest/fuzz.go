@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/objsync/objsync/driver"
 )
 
 // FuzzDSN fuzzes a driver's DSN parser, parse, from the seeds given: no
@@ -25,9 +27,11 @@ func FuzzDSN(f *testing.F, parse func(dsn string) error, seeds ...string) {
 			return
 		}
 		// Only a password that stands once in the DSN, and is long enough
-		// to be told apart, can be looked for in a message.
+		// to be told apart, can be looked for in a message; and not one
+		// that the DSN, redacted, shows anyway (re-encoded, the byte 0x80
+		// and "00000" read "%8000000", which holds the password 000000).
 		if pw, ok := u.User.Password(); ok && len(pw) >= 6 && strings.Count(dsn, pw) == 1 &&
-			strings.Contains(err.Error(), pw) {
+			!strings.Contains(driver.Redact(dsn), pw) && strings.Contains(err.Error(), pw) {
 			t.Fatalf("the error shows the DSN's password %q: %v", pw, err)
 		}
 	})
