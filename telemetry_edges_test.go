@@ -11,6 +11,7 @@ import (
 
 	"github.com/objsync/objsync"
 	"github.com/objsync/objsync/driver"
+	"github.com/objsync/objsync/internal/countstore"
 	"github.com/objsync/objsync/mem"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
@@ -18,28 +19,6 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
-
-// counting is a process's view of a store that counts the requests made
-// through it.
-type counting struct {
-	*mem.Store
-	name string
-	n    atomic.Int64
-}
-
-func (c *counting) Location(key string) string { return c.Store.Location(key) + "#" + c.name }
-func (c *counting) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
-	c.n.Add(1)
-	return c.Store.Read(ctx, key)
-}
-func (c *counting) ReadAge(ctx context.Context, key string) ([]byte, driver.Version, time.Duration, error) {
-	c.n.Add(1)
-	return c.Store.ReadAge(ctx, key)
-}
-func (c *counting) Write(ctx context.Context, key string, data []byte, v driver.Version) (driver.Version, error) {
-	c.n.Add(1)
-	return c.Store.Write(ctx, key, data, v)
-}
 
 // TestTelemetryCampaignHandoffSpanRequests: a Campaign handed the lock writes
 // it once before returning (the confirm write); that request is made under
@@ -55,7 +34,7 @@ func TestTelemetryCampaignHandoffSpanRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	tel := newTelemetry(t)
-	cs := &counting{Store: base, name: "b"}
+	cs := countstore.New(view{base, "b"})
 	bm := objsync.NewMutex(cs, "lock", append(tel.opts, objsync.WithBackoff(5*time.Millisecond, 10*time.Millisecond))...)
 	defer bm.Close()
 	b := objsync.NewElection(bm, objsync.WithLeaderTTL(time.Minute))
@@ -79,7 +58,7 @@ func TestTelemetryCampaignHandoffSpanRequests(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	made := cs.n.Load()
+	made := cs.Counts().Total()
 	c := tel.span(t, "objsync.Campaign")
 	v, _ := spanAttr(c, "objsync.store.requests")
 	if v.AsInt64() != made {
@@ -113,7 +92,7 @@ func TestTelemetryAbandonSpanRequests(t *testing.T) {
 			ctx := context.Background()
 			base, extra := heldByAnother(t, queue)
 			tel := newTelemetry(t)
-			cs := &counting{Store: base, name: "w"}
+			cs := countstore.New(view{base, "w"})
 			m := objsync.NewMutex(cs, "lock", append(append(tel.opts, extra...), objsync.WithBackoff(5*time.Millisecond, 20*time.Millisecond))...)
 			defer m.Close()
 			short, cancel := context.WithCancel(ctx)
@@ -121,7 +100,7 @@ func TestTelemetryAbandonSpanRequests(t *testing.T) {
 			if _, err := m.Lock(short, time.Minute); !errors.Is(err, context.Canceled) {
 				t.Fatalf("Lock: %v", err)
 			}
-			made := cs.n.Load()
+			made := cs.Counts().Total()
 			l := tel.span(t, "objsync.Lock")
 			v, _ := spanAttr(l, "objsync.store.requests")
 			if v.AsInt64() != made {
@@ -464,7 +443,7 @@ func TestTelemetryInspectBreakRequests(t *testing.T) {
 			ctx := context.Background()
 			base, extra := heldByAnother(t, queue)
 			tel := newTelemetry(t)
-			cs := &counting{Store: base, name: "b"}
+			cs := countstore.New(view{base, "b"})
 			m := objsync.NewMutex(cs, "lock", append(tel.opts, extra...)...)
 			defer m.Close()
 			if _, err := m.Inspect(ctx); err != nil {
@@ -478,8 +457,8 @@ func TestTelemetryInspectBreakRequests(t *testing.T) {
 			for _, p := range got {
 				counted += p.value
 			}
-			if counted != cs.n.Load() {
-				t.Errorf("counted %d, made %d: %v", counted, cs.n.Load(), got)
+			if counted != cs.Counts().Total() {
+				t.Errorf("counted %d, made %d: %v", counted, cs.Counts().Total(), got)
 			}
 			t.Logf("%v", got)
 		})
