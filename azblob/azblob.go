@@ -263,22 +263,42 @@ func (s *store) Location(key string) string {
 
 // Read implements driver.Store.
 func (s *store) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
+	data, v, _, err := s.read(ctx, key)
+	return data, v, err
+}
+
+// ReadDate implements driver.DateReader.
+func (s *store) ReadDate(ctx context.Context, key string) (time.Time, error) {
+	_, _, date, err := s.read(ctx, key)
+	if err == nil && date.IsZero() {
+		err = fmt.Errorf("read %s: the store's answer has no Date header", s.Location(key))
+	}
+	return date, err
+}
+
+// read returns the object at key, its version, and the Date of the answer
+// (zero if it had none).
+func (s *store) read(ctx context.Context, key string) ([]byte, driver.Version, time.Time, error) {
 	if err := s.checkCredentials(ctx, "read", key); err != nil {
-		return nil, "", err
+		return nil, "", time.Time{}, err
 	}
 	resp, err := s.api.NewBlobClient(key).DownloadStream(ctx, nil)
 	if err != nil {
-		return nil, "", s.readError(key, err)
+		return nil, "", time.Time{}, s.readError(key, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return nil, "", s.readError(key, err)
+		return nil, "", time.Time{}, s.readError(key, err)
 	}
 	if resp.ETag == nil || *resp.ETag == "" {
-		return nil, "", fmt.Errorf("read %s: the store sent no ETag", s.Location(key))
+		return nil, "", time.Time{}, fmt.Errorf("read %s: the store sent no ETag", s.Location(key))
 	}
-	return data, driver.Version(*resp.ETag), nil
+	var date time.Time
+	if resp.Date != nil {
+		date = *resp.Date
+	}
+	return data, driver.Version(*resp.ETag), date, nil
 }
 
 // Write implements driver.Store.

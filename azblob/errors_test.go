@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/objsync/objsync/driver"
 )
@@ -70,6 +71,20 @@ func TestRead(t *testing.T) {
 	}
 	if seen := f.seen(); len(seen) != 1 || seen[0].method != http.MethodGet || seen[0].path != "/acct/c/k" {
 		t.Errorf("Read sent %+v", seen)
+	}
+}
+
+// TestReadDate: ReadDate tells the Date of the answer, and refuses an
+// answer without one.
+func TestReadDate(t *testing.T) {
+	f := serve(t, reply{status: 200, etag: `"0x8DC1"`, body: "state", date: "Thu, 03 Dec 2026 10:00:10 GMT"})
+	got, err := openOn(t, f).(driver.DateReader).ReadDate(context.Background(), "k")
+	if want := time.Date(2026, 12, 3, 10, 0, 10, 0, time.UTC); err != nil || !got.Equal(want) {
+		t.Errorf("ReadDate = %v, %v; want %v", got, err, want)
+	}
+	f = serve(t, reply{status: 200, etag: `"0x8DC1"`, body: "state", date: "none"})
+	if got, err := openOn(t, f).(driver.DateReader).ReadDate(context.Background(), "k"); err == nil || !strings.Contains(err.Error(), "no Date header") {
+		t.Errorf("ReadDate without a Date = %v, %v; want an error", got, err)
 	}
 }
 

@@ -16,6 +16,7 @@ type reply struct {
 	code   string // Azure error code, for error answers
 	etag   string
 	body   string
+	date   string // the Date header: empty for now, "none" for none
 }
 
 // request is what the fake saw.
@@ -58,7 +59,14 @@ func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Unlock()
 
-	w.Header().Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	switch rep.date {
+	case "":
+		w.Header().Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	case "none":
+		w.Header()["Date"] = nil // net/http adds none then
+	default:
+		w.Header().Set("Date", rep.date)
+	}
 	if rep.etag != "" {
 		w.Header().Set("ETag", rep.etag)
 	}

@@ -149,6 +149,16 @@ type AgeReader interface {
 	ReadAge(ctx context.Context, key string) ([]byte, Version, time.Duration, error)
 }
 
+// DateReader is implemented by a Store whose answers carry the store's
+// clock (HTTP's Date header). Only objsync check uses it, to compare that
+// clock with the client's; the lock protocol trusts neither.
+type DateReader interface {
+	// ReadDate reads the object at key and returns the time the store's
+	// answer gives, as the store gives it (HTTP dates are whole seconds,
+	// cut), or an error if the answer carries none.
+	ReadDate(ctx context.Context, key string) (time.Time, error)
+}
+
 // Driver turns a data source name into a store handle and a key.
 type Driver interface {
 	// Open parses dsn and returns the store that holds the object and the

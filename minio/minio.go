@@ -248,26 +248,40 @@ func (s *store) String() string {
 
 // Read implements driver.Store.
 func (s *store) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
-	data, v, _, err := s.ReadAge(ctx, key)
-	return data, v, err
+	a, err := s.get(ctx, key)
+	return a.Data, a.Version, err
 }
 
 // ReadAge implements driver.AgeReader, from the answer's Date and
 // Last-Modified headers.
 func (s *store) ReadAge(ctx context.Context, key string) ([]byte, driver.Version, time.Duration, error) {
+	a, err := s.get(ctx, key)
+	return a.Data, a.Version, a.Age(), err
+}
+
+// ReadDate implements driver.DateReader.
+func (s *store) ReadDate(ctx context.Context, key string) (time.Time, error) {
+	a, err := s.get(ctx, key)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return s3compat.Date(s.Location(key), a.Date)
+}
+
+func (s *store) get(ctx context.Context, key string) (s3compat.Object, error) {
 	body, info, header, err := s.client.core.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
 	if err != nil {
-		return nil, "", 0, s.readError(key, err)
+		return s3compat.Object{}, s.readError(key, err)
 	}
 	defer body.Close()
 	data, err := io.ReadAll(body)
 	if err != nil {
-		return nil, "", 0, s.readError(key, err)
+		return s3compat.Object{}, s.readError(key, err)
 	}
 	if info.ETag == "" {
-		return nil, "", 0, fmt.Errorf("read %s: the store sent no ETag", s.Location(key))
+		return s3compat.Object{}, fmt.Errorf("read %s: the store sent no ETag", s.Location(key))
 	}
-	return data, driver.Version(info.ETag), s3compat.Age(header.Get("Date"), info.LastModified), nil
+	return s3compat.Object{Data: data, Version: driver.Version(info.ETag), Date: header.Get("Date"), LastModified: info.LastModified}, nil
 }
 
 // Delete implements driver.Deleter.

@@ -309,37 +309,51 @@ func (s *store) Location(key string) string {
 
 // Read implements driver.Store.
 func (s *store) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
-	data, v, _, err := s.ReadAge(ctx, key)
-	return data, v, err
+	a, err := s.get(ctx, key)
+	return a.Data, a.Version, err
 }
 
 // ReadAge implements driver.AgeReader, from the answer's Date and
 // Last-Modified headers.
 func (s *store) ReadAge(ctx context.Context, key string) ([]byte, driver.Version, time.Duration, error) {
+	a, err := s.get(ctx, key)
+	return a.Data, a.Version, a.Age(), err
+}
+
+// ReadDate implements driver.DateReader.
+func (s *store) ReadDate(ctx context.Context, key string) (time.Time, error) {
+	a, err := s.get(ctx, key)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return s3compat.Date(s.Location(key), a.Date)
+}
+
+func (s *store) get(ctx context.Context, key string) (s3compat.Object, error) {
 	if err := s.checkCredentials(ctx, "read", key); err != nil {
-		return nil, "", 0, err
+		return s3compat.Object{}, err
 	}
 	out, err := s.client.api.GetObject(ctx, &s3.GetObjectInput{
 		Bucket: aws.String(s.bucket),
 		Key:    aws.String(key),
 	})
 	if err != nil {
-		return nil, "", 0, s.readError(key, err)
+		return s3compat.Object{}, s.readError(key, err)
 	}
 	defer out.Body.Close()
 	data, err := io.ReadAll(out.Body)
 	if err != nil {
-		return nil, "", 0, s.readError(key, err)
+		return s3compat.Object{}, s.readError(key, err)
 	}
 	etag := s3compat.Unquote(aws.ToString(out.ETag))
 	if etag == "" {
-		return nil, "", 0, fmt.Errorf("read %s: the store sent no ETag", s.Location(key))
+		return s3compat.Object{}, fmt.Errorf("read %s: the store sent no ETag", s.Location(key))
 	}
-	var age time.Duration
-	if raw, ok := awsmiddleware.GetRawResponse(out.ResultMetadata).(*smithyhttp.Response); ok && out.LastModified != nil {
-		age = s3compat.Age(raw.Header.Get("Date"), *out.LastModified)
+	a := s3compat.Object{Data: data, Version: driver.Version(etag), LastModified: aws.ToTime(out.LastModified)}
+	if raw, ok := awsmiddleware.GetRawResponse(out.ResultMetadata).(*smithyhttp.Response); ok {
+		a.Date = raw.Header.Get("Date")
 	}
-	return data, driver.Version(etag), age, nil
+	return a, nil
 }
 
 // Delete implements driver.Deleter.

@@ -60,6 +60,11 @@ the store answered. Required behaviours (*) are ok or FAIL:
                       it was sent: warn if older, as clocks of the store that
                       disagree make --store-clock unsafe (it cannot see a
                       disagreement under the two seconds taken off)
+  store-date          on s3://, minio:// and azblob://, the Date of the store's
+                      answer against this machine's clock: warn if they
+                      disagree by more than a second beyond the Date's
+                      resolution and the round trip (objsync relies on
+                      neither; the times it shows would be off)
   write-rate          with --write-rate: how soon a second write to one key
                       is refused, of up to 20 writes in a row (costs them)
   conditional-delete  whether a delete conditional on a stale version is
@@ -369,6 +374,7 @@ func (c *checker) probe(ctx context.Context, key string) error {
 	}
 	c.landedDespiteErrors()
 	c.storeClock(ctx, c.aged, c.agedSent)
+	c.storeDate(ctx, c.scratch[0])
 	if o.key == "" {
 		return nil
 	}
@@ -689,6 +695,42 @@ func (c *checker) storeClock(ctx context.Context, key string, sent time.Time) {
 	default:
 		c.add(id, false, resultInfo, fmt.Sprintf("a write sent %s ago reads as at least %s old (a lower bound: clocks that disagree by less than the two seconds taken off do not show)",
 			short(since), short(age)))
+	}
+}
+
+// storeDate compares the store's clock, by the Date of its answer to a
+// read of key, with this machine's. objsync never relies on either (only
+// on clocks that run at about the same rate), so a disagreement is a
+// warning: the times objsync status shows are off by as much, and S3 and
+// Azure refuse requests signed 15 minutes off their clocks.
+func (c *checker) storeDate(ctx context.Context, key string) {
+	const id = "store-date"
+	dates, ok := c.st.(driver.DateReader)
+	if !ok {
+		c.add(id, false, resultInfo, "this driver tells no store time")
+		return
+	}
+	sent := time.Now()
+	date, err := dates.ReadDate(ctx, key)
+	answered := time.Now()
+	if err != nil {
+		c.add(id, false, resultWarn, fmt.Sprintf("could not read the store's Date: %v", err))
+		return
+	}
+	// The store answered between sent and answered, at a time in
+	// [date, date+1s) by its clock (HTTP dates are cut to the second): so
+	// its clock is ahead of this machine's by a duration in [lo, hi].
+	lo, hi := date.Sub(answered), date.Add(time.Second).Sub(sent)
+	switch {
+	case lo > time.Second:
+		c.add(id, false, resultWarn, fmt.Sprintf("the store's clock is ahead of this machine's by at least %s (%s): one of them is wrong; objsync does not rely on either, but the times it shows are off by as much",
+			short(lo), date.UTC().Format(time.RFC1123)))
+	case hi < -time.Second:
+		c.add(id, false, resultWarn, fmt.Sprintf("the store's clock is behind this machine's by at least %s (%s): one of them is wrong; objsync does not rely on either, but the times it shows are off by as much",
+			short(-hi), date.UTC().Format(time.RFC1123)))
+	default:
+		c.add(id, false, resultInfo, fmt.Sprintf("the store's Date agrees with this machine's clock to within %s (its resolution and the round trip)",
+			short(max(-lo, hi))))
 	}
 }
 

@@ -24,7 +24,7 @@ import (
 // checkIDs are the rows check always reports, in order.
 var checkIDs = []string{"create-absent", "create-present", "replace-current", "replace-stale", "read-back",
 	"identical-rewrite", "quoted-version", "race-replace", "lost-answer", "race-create", "error-but-landed", "store-clock",
-	"conditional-delete"}
+	"store-date", "conditional-delete"}
 
 func TestCheckFile(t *testing.T) {
 	dir := t.TempDir()
@@ -400,6 +400,55 @@ func TestCheckStoreClock(t *testing.T) {
 			}
 			if b := row(t, r, "store-clock"); b.Result != tt.result || !strings.Contains(b.Answer, tt.answer) {
 				t.Errorf("store-clock: %s %q; want %s with %q", b.Result, b.Answer, tt.result, tt.answer)
+			}
+		})
+	}
+}
+
+// dated is a store whose answers carry a Date offset from this machine's
+// clock, cut to the second as HTTP dates are.
+type dated struct {
+	*mem.Store
+	offset time.Duration
+}
+
+func (s dated) ReadDate(ctx context.Context, key string) (time.Time, error) {
+	if _, _, err := s.Read(ctx, key); err != nil {
+		return time.Time{}, err
+	}
+	return time.Now().Add(s.offset).Truncate(time.Second), nil
+}
+
+// undated is a store whose answers carry no Date.
+type undated struct{ *mem.Store }
+
+func (undated) ReadDate(context.Context, string) (time.Time, error) {
+	return time.Time{}, errors.New("read mem://x: the store's answer has no usable Date header")
+}
+
+// TestCheckStoreDate: check compares the store's Date with this machine's
+// clock and warns, without failing, when they disagree by more than the
+// Date's resolution and the round trip explain.
+func TestCheckStoreDate(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		store  func(*mem.Store) driver.Store
+		result string
+		answer string
+	}{
+		{"same", func(s *mem.Store) driver.Store { return dated{s, 0} }, "info", "agrees with this machine's clock"},
+		{"ahead", func(s *mem.Store) driver.Store { return dated{s, 95 * time.Second} }, "warn", "ahead of this machine's by at least 1m3"},
+		{"behind", func(s *mem.Store) driver.Store { return dated{s, -20*time.Minute - 30*time.Second} }, "warn", "behind this machine's by at least 20m"},
+		{"no date", func(s *mem.Store) driver.Store { return undated{s} }, "warn", "has no usable Date header"},
+		{"not told", func(s *mem.Store) driver.Store { return s }, "info", "this driver tells no store time"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := checkStore(context.Background(), tt.store(mem.Namespace(t.Name())), "locks/a", checkOptions{})
+			if err != nil || r.verdict() != nil {
+				t.Fatalf("checkStore: %v, %v", err, r.verdict())
+			}
+			if b := row(t, r, "store-date"); b.Result != tt.result || !strings.Contains(b.Answer, tt.answer) {
+				t.Errorf("store-date: %s %q; want %s with %q", b.Result, b.Answer, tt.result, tt.answer)
 			}
 		})
 	}

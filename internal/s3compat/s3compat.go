@@ -139,6 +139,28 @@ func IsETag(v driver.Version) bool {
 	return v != "" && v != "*" && !strings.ContainsAny(string(v), "\", \t")
 }
 
+// Object is what a GET of an object gave.
+type Object struct {
+	Data         []byte
+	Version      driver.Version
+	Date         string // the Date header
+	LastModified time.Time
+}
+
+// Age is Age of the answer's Date and the object's LastModified.
+func (a Object) Age() time.Duration { return Age(a.Date, a.LastModified) }
+
+// Date returns the time of an answer's Date header, or an error naming
+// the object at loc when it is missing, unreadable, or outside 2000 to
+// 2100.
+func Date(loc, header string) (time.Time, error) {
+	t, err := http.ParseTime(header)
+	if err != nil || !plausible(t) {
+		return time.Time{}, fmt.Errorf("read %s: the store's answer has no usable Date header (%q)", loc, header)
+	}
+	return t, nil
+}
+
 // Age returns a lower bound of how long an object had been unchanged when
 // the server answered, from one answer's Date header and the object's
 // Last-Modified time. Both are whole seconds, cut or rounded, so their

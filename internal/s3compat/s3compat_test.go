@@ -3,6 +3,7 @@ package s3compat
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,6 +117,29 @@ func TestAge(t *testing.T) {
 	} {
 		if got := Age(tc.date, tc.lm); got != tc.want {
 			t.Errorf("Age(%q, %v) = %v, want %v", tc.date, tc.lm, got, tc.want)
+		}
+	}
+}
+
+func TestDate(t *testing.T) {
+	want := time.Date(2026, 12, 3, 10, 0, 10, 0, time.UTC)
+	for _, tc := range []struct {
+		header string
+		ok     bool
+	}{
+		{"Thu, 03 Dec 2026 10:00:10 GMT", true},
+		{"Thursday, 03-Dec-26 10:00:10 GMT", true},
+		{"", false},
+		{"yesterday", false},
+		{"Fri, 31 Dec 9999 23:59:59 GMT", false}, // a broken clock, not a time
+		{"Thu, 01 Jan 1970 00:00:00 GMT", false},
+	} {
+		got, err := Date("s3://b/k", tc.header)
+		switch {
+		case tc.ok && (err != nil || !got.Equal(want)):
+			t.Errorf("Date(%q) = %v, %v; want %v", tc.header, got, err, want)
+		case !tc.ok && (err == nil || !strings.Contains(err.Error(), "s3://b/k") || !strings.Contains(err.Error(), "no usable Date")):
+			t.Errorf("Date(%q) = %v, %v; want an error naming s3://b/k", tc.header, got, err)
 		}
 	}
 }

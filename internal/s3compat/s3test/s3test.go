@@ -36,6 +36,7 @@ type Reply struct {
 	Code   string // S3 error code, for error answers
 	ETag   string // sent as is, so quoted like S3 does
 	Body   string
+	Date   string // if not empty, the Date header instead of the time
 }
 
 // Request is what the fake server saw.
@@ -88,6 +89,9 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if rep.ETag != "" {
 		w.Header().Set("ETag", rep.ETag)
+	}
+	if rep.Date != "" {
+		w.Header().Set("Date", rep.Date)
 	}
 	if rep.Code != "" {
 		w.Header().Set("Content-Type", "application/xml")
@@ -221,6 +225,7 @@ func (s Suite) Run(t *testing.T) {
 	t.Run("WriteRetriesConflicts", s.testWriteRetriesConflicts)
 	t.Run("WriteRejectsVersionsThatAreNotETags", s.testWriteRejectsVersionsThatAreNotETags)
 	t.Run("Read", s.testRead)
+	t.Run("ReadDate", s.testReadDate)
 	t.Run("ReadErrors", s.testReadErrors)
 	t.Run("UnreachableEndpoint", s.testUnreachableEndpoint)
 	t.Run("ConnectionResetIsRetryable", s.testConnectionResetIsRetryable)
@@ -441,6 +446,36 @@ func (s Suite) testRead(t *testing.T) {
 	}
 	if r := fake.Seen()[0]; r.Method != http.MethodGet || r.Path != s.path() {
 		t.Errorf("request = %s %s", r.Method, r.Path)
+	}
+}
+
+// testReadDate checks that the driver tells the Date of a read's answer,
+// and refuses one without a usable Date.
+func (s Suite) testReadDate(t *testing.T) {
+	for _, tc := range []struct {
+		date string
+		want time.Time // zero: an error
+	}{
+		{"Thu, 03 Dec 2026 10:00:10 GMT", time.Date(2026, 12, 3, 10, 0, 10, 0, time.UTC)},
+		{"soon", time.Time{}},
+		{"Fri, 31 Dec 9999 23:59:59 GMT", time.Time{}},
+	} {
+		_, st := s.newFake(t, Reply{Status: 200, ETag: `"e1"`, Body: "content", Date: tc.date})
+		dates, ok := st.(driver.DateReader)
+		if !ok {
+			t.Fatalf("%T is no driver.DateReader", st)
+		}
+		got, err := dates.ReadDate(context.Background(), "k")
+		switch {
+		case !tc.want.IsZero() && (err != nil || !got.Equal(tc.want)):
+			t.Errorf("Date %q: ReadDate = %v, %v; want %v", tc.date, got, err, tc.want)
+		case tc.want.IsZero() && (err == nil || !strings.Contains(err.Error(), "no usable Date")):
+			t.Errorf("Date %q: ReadDate = %v, %v; want an error", tc.date, got, err)
+		}
+	}
+	_, st := s.newFake(t, Reply{Status: 404, Code: "NoSuchKey"})
+	if _, err := st.(driver.DateReader).ReadDate(context.Background(), "k"); !errors.Is(err, driver.ErrNotExist) {
+		t.Errorf("ReadDate of a missing key: %v, want ErrNotExist", err)
 	}
 }
 
