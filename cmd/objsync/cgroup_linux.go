@@ -36,6 +36,7 @@ type workCgroup struct {
 	kills   *os.File      // its cgroup.kill, opened while objsync had descriptors to spare
 	guard   *os.File      // the guardian's stdin: "r" then EOF for a release, EOF alone for a death
 	guarded chan struct{} // closed when the guardian has exited
+	started chan struct{} // closed when start has returned and done says whether it failed
 	done    atomic.Bool   // released, or given up: the guardian's exit is expected
 }
 
@@ -44,9 +45,13 @@ type workCgroup struct {
 // no cgroup v2, no right to create cgroups (not root, nothing delegated),
 // clone3 refused, a guardian that does not answer.
 func newWorkCgroup() (*workCgroup, error) {
-	w := &workCgroup{fd: -1}
-	if err := w.start(); err != nil {
+	w := &workCgroup{fd: -1, started: make(chan struct{})}
+	err := w.start()
+	if err != nil {
 		w.done.Store(true)
+	}
+	close(w.started)
+	if err != nil {
 		w.close() // the guardian, if any, removes the cgroup
 		return nil, err
 	}
@@ -100,6 +105,9 @@ func (w *workCgroup) start() error {
 	w.guarded = make(chan struct{})
 	go func() {
 		state, err := p.Wait()
+		// A guardian that could not make the cgroup exits before start
+		// has returned its error: that exit is expected too.
+		<-w.started
 		if !w.done.Load() {
 			out.errorf("the guardian of the command's cgroup exited (%v%v): should objsync die now, its lock is freed only by its ttl", state, err)
 		}
