@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 
 // withCredentials leaves only the Azure variables in env set for the rest
 // of the test (and azidentity's chain narrowed to the environment).
-func withCredentials(t *testing.T, env map[string]string) {
+func withCredentials(t testing.TB, env map[string]string) {
 	t.Helper()
 	for _, name := range azureVariables {
 		t.Setenv(name, "") // restored after the test

@@ -12,7 +12,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 
 	"github.com/objsync/objsync/driver"
 )
@@ -29,9 +30,14 @@ const defaultChainSource = "azidentity's DefaultAzureCredential (AZURE_CLIENT_ID
 // storageScope is what the tokens of Microsoft Entra ID are asked for.
 const storageScope = "https://storage.azure.com/.default"
 
-// client is a blob service client and what it knows of its credentials.
+// client is the credentials of one settings, from which each request's
+// blob client is built.
 type client struct {
-	service *service.Client
+	// base is the blob service URL that blob URLs are joined to; it
+	// carries the shared access signature, when that is the credential.
+	base string
+	// sharedKey is the shared key, when that is the credential.
+	sharedKey *blob.SharedKeyCredential
 	// source names where the credentials came from, for messages.
 	source string
 	// token is the chain that gives tokens, when the credentials are
@@ -40,38 +46,56 @@ type client struct {
 	token *cachedToken
 }
 
+// clientOptions are the options of every blob client. The lock protocol
+// retries transient errors itself, and a write retried here could turn a
+// success whose answer was lost into a precondition failure. So the SDK
+// never retries.
+//
+// Nor does it send "Expect: 100-continue" for a minute after a 429, 500 or
+// 503, as by default: each request has a client of its own, which would
+// not remember the answer anyway, and a lock's few bytes are not worth the
+// round trip that the header costs.
+var clientOptions = &blockblob.ClientOptions{
+	ClientOptions:          azcore.ClientOptions{Retry: policy.RetryOptions{MaxRetries: -1}},
+	ExpectContinueBehavior: blob.ExpectContinueOptions{Mode: blob.ExpectContinueModeOff},
+}
+
+// blob returns a client of the blob at blobURL, which must have been
+// joined to c.base, signed with c's credentials.
+func (c *client) blob(blobURL string) (*blockblob.Client, error) {
+	switch {
+	case c.sharedKey != nil:
+		return blockblob.NewClientWithSharedKeyCredential(blobURL, c.sharedKey, clientOptions)
+	case c.token != nil:
+		return blockblob.NewClient(blobURL, c.token, clientOptions)
+	}
+	return blockblob.NewClientWithNoCredential(blobURL, clientOptions)
+}
+
 func newClient(set settings) (*client, error) {
-	// The lock protocol retries transient errors itself, and a write
-	// retried here could turn a success whose answer was lost into a
-	// precondition failure. So the SDK never retries.
-	opts := &service.ClientOptions{ClientOptions: azcore.ClientOptions{
-		Retry: policy.RetryOptions{MaxRetries: -1},
-	}}
 	// A variable set to "" counts as unset, as in the "tried" list.
 	if cs := os.Getenv(connectionStringEnv); cs != "" {
-		return fromConnectionString(set, cs, opts)
+		return fromConnectionString(set, cs)
 	}
 	if key := os.Getenv(sharedKeyEnv); key != "" {
-		cred, err := service.NewSharedKeyCredential(set.account, key)
+		cred, err := blob.NewSharedKeyCredential(set.account, key)
 		if err != nil {
 			return nil, fmt.Errorf("%s is not a shared key (base64)", sharedKeyEnv)
 		}
-		svc, err := service.NewClientWithSharedKeyCredential(set.serviceURL(), cred, opts)
-		return &client{service: svc, source: "shared key from " + sharedKeyEnv}, err
+		return &client{base: set.serviceURL(), sharedKey: cred, source: "shared key from " + sharedKeyEnv}, nil
 	}
 	chain, err := azidentity.NewDefaultAzureCredential(nil)
 	if err != nil {
 		return nil, fmt.Errorf("azidentity's DefaultAzureCredential: %w", err)
 	}
-	token := &cachedToken{source: chain}
-	svc, err := service.NewClient(set.serviceURL(), token, opts)
-	return &client{service: svc, source: "token from azidentity's DefaultAzureCredential", token: token}, err
+	return &client{base: set.serviceURL(), source: "token from azidentity's DefaultAzureCredential",
+		token: &cachedToken{source: chain}}, nil
 }
 
 // fromConnectionString builds a client on the credentials of a connection
 // string, and only those: the DSN says where the blobs are. Its errors name
 // fields, never values.
-func fromConnectionString(set settings, cs string, opts *service.ClientOptions) (*client, error) {
+func fromConnectionString(set settings, cs string) (*client, error) {
 	fields := map[string]string{}
 	for part := range strings.SplitSeq(cs, ";") {
 		if name, value, ok := strings.Cut(strings.TrimSpace(part), "="); ok {
@@ -92,15 +116,15 @@ func fromConnectionString(set settings, cs string, opts *service.ClientOptions) 
 	source := "connection string in " + connectionStringEnv
 	switch key, sas := fields["accountkey"], fields["sharedaccesssignature"]; {
 	case key != "":
-		cred, err := service.NewSharedKeyCredential(set.account, key)
+		cred, err := blob.NewSharedKeyCredential(set.account, key)
 		if err != nil {
 			return nil, fmt.Errorf("%s: AccountKey is not a shared key (base64)", connectionStringEnv)
 		}
-		svc, err := service.NewClientWithSharedKeyCredential(set.serviceURL(), cred, opts)
-		return &client{service: svc, source: "shared key from the " + source}, err
+		return &client{base: set.serviceURL(), sharedKey: cred, source: "shared key from the " + source}, nil
 	case sas != "":
-		svc, err := service.NewClientWithNoCredential(set.serviceURL()+"?"+strings.TrimPrefix(sas, "?"), opts)
-		return &client{service: svc, source: "shared access signature from the " + source}, err
+		// runtime.JoinPaths keeps the query at the end of the URLs it joins.
+		return &client{base: set.serviceURL() + "?" + strings.TrimPrefix(sas, "?"),
+			source: "shared access signature from the " + source}, nil
 	}
 	return nil, fmt.Errorf("%s has neither AccountKey nor SharedAccessSignature", connectionStringEnv)
 }

@@ -23,9 +23,11 @@ type reply struct {
 type request struct {
 	method string
 	path   string
-	query  string
-	header http.Header
-	body   string
+	// rawPath is the path as sent, escaped.
+	rawPath string
+	query   string
+	header  http.Header
+	body    string
 }
 
 // fake answers like the Azure blob service, from a script: each request
@@ -52,7 +54,7 @@ func serve(t *testing.T, replies ...reply) *fake {
 func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	f.mu.Lock()
-	f.requests = append(f.requests, request{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), string(body)})
+	f.requests = append(f.requests, request{r.Method, r.URL.Path, r.URL.EscapedPath(), r.URL.RawQuery, r.Header.Clone(), string(body)})
 	rep := f.replies[0]
 	if len(f.replies) > 1 {
 		f.replies = f.replies[1:]
