@@ -1,5 +1,6 @@
-// Package integration starts real object stores for tests: MinIO and Ceph RGW
-// (S3) and fake-gcs-server (GCS), each in a local Docker container made from
+// Package integration starts real object stores for tests: MinIO, Ceph RGW
+// and SeaweedFS (S3) and fake-gcs-server (GCS), each in a local Docker
+// container made from
 // the images that scripts/build-images.sh builds on this machine. Nothing is
 // ever pulled from a registry.
 //
@@ -51,6 +52,7 @@ const (
 	MinIOImage   = "objsync-test/minio:latest"
 	CephImage    = "objsync-test/ceph:latest"
 	FakeGCSImage = "objsync-test/fake-gcs:latest"
+	SeaweedImage = "objsync-test/seaweedfs:latest"
 )
 
 // ContainerLabel is set (to "1") on every container this package starts, so
@@ -72,11 +74,11 @@ const (
 	stopTimeout = 10 * time.Second
 )
 
-// S3Server is a running S3-compatible server (MinIO or Ceph RGW) with one
+// S3Server is a running S3-compatible server (MinIO, Ceph RGW or SeaweedFS) with one
 // bucket made for the caller. Use path-style addressing (UsePathStyle) with
 // it: there is no DNS for virtual-hosted buckets.
 type S3Server struct {
-	Kind      string // "minio" or "ceph"
+	Kind      string // "minio", "ceph" or "seaweedfs"
 	Version   string // version of the server the image holds
 	Endpoint  string // http://127.0.0.1:PORT
 	Region    string
@@ -170,6 +172,31 @@ func StartCeph(t testing.TB) S3Server {
 	})
 	s := newS3Server("ceph", version, port, srv)
 	s.Bucket = s.NewBucket(t)
+	return s
+}
+
+// StartSeaweedFS starts SeaweedFS (master, volume server, filer and S3
+// gateway in one process) in a container and creates a bucket in it. Its
+// data lives in the container's writable layer (/data), so it survives
+// Restart, which stops and starts the container.
+func StartSeaweedFS(t testing.TB) S3Server {
+	t.Helper()
+	srv, port, version := start(t, containerSpec{
+		name:  "seaweedfs",
+		image: SeaweedImage,
+		port:  "8333/tcp",
+		// These make the gateway's admin identity.
+		env: map[string]string{
+			"AWS_ACCESS_KEY_ID":     accessKey,
+			"AWS_SECRET_ACCESS_KEY": secretKey,
+		},
+		// The gateway answers /healthz once the filer it stands on does,
+		// some seconds before conditional writes work: see Start.
+		wait: wait.ForHTTP("/healthz").WithPort("8333/tcp"),
+	})
+	s := newS3Server("seaweedfs", version, port, srv)
+	s.Bucket = s.NewBucket(t)
+	s.waitConditionalWrites(t)
 	return s
 }
 
@@ -271,6 +298,7 @@ func (s S3Server) createBucket(t testing.TB, name string) {
 //   - Ceph: only the RADOS gateway is restarted (stopped with SIGTERM, then
 //     started again with the same configuration and port); the monitor and
 //     the memstore OSD keep running with the data. See StartCeph.
+//   - SeaweedFS: as MinIO, the container is stopped and started again.
 //
 // Call it from the test's goroutine (it calls t.Fatal).
 func (s S3Server) Restart(t testing.TB) {
@@ -298,6 +326,38 @@ func (s S3Server) Start(t testing.TB) {
 	s.srv.start(t)
 	if s.Bucket != "" {
 		s.checkBucket(t, s.Bucket)
+		s.waitConditionalWrites(t)
+	}
+}
+
+// waitConditionalWrites returns once a create-only PUT to Bucket succeeds.
+// SeaweedFS runs conditional writes under a lock of its filer, and its
+// filer's lock ring forms some 10 s after the gateway answers: until then
+// they wait or fail. The other servers pass at the first try.
+func (s S3Server) waitConditionalWrites(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	key := "objsync-ready/" + bucketName()
+	c := s.Client()
+	for {
+		try, cancelTry := context.WithTimeout(ctx, 5*time.Second)
+		_, err := c.PutObject(try, &s3.PutObjectInput{
+			Bucket: aws.String(s.Bucket), Key: aws.String(key),
+			Body: strings.NewReader("ready"), IfNoneMatch: aws.String("*"),
+		})
+		cancelTry()
+		var apiErr smithy.APIError
+		if err == nil || errors.As(err, &apiErr) && apiErr.ErrorCode() == "PreconditionFailed" {
+			break // a try that timed out landed after all: it works too
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("integration: %s at %s takes no create-only PUT: %v\n%s", s.Kind, s.Endpoint, err, containerLogs(s.srv.ctr))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String(key)}); err != nil {
+		t.Fatalf("integration: remove %s from %s: %v", key, s.Kind, err)
 	}
 }
 
@@ -626,8 +686,8 @@ func environmentError() error {
 		cli.Close()
 	}
 	if err != nil {
-		return fmt.Errorf("integration: no Docker engine answers (%v). These tests run MinIO, Ceph RGW and "+
-			"fake-gcs-server in local containers. Run \"make test\" as root on Debian (it installs and starts "+
+		return fmt.Errorf("integration: no Docker engine answers (%v). These tests run MinIO, Ceph RGW, "+
+			"SeaweedFS and fake-gcs-server in local containers. Run \"make test\" as root on Debian (it installs and starts "+
 			"docker.io through integration/scripts/ensure-docker.sh), or install and start Docker yourself", err)
 	}
 	return nil

@@ -19,7 +19,7 @@ import (
 	"google.golang.org/api/option"
 )
 
-// TestS3Servers checks that MinIO and Ceph start, honour a create-only PUT
+// TestS3Servers checks that MinIO, Ceph and SeaweedFS start, honour a create-only PUT
 // (If-None-Match: *), and come back on the same address after Stop and Start
 // with the object and its ETag, which a replacing PUT (If-Match) still
 // accepts.
@@ -30,6 +30,7 @@ func TestS3Servers(t *testing.T) {
 	}{
 		{"minio", StartMinIO},
 		{"ceph", StartCeph},
+		{"seaweedfs", StartSeaweedFS},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

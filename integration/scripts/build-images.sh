@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Builds the local test images objsync-test/{minio,ceph,fake-gcs}:latest.
+# Builds the local test images objsync-test/{minio,ceph,fake-gcs,seaweedfs}:latest.
 #
-# Nothing is pulled (no registry is needed): MinIO and fake-gcs-server are
-# built from the Go module proxy into FROM-scratch images, Ceph is a Debian
-# root filesystem made with mmdebstrap and "docker import"ed.
+# Nothing is pulled (no registry is needed): MinIO, fake-gcs-server and
+# SeaweedFS are built from the Go module proxy into FROM-scratch images, Ceph
+# is a Debian root filesystem made with mmdebstrap and "docker import"ed.
 #
 # An image is rebuilt only when its recipe changed: the hash of its folder
 # under integration/images, versions.env and this script is stored as the
@@ -11,7 +11,7 @@
 # Ceph tarball) are cached by version outside the repository, in
 # ${OBJSYNC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/objsync}.
 #
-# Usage: build-images.sh [minio|ceph|fake-gcs ...]   (default: all three)
+# Usage: build-images.sh [minio|ceph|fake-gcs|seaweedfs ...]   (default: all)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -73,6 +73,31 @@ go_binary() {
 	printf '%s\n' "$dir"
 }
 
+# go_module_binary MODULE VERSION PACKAGE NAME: path of a static binary of
+# PACKAGE (a path inside MODULE), built once per version into the cache
+# from the module's own folder. For modules whose go.mod has replace lines,
+# which "go install MODULE@VERSION" refuses.
+go_module_binary() {
+	local module="$1" version="$2" package="$3" name="$4"
+	local dir="$cache/$name/$version"
+	if [[ ! -x "$dir/$name" ]]; then
+		log "building $module@$version (cached in $dir)"
+		local src
+		src="$(cd "$(mktemp -d)" && go mod download -json "$module@$version" |
+			awk -F'"' '$2 == "Dir" { print $4 }')"
+		if [[ -z "$src" ]]; then
+			log "go mod download $module@$version gave no folder"
+			return 1
+		fi
+		mkdir -p "$dir"
+		# The module cache is read-only: the module's go.sum is used as is.
+		(cd "$src" && CGO_ENABLED=0 GOFLAGS='-trimpath -mod=readonly' \
+			go build -ldflags='-s -w' -o "$dir/$name.partial" "$package")
+		mv "$dir/$name.partial" "$dir/$name" # atomic: no half-written binary
+	fi
+	printf '%s\n' "$dir"
+}
+
 # build_scratch NAME BINARY_DIR VERSION HASH: docker build of a FROM-scratch
 # image whose context is the folder holding the cached binary.
 build_scratch() {
@@ -93,6 +118,12 @@ build_fake_gcs() {
 	local dir
 	dir="$(go_binary github.com/fsouza/fake-gcs-server "$FAKE_GCS_VERSION" fake-gcs-server)"
 	build_scratch fake-gcs "$dir" "$FAKE_GCS_VERSION" "$1"
+}
+
+build_seaweedfs() {
+	local dir
+	dir="$(go_module_binary github.com/seaweedfs/seaweedfs "$SEAWEEDFS_VERSION" ./weed weed)"
+	build_scratch seaweedfs "$dir" "$SEAWEEDFS_VERSION" "$1"
 }
 
 build_ceph() {
@@ -151,14 +182,14 @@ build_ceph() {
 
 names=("$@")
 if ((${#names[@]} == 0)); then
-	names=(minio ceph fake-gcs)
+	names=(minio ceph fake-gcs seaweedfs)
 fi
 
 for name in "${names[@]}"; do
 	case "$name" in
-	minio | ceph | fake-gcs) ;;
+	minio | ceph | fake-gcs | seaweedfs) ;;
 	*)
-		log "unknown image $name (want minio, ceph or fake-gcs)"
+		log "unknown image $name (want minio, ceph, fake-gcs or seaweedfs)"
 		exit 2
 		;;
 	esac

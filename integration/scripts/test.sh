@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Integration phase of "make test": makes sure a Docker engine runs, builds the
 # local server images (only what changed), runs the integration module's
-# tests against real MinIO, Ceph RGW and fake-gcs-server containers and an
+# tests against real MinIO, Ceph RGW, SeaweedFS and fake-gcs-server containers and an
 # Azurite process (installed when missing), and removes any container the
 # tests left behind, even when they fail.
 #
@@ -48,7 +48,7 @@ phase() {
 
 run_tests() (
 	cd "$module"
-	go test -count=1 -timeout 30m "$@" ./...
+	go test -count=1 -timeout 45m "$@" ./...
 )
 
 trap remove_leftovers EXIT
