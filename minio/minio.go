@@ -123,7 +123,9 @@ func (minioDriver) Open(dsn string) (driver.Store, string, error) {
 	}
 	st, err := stores.Get(storeID{set, bucket}, func() (*store, error) {
 		client, err := clients.Get(set, func() (*client, error) { return newClient(set) })
-		return &store{client: client, host: set.host, bucket: bucket}, err
+		st := &store{client: client, host: set.host, bucket: bucket}
+		st.Reads = s3compat.Reads{Get: st.get, Location: st.Location}
+		return st, err
 	})
 	if err != nil {
 		// minio-go's errors here name the endpoint only.
@@ -227,6 +229,7 @@ func newClient(set settings) (*client, error) {
 
 // store is a bucket reached through a shared client.
 type store struct {
+	s3compat.Reads
 	client *client
 	host   string
 	bucket string
@@ -246,28 +249,8 @@ func (s *store) String() string {
 	return "minio://" + s.host + "/" + s.bucket
 }
 
-// Read implements driver.Store.
-func (s *store) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
-	a, err := s.get(ctx, key)
-	return a.Data, a.Version, err
-}
-
-// ReadAge implements driver.AgeReader, from the answer's Date and
-// Last-Modified headers.
-func (s *store) ReadAge(ctx context.Context, key string) ([]byte, driver.Version, time.Duration, error) {
-	a, err := s.get(ctx, key)
-	return a.Data, a.Version, a.Age(), err
-}
-
-// ReadDate implements driver.DateReader.
-func (s *store) ReadDate(ctx context.Context, key string) (time.Time, error) {
-	a, err := s.get(ctx, key)
-	if err != nil {
-		return time.Time{}, err
-	}
-	return s3compat.Date(s.Location(key), a.Date)
-}
-
+// get reads the object at key (s3compat.Reads makes Read, ReadAge and
+// ReadDate of it).
 func (s *store) get(ctx context.Context, key string) (s3compat.Object, error) {
 	body, info, header, err := s.client.core.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
 	if err != nil {

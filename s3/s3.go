@@ -143,7 +143,9 @@ func (s3Driver) Open(dsn string) (driver.Store, string, error) {
 	}
 	st, err := stores.Get(storeID{set, bucket}, func() (*store, error) {
 		client, err := clients.Get(set, func() (*client, error) { return newClient(set) })
-		return &store{client: client, bucket: bucket, endpoint: set.endpoint}, err
+		st := &store{client: client, bucket: bucket, endpoint: set.endpoint}
+		st.Reads = s3compat.Reads{Get: st.get, Location: st.Location}
+		return st, err
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("s3: %w", err)
@@ -283,6 +285,7 @@ func sourcesBeforeInstanceRole(dsnProfile string) []string {
 
 // store is a bucket reached through a shared client.
 type store struct {
+	s3compat.Reads
 	client   *client
 	bucket   string
 	endpoint string // empty for Amazon S3
@@ -307,28 +310,8 @@ func (s *store) Location(key string) string {
 	return loc
 }
 
-// Read implements driver.Store.
-func (s *store) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
-	a, err := s.get(ctx, key)
-	return a.Data, a.Version, err
-}
-
-// ReadAge implements driver.AgeReader, from the answer's Date and
-// Last-Modified headers.
-func (s *store) ReadAge(ctx context.Context, key string) ([]byte, driver.Version, time.Duration, error) {
-	a, err := s.get(ctx, key)
-	return a.Data, a.Version, a.Age(), err
-}
-
-// ReadDate implements driver.DateReader.
-func (s *store) ReadDate(ctx context.Context, key string) (time.Time, error) {
-	a, err := s.get(ctx, key)
-	if err != nil {
-		return time.Time{}, err
-	}
-	return s3compat.Date(s.Location(key), a.Date)
-}
-
+// get reads the object at key (s3compat.Reads makes Read, ReadAge and
+// ReadDate of it).
 func (s *store) get(ctx context.Context, key string) (s3compat.Object, error) {
 	if err := s.checkCredentials(ctx, "read", key); err != nil {
 		return s3compat.Object{}, err

@@ -147,8 +147,34 @@ type Object struct {
 	LastModified time.Time
 }
 
-// Age is Age of the answer's Date and the object's LastModified.
-func (a Object) Age() time.Duration { return Age(a.Date, a.LastModified) }
+// Reads implements driver.Store's Read, driver.AgeReader and
+// driver.DateReader on a driver's GET of an object.
+type Reads struct {
+	Get      func(ctx context.Context, key string) (Object, error)
+	Location func(key string) string // for messages
+}
+
+// Read implements driver.Store.
+func (r Reads) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
+	o, err := r.Get(ctx, key)
+	return o.Data, o.Version, err
+}
+
+// ReadAge implements driver.AgeReader, from the answer's Date and
+// Last-Modified headers (see Age).
+func (r Reads) ReadAge(ctx context.Context, key string) ([]byte, driver.Version, time.Duration, error) {
+	o, err := r.Get(ctx, key)
+	return o.Data, o.Version, Age(o.Date, o.LastModified), err
+}
+
+// ReadDate implements driver.DateReader, from the answer's Date header.
+func (r Reads) ReadDate(ctx context.Context, key string) (time.Time, error) {
+	o, err := r.Get(ctx, key)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return Date(r.Location(key), o.Date)
+}
 
 // Date returns the time of an answer's Date header, or an error naming
 // the object at loc when it is missing, unreadable, or outside 2000 to
