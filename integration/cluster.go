@@ -63,7 +63,7 @@ func StartMinIOCluster(t testing.TB, nodes int) *MinIOCluster {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	nw, err := network.New(ctx, network.WithLabels(map[string]string{ContainerLabel: "1"}))
+	nw, err := network.New(ctx, network.WithLabels(runLabels()))
 	// Registered before the containers' cleanups, so it runs after them:
 	// Docker refuses to remove a network that containers are attached to.
 	testcontainers.CleanupNetwork(t, nw)
@@ -123,7 +123,7 @@ func startClusterNode(ctx context.Context, t testing.TB, nw *testcontainers.Dock
 					HostPort: hostPort,
 				}}}
 			}),
-			testcontainers.WithLabels(map[string]string{ContainerLabel: "1"}),
+			testcontainers.WithLabels(runLabels()),
 			testcontainers.WithEnv(map[string]string{
 				"MINIO_ROOT_USER":     accessKey,
 				"MINIO_ROOT_PASSWORD": secretKey,

@@ -55,10 +55,21 @@ const (
 	SeaweedImage = "objsync-test/seaweedfs:latest"
 )
 
-// ContainerLabel is set (to "1") on every container this package starts, so
-// that scripts/test.sh can remove leftovers with
-// docker rm -f $(docker ps -aq --filter label=objsync.test=1).
+// ContainerLabel is set on every container and network this package
+// starts, to the run's label (see runLabels), so that scripts/test.sh can
+// remove what a run left behind, and only that.
 const ContainerLabel = "objsync.test"
+
+// runLabels returns the labels of this run's containers: ContainerLabel set
+// to $OBJSYNC_TEST_RUN, which scripts/test.sh sets to an id of its own, or
+// to "1" for a run without it.
+func runLabels() map[string]string {
+	run := os.Getenv("OBJSYNC_TEST_RUN")
+	if run == "" {
+		run = "1"
+	}
+	return map[string]string{ContainerLabel: run}
+}
 
 // Region is the S3 region the servers are used with. Neither MinIO nor Ceph
 // checks it, but request signatures include it.
@@ -582,7 +593,7 @@ func start(t testing.TB, spec containerSpec) (*server, string, string) {
 					HostPort: hostPort,
 				}}}
 			}),
-			testcontainers.WithLabels(map[string]string{ContainerLabel: "1"}),
+			testcontainers.WithLabels(runLabels()),
 			testcontainers.WithEnv(spec.env),
 			testcontainers.WithWaitStrategyAndDeadline(3*time.Minute, spec.wait),
 		}
