@@ -509,3 +509,64 @@ func TestCheckLeavesOthersObjects(t *testing.T) {
 		t.Errorf("scratch %q, want %q", r.Scratch, want)
 	}
 }
+
+// phased is a store whose clock is offset from this machine's by exactly
+// offset, and whose Date is cut to the second, as HTTP dates are.
+type phased struct {
+	*mem.Store
+	offset time.Duration
+}
+
+func (s phased) ReadDate(ctx context.Context, key string) (time.Time, error) {
+	return time.Now().Add(s.offset).Truncate(time.Second), nil
+}
+
+// waitPhase returns when this machine's clock is phase into a second.
+func waitPhase(phase time.Duration) {
+	for {
+		now := time.Now()
+		into := now.Sub(now.Truncate(time.Second))
+		if into >= phase && into < phase+20*time.Millisecond {
+			return
+		}
+		time.Sleep((phase - into + time.Second) % time.Second)
+	}
+}
+
+// TestCheckStoreDateAtLeast: the bound store-date gives as "at least" is
+// never more than the offset of the store's clock. With a store exactly
+// 1m34.6s ahead (or behind), the Date taken at the right moment gives a
+// lower bound of 1m34.5s to 1m34.6s, which short rounds to 1m35s: check
+// then says the clocks disagree by at least 1m35s, more than they do.
+func TestCheckStoreDateAtLeast(t *testing.T) {
+	const offset = 94*time.Second + 600*time.Millisecond
+	for _, tt := range []struct {
+		name   string
+		offset time.Duration
+		phase  time.Duration
+	}{
+		// S = T+94.6s is just past a whole second: the Date loses little.
+		{"ahead", offset, 400 * time.Millisecond},
+		// S = T-94.6s is just before a whole second: the Date loses
+		// almost a second, which hi = date+1s-sent gives back.
+		{"behind", -offset, 510 * time.Millisecond},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &checker{st: phased{mem.Namespace(t.Name()), tt.offset}}
+			waitPhase(tt.phase)
+			c.storeDate(context.Background(), "k")
+			b := row(t, &checkReport{Behaviours: c.rows}, "store-date")
+			_, rest, ok := strings.Cut(b.Answer, " by at least ")
+			if !ok || b.Result != resultWarn {
+				t.Fatalf("store-date: %s %q; want a warning with a bound", b.Result, b.Answer)
+			}
+			bound, err := time.ParseDuration(strings.Fields(rest)[0])
+			if err != nil {
+				t.Fatalf("store-date: %q: %v", b.Answer, err)
+			}
+			if bound > offset {
+				t.Errorf("store-date says the clocks disagree by at least %s; they disagree by %s (%q)", bound, offset, b.Answer)
+			}
+		})
+	}
+}
