@@ -240,9 +240,14 @@ func testQueueChurn(t *testing.T, s driver.Store, key string) {
 	slow := newClient(s, "holder")
 	slow.latency = 10 * time.Millisecond
 	m := open(t, slow, key)
-	lockOrFatal(t, m, time.Second)
+	// A TTL of 2s: a waiter joins only within an eighth of it after seeing
+	// the holder's state, and the holder renews from 0.147 of it, so the
+	// margin is 0.022×TTL, which a scheduler starved by the race detector
+	// on 2 busy cores could eat at 1s (once in 12 runs under load).
+	const holdTTL = 2 * time.Second
+	lockOrFatal(t, m, holdTTL)
 	stopChurn = churn()
-	time.Sleep(3 * time.Second)
+	time.Sleep(5 * holdTTL / 2)
 	err := m.Err()
 	stopChurn()
 	if err != nil {
