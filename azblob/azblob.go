@@ -285,10 +285,10 @@ func (s *store) Read(ctx context.Context, key string) ([]byte, driver.Version, e
 // ReadDate implements driver.DateReader.
 func (s *store) ReadDate(ctx context.Context, key string) (time.Time, error) {
 	_, _, date, err := s.read(ctx, key)
-	if err == nil && date.IsZero() {
-		err = fmt.Errorf("read %s: the store's answer has no Date header", s.Location(key))
+	if err != nil {
+		return time.Time{}, err
 	}
-	return date, err
+	return s3compat.UsableDate(s.Location(key), date)
 }
 
 // read returns the object at key, its version, and the Date of the answer

@@ -75,16 +75,18 @@ func TestRead(t *testing.T) {
 }
 
 // TestReadDate: ReadDate tells the Date of the answer, and refuses an
-// answer without one.
+// answer without one or with a time no clock that works gives (as s3's).
 func TestReadDate(t *testing.T) {
 	f := serve(t, reply{status: 200, etag: `"0x8DC1"`, body: "state", date: "Thu, 03 Dec 2026 10:00:10 GMT"})
 	got, err := openOn(t, f).(driver.DateReader).ReadDate(context.Background(), "k")
 	if want := time.Date(2026, 12, 3, 10, 0, 10, 0, time.UTC); err != nil || !got.Equal(want) {
 		t.Errorf("ReadDate = %v, %v; want %v", got, err, want)
 	}
-	f = serve(t, reply{status: 200, etag: `"0x8DC1"`, body: "state", date: "none"})
-	if got, err := openOn(t, f).(driver.DateReader).ReadDate(context.Background(), "k"); err == nil || !strings.Contains(err.Error(), "no Date header") {
-		t.Errorf("ReadDate without a Date = %v, %v; want an error", got, err)
+	for _, date := range []string{"none", "Thu, 01 Jan 1970 00:00:00 GMT"} {
+		f = serve(t, reply{status: 200, etag: `"0x8DC1"`, body: "state", date: date})
+		if got, err := openOn(t, f).(driver.DateReader).ReadDate(context.Background(), "k"); err == nil || !strings.Contains(err.Error(), "no usable Date header") {
+			t.Errorf("ReadDate with Date %q = %v, %v; want an error", date, got, err)
+		}
 	}
 }
 

@@ -724,10 +724,10 @@ func (c *checker) storeDate(ctx context.Context, key string) {
 	switch {
 	case lo > time.Second:
 		c.add(id, false, resultWarn, fmt.Sprintf("the store's clock is ahead of this machine's by at least %s (%s): one of them is wrong; objsync does not rely on either, but the times it shows are off by as much",
-			short(lo), date.UTC().Format(time.RFC1123)))
+			shortFloor(lo), date.UTC().Format(time.RFC1123)))
 	case hi < -time.Second:
 		c.add(id, false, resultWarn, fmt.Sprintf("the store's clock is behind this machine's by at least %s (%s): one of them is wrong; objsync does not rely on either, but the times it shows are off by as much",
-			short(-hi), date.UTC().Format(time.RFC1123)))
+			shortFloor(-hi), date.UTC().Format(time.RFC1123)))
 	default:
 		c.add(id, false, resultInfo, fmt.Sprintf("the store's Date agrees with this machine's clock to within %s (its resolution and the round trip)",
 			short(max(-lo, hi))))

@@ -298,7 +298,11 @@
 // that tell ages, s3 and minio, the age of a fresh write by the store's
 // Date and Last-Modified against the time since it was sent: warn if
 // older, clocks of the store that disagree make --store-clock unsafe; it
-// cannot see a disagreement under the two seconds taken off), and, with
+// cannot see a disagreement under the two seconds taken off), store-date
+// (on s3, minio and azblob, the Date of the store's answer against this
+// machine's clock: warn if they disagree by more than a second beyond the
+// Date's resolution and the round trip; objsync relies on neither, but the
+// times it shows would be off), and, with
 // --write-rate, write-rate (how soon a second write to one key is
 // refused, of up to 20 writes in a row), and conditional-delete (whether
 // a delete conditional on a stale version is refused, on drivers that

@@ -194,14 +194,21 @@ func printable(s string) string {
 func wallTime(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05 MST") }
 
 // short formats d for people, to about three significant digits.
-func short(d time.Duration) string {
+func short(d time.Duration) string { return d.Round(shortUnit(d)).String() }
+
+// shortFloor is short rounded down, for lower bounds: "at least 1m34s"
+// must not say 1m35s of 1m34.6s.
+func shortFloor(d time.Duration) string { return d.Truncate(shortUnit(d)).String() }
+
+// shortUnit is what short rounds d to.
+func shortUnit(d time.Duration) time.Duration {
 	switch {
 	case d >= time.Minute:
-		return d.Round(time.Second).String()
+		return time.Second
 	case d >= time.Second:
-		return d.Round(10 * time.Millisecond).String()
+		return 10 * time.Millisecond
 	case d >= time.Millisecond:
-		return d.Round(10 * time.Microsecond).String()
+		return 10 * time.Microsecond
 	}
-	return d.Round(time.Microsecond).String()
+	return time.Microsecond
 }

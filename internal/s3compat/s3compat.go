@@ -180,9 +180,16 @@ func (r Reads) ReadDate(ctx context.Context, key string) (time.Time, error) {
 // the object at loc when it is missing, unreadable, or outside 2000 to
 // 2100.
 func Date(loc, header string) (time.Time, error) {
-	t, err := http.ParseTime(header)
-	if err != nil || !plausible(t) {
-		return time.Time{}, fmt.Errorf("read %s: the store's answer has no usable Date header (%q)", loc, header)
+	t, _ := http.ParseTime(header)
+	return UsableDate(loc, t)
+}
+
+// UsableDate returns t, the Date of an answer about the object at loc
+// (zero if it had none), or an error if it is zero or outside 2000 to 2100:
+// a clock or header that is broken, not a time.
+func UsableDate(loc string, t time.Time) (time.Time, error) {
+	if !plausible(t) {
+		return time.Time{}, fmt.Errorf("read %s: the store's answer has no usable Date header", loc)
 	}
 	return t, nil
 }
