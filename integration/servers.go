@@ -1,8 +1,7 @@
 // Package integration starts real object stores for tests: MinIO, Ceph RGW
 // and SeaweedFS (S3) and fake-gcs-server (GCS), each in a local Docker
-// container made from
-// the images that scripts/build-images.sh builds on this machine. Nothing is
-// ever pulled from a registry.
+// container made from the images that scripts/build-images.sh builds on
+// this machine. Nothing is ever pulled from a registry.
 //
 // Every server listens on 127.0.0.1 only, is terminated when the test ends
 // (also when it fails), and comes with a fresh bucket. Each can be stopped

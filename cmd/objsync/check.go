@@ -721,17 +721,17 @@ func (c *checker) storeDate(ctx context.Context, key string) {
 	// [date, date+1s) by its clock (HTTP dates are cut to the second): so
 	// its clock is ahead of this machine's by a duration in [lo, hi].
 	lo, hi := date.Sub(answered), date.Add(time.Second).Sub(sent)
-	switch {
-	case lo > time.Second:
-		c.add(id, false, resultWarn, fmt.Sprintf("the store's clock is ahead of this machine's by at least %s (%s): one of them is wrong; objsync does not rely on either, but the times it shows are off by as much",
-			shortFloor(lo), date.UTC().Format(time.RFC1123)))
-	case hi < -time.Second:
-		c.add(id, false, resultWarn, fmt.Sprintf("the store's clock is behind this machine's by at least %s (%s): one of them is wrong; objsync does not rely on either, but the times it shows are off by as much",
-			shortFloor(-hi), date.UTC().Format(time.RFC1123)))
-	default:
+	direction, off := "ahead of", lo
+	if hi < -time.Second {
+		direction, off = "behind", -hi
+	}
+	if off <= time.Second {
 		c.add(id, false, resultInfo, fmt.Sprintf("the store's Date agrees with this machine's clock to within %s (its resolution and the round trip)",
 			short(max(-lo, hi))))
+		return
 	}
+	c.add(id, false, resultWarn, fmt.Sprintf("the store's clock is %s this machine's by at least %s (%s): one of them is wrong; objsync does not rely on either, but the times it shows are off by as much",
+		direction, shortFloor(off), date.UTC().Format(time.RFC1123)))
 }
 
 // writeRate writes o's key up to rateWrites times in a row, each as soon
