@@ -289,7 +289,7 @@ func TestCheckStore(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ns := mem.Namespace(t.Name())
+			ns := emptyNamespace(t)
 			st := tt.store(t, ns)
 			r, err := checkStore(context.Background(), st, "locks/a", checkOptions{})
 			if err != nil {
@@ -336,7 +336,7 @@ func TestCheckStore(t *testing.T) {
 // TestCheckRemovesScratch: check writes only scratch keys next to the
 // lock, and removes them.
 func TestCheckRemovesScratch(t *testing.T) {
-	ns := mem.Namespace(t.Name())
+	ns := emptyNamespace(t)
 	rec := &recorder{Store: ns}
 	r, err := checkStore(context.Background(), deletingRecorder{rec}, "locks/a", checkOptions{})
 	if err != nil || !r.Passed || !r.ScratchRemoved {
@@ -356,7 +356,7 @@ func TestCheckRemovesScratch(t *testing.T) {
 }
 
 func TestCheckStoreWithoutDelete(t *testing.T) {
-	ns := mem.Namespace(t.Name())
+	ns := emptyNamespace(t)
 	rec := &recorder{Store: ns}
 	r, err := checkStore(context.Background(), rec, "a", checkOptions{})
 	if err != nil || r.ScratchRemoved {
@@ -394,7 +394,7 @@ func TestCheckStoreClock(t *testing.T) {
 		{"no ages", func(s *mem.Store) driver.Store { return &recorder{Store: s} }, "info", "this driver tells no ages"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := checkStore(context.Background(), tt.store(mem.Namespace(t.Name())), "locks/a", checkOptions{})
+			r, err := checkStore(context.Background(), tt.store(emptyNamespace(t)), "locks/a", checkOptions{})
 			if err != nil || r.verdict() != nil {
 				t.Fatalf("checkStore: %v, %v", err, r.verdict())
 			}
@@ -443,7 +443,7 @@ func TestCheckStoreDate(t *testing.T) {
 		{"not told", func(s *mem.Store) driver.Store { return s }, "info", "this driver tells no store time"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := checkStore(context.Background(), tt.store(mem.Namespace(t.Name())), "locks/a", checkOptions{})
+			r, err := checkStore(context.Background(), tt.store(emptyNamespace(t)), "locks/a", checkOptions{})
 			if err != nil || r.verdict() != nil {
 				t.Fatalf("checkStore: %v, %v", err, r.verdict())
 			}
@@ -457,7 +457,7 @@ func TestCheckStoreDate(t *testing.T) {
 // TestCheckWriteRate: --write-rate says how soon the store refused a
 // second write to one key, or that it refused none.
 func TestCheckWriteRate(t *testing.T) {
-	ns := mem.Namespace(t.Name())
+	ns := emptyNamespace(t)
 	r, err := checkStore(context.Background(), ns, "locks/a", checkOptions{writeRate: true})
 	if err != nil {
 		t.Fatal(err)
@@ -482,7 +482,7 @@ func TestCheckWriteRate(t *testing.T) {
 // the name it drew for a scratch object, is neither tested, reported as a
 // scratch object nor removed: check draws another name.
 func TestCheckLeavesOthersObjects(t *testing.T) {
-	ns := mem.Namespace(t.Name())
+	ns := emptyNamespace(t)
 	names := []string{"theirs1", "mine1", "theirs2", "mine2"}
 	for _, name := range []string{"theirs1", "theirs2"} {
 		if _, err := ns.Write(t.Context(), "locks/a.objsync-check-"+name, []byte("someone's "+name), ""); err != nil {
@@ -552,7 +552,7 @@ func TestCheckStoreDateAtLeast(t *testing.T) {
 		{"behind", -offset, 510 * time.Millisecond},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &checker{st: phased{mem.Namespace(t.Name()), tt.offset}}
+			c := &checker{st: phased{emptyNamespace(t), tt.offset}}
 			waitPhase(tt.phase)
 			c.storeDate(context.Background(), "k")
 			b := row(t, &checkReport{Behaviours: c.rows}, "store-date")
@@ -569,4 +569,12 @@ func TestCheckStoreDateAtLeast(t *testing.T) {
 			}
 		})
 	}
+}
+
+// emptyNamespace is the mem namespace named for t, emptied: namespaces live
+// as long as the process, and go test -count=N runs t again in it.
+func emptyNamespace(t *testing.T) *mem.Store {
+	ns := mem.Namespace(t.Name())
+	ns.Reset()
+	return ns
 }
