@@ -128,12 +128,12 @@ func TestTelemetryValuesDocumented(t *testing.T) {
 	for _, kv := range code {
 		inCode[kv] = true
 		if !documented[kv] {
-			t.Errorf("the code records %s=%s, which no metric documents", kv.Key, kv.Value.Emit())
+			t.Errorf("the code records %s=%s, which no metric documents", kv.Key, kv.Value.String())
 		}
 	}
 	for kv := range documented {
 		if !inCode[kv] {
-			t.Errorf("documented %s=%s is never recorded", kv.Key, kv.Value.Emit())
+			t.Errorf("documented %s=%s is never recorded", kv.Key, kv.Value.String())
 		}
 	}
 	for _, kind := range []string{"plain", "queue"} {

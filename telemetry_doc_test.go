@@ -217,7 +217,7 @@ func TestTelemetryAsDocumented(t *testing.T) {
 			t.Errorf("span %s is not documented", s.Name)
 		}
 		if v, ok := spanAttr(s, "objsync.lock.kind"); !ok || v.AsString() != "plain" {
-			t.Errorf("span %s: objsync.lock.kind %v", s.Name, v.Emit())
+			t.Errorf("span %s: objsync.lock.kind %v", s.Name, v.String())
 		}
 		if _, ok := spanAttr(s, "objsync.store.requests"); !ok {
 			t.Errorf("span %s without objsync.store.requests", s.Name)
@@ -252,7 +252,7 @@ func TestTelemetryAsDocumented(t *testing.T) {
 func attrPairs(kvs []attribute.KeyValue) [][]string {
 	var out [][]string
 	for _, kv := range kvs {
-		out = append(out, []string{string(kv.Key), kv.Value.Emit()})
+		out = append(out, []string{string(kv.Key), kv.Value.String()})
 	}
 	return out
 }
