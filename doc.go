@@ -469,32 +469,33 @@
 // WithMeterProvider and WithTracerProvider record a Mutex's metrics and
 // spans with OpenTelemetry; without them nothing is recorded (the global
 // providers are not used) and nothing is spent on it. The instrumentation
-// scope is "github.com/objsync/objsync". Metrics:
+// scope is "github.com/objsync/objsync". Metrics, each with its instrument
+// and unit (UCUM: s is seconds, a unit in braces counts what it names):
 //
-//	objsync.lock.acquire.duration    histogram, s   Lock, TryLock and Campaign, by objsync.outcome:
-//	                                                acquired, not_acquired (TryLock found it held,
-//	                                                the caller's context ended, Close), error
-//	objsync.lock.hold.duration       histogram, s   holds, from Lock's return to their end, by
-//	                                                objsync.hold.end: unlocked (Unlock, Resign),
-//	                                                closed (the release by Close), lost
-//	objsync.lock.held                up-down        holds in force
-//	objsync.lock.lost                counter        holds lost, by objsync.lost.reason: taken_over
-//	                                                (another holder's state replaced it, Break
-//	                                                included, or the object was deleted),
-//	                                                not_renewed (no renewal landed before the loss
-//	                                                notice), expired (WithoutRenewal: the lease ran
-//	                                                out), not_a_lock (the object was replaced by
-//	                                                something else)
-//	objsync.store.requests           counter        store requests, by objsync.store.operation (read,
-//	                                                create: a create-only write, replace: a write
-//	                                                conditional on the version) and objsync.outcome
-//	                                                (ok, precondition_failed, not_found, error)
-//	objsync.election.leader.changes  counter        terms that an Election learns of as they
-//	                                                begin, each counted once, by
-//	                                                objsync.election.leader: self (won by its
-//	                                                Campaign) or other (seen by its Observe or
-//	                                                Watch); a term already in force when it first
-//	                                                looks is not counted
+//	objsync.lock.acquire.duration    histogram, s         Lock, TryLock and Campaign, by objsync.outcome:
+//	                                                      acquired, not_acquired (TryLock found it held,
+//	                                                      the caller's context ended, Close), error
+//	objsync.lock.hold.duration       histogram, s         holds, from Lock's return to their end, by
+//	                                                      objsync.hold.end: unlocked (Unlock, Resign),
+//	                                                      closed (the release by Close), lost
+//	objsync.lock.held                up-down, {hold}      holds in force
+//	objsync.lock.lost                counter, {hold}      holds lost, by objsync.lost.reason: taken_over
+//	                                                      (another holder's state replaced it, Break
+//	                                                      included, or the object was deleted),
+//	                                                      not_renewed (no renewal landed before the loss
+//	                                                      notice), expired (WithoutRenewal: the lease ran
+//	                                                      out), not_a_lock (the object was replaced by
+//	                                                      something else)
+//	objsync.store.requests           counter, {request}   store requests, by objsync.store.operation (read,
+//	                                                      create: a create-only write, replace: a write
+//	                                                      conditional on the version) and objsync.outcome
+//	                                                      (ok, precondition_failed, not_found, error)
+//	objsync.election.leader.changes  counter, {term}      terms that an Election learns of as they
+//	                                                      begin, each counted once, by
+//	                                                      objsync.election.leader: self (won by its
+//	                                                      Campaign) or other (seen by its Observe or
+//	                                                      Watch); a term already in force when it first
+//	                                                      looks is not counted
 //
 // Every metric and span carries objsync.lock.kind (plain or queue), and,
 // with WithLockNameAttribute only, objsync.lock.name, the lock's location

@@ -237,3 +237,104 @@ func endsReturning(stmts string) (bool, error) {
 	}
 	return false, nil
 }
+
+// TestReadmeElectionAfterQuickStart: the README's first Go block ("In a Go
+// program") and its election block, put together in one function as a
+// reader would, still compile (the election block once redeclared err),
+// and the election does not campaign with the Mutex the first block locks
+// (Campaign would wait for that Mutex's Unlock, with no error, for ever).
+func TestReadmeElectionAfterQuickStart(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs, err := filepath.Abs("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, election := readmeBlockAfter(t, string(readme), "## In a Go program"), readmeBlockAfter(t, string(readme), "## Leader election")
+	rest := strings.Join(election.code, "\n")
+	if strings.HasPrefix(rest, "package ") || strings.HasPrefix(rest, "import") || declStart.MatchString(rest) {
+		t.Fatalf("README.md:%d: the election block is not statements", election.line)
+	}
+	src, err := first.file(abs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(line int) string { return "//line " + abs + ":" + strconv.Itoa(line) + "\n" }
+	together := strings.TrimSuffix(string(src), "}\n") + at(election.line) + rest + "\n}\n"
+	if len(election.given) > 0 {
+		together += at(election.givenLine) + strings.Join(election.given, "\n") + "\n"
+	}
+
+	// The Mutexes the first block locks, and those the election is given.
+	f, err := parser.ParseFile(token.NewFileSet(), "together.go", together, parser.SkipObjectResolution)
+	if err != nil {
+		t.Fatal(err)
+	}
+	locked, campaigned := map[string]bool{}, map[string]bool{}
+	ast.Inspect(f, func(n ast.Node) bool {
+		call, ok := n.(*ast.CallExpr)
+		if !ok {
+			return true
+		}
+		sel, ok := call.Fun.(*ast.SelectorExpr)
+		if !ok {
+			return true
+		}
+		switch sel.Sel.Name {
+		case "Lock", "TryLock":
+			if x, ok := sel.X.(*ast.Ident); ok {
+				locked[x.Name] = true
+			}
+		case "NewElection":
+			if len(call.Args) > 0 {
+				if x, ok := call.Args[0].(*ast.Ident); ok {
+					campaigned[x.Name] = true
+				}
+			}
+		}
+		return true
+	})
+	if len(locked) == 0 || len(campaigned) == 0 {
+		t.Fatalf("found no Lock (%v) or no NewElection (%v)", locked, campaigned)
+	}
+	for name := range campaigned {
+		if locked[name] {
+			t.Errorf("README.md:%d: the election campaigns with %s, which the block at README.md:%d locks: Campaign would wait for ever", election.line, name, first.line)
+		}
+	}
+
+	dir, err := os.MkdirTemp(".", "readmetest-tmp-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "readme.go"), []byte(together), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// go build, not vet: the election's statements follow the first
+	// block's select, which returns, and vet reports unreachable code.
+	build := exec.Command("go", "build", "./"+filepath.ToSlash(dir))
+	build.Env = append(os.Environ(), "GOPROXY=off", "GOFLAGS=-mod=readonly", "GOWORK=off")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("the README's first Go block and its election block, put together: %v\n%s\n%s", err, out, together)
+	}
+}
+
+// readmeBlockAfter returns the first ```go block after the line heading.
+func readmeBlockAfter(t *testing.T, readme, heading string) readmeBlock {
+	t.Helper()
+	i := strings.Index(readme, "\n"+heading+"\n")
+	if i < 0 {
+		t.Fatalf("README.md has no heading %q", heading)
+	}
+	line := strings.Count(readme[:i], "\n") + 2
+	for _, b := range goBlocks(readme) {
+		if b.line > line {
+			return b
+		}
+	}
+	t.Fatalf("README.md has no Go block after %q", heading)
+	return readmeBlock{}
+}

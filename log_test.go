@@ -1,0 +1,114 @@
+package objsync_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/objsync/objsync"
+	"github.com/objsync/objsync/mem"
+)
+
+// recordingHandler keeps every attribute logged through it.
+type recordingHandler struct {
+	mu    *sync.Mutex
+	attrs *[]slog.Attr
+	msgs  *[]string
+}
+
+func (h recordingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h recordingHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h recordingHandler) WithGroup(string) slog.Handler            { return h }
+func (h recordingHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	*h.msgs = append(*h.msgs, r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		*h.attrs = append(*h.attrs, slog.Attr{Key: r.Message + ": " + a.Key, Value: a.Value})
+		return true
+	})
+	return nil
+}
+
+// TestLogDurations: objsync logs a duration as a duration (slog's
+// KindDuration, which handlers print as "1.5s" or in the unit they
+// choose), never as a number of nanoseconds or of seconds; the only numbers
+// it logs are counts and identifiers.
+func TestLogDurations(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		attrs []slog.Attr
+		msgs  []string
+	)
+	logger := slog.New(recordingHandler{&mu, &attrs, &msgs})
+	base := mem.Namespace(t.Name())
+	base.Reset()
+	ctx := context.Background()
+
+	// A plain lock: acquired, waited for, taken over once expired.
+	holder := objsync.NewMutex(view{base, "holder"}, "plain", objsync.WithLogger(logger), objsync.WithoutRenewal(), objsync.WithoutProcessCheck())
+	defer holder.Close()
+	if _, err := holder.Lock(ctx, 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	waiter := objsync.NewMutex(view{base, "waiter"}, "plain", objsync.WithLogger(logger), objsync.WithBackoff(5*time.Millisecond, 20*time.Millisecond))
+	defer waiter.Close()
+	if _, err := waiter.Lock(ctx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := waiter.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// A queue lock: a waiter in the queue.
+	qh := objsync.NewMutex(view{base, "qh"}, "queue", objsync.WithQueue(), objsync.WithLogger(logger))
+	defer qh.Close()
+	if _, err := qh.Lock(ctx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	qw := objsync.NewMutex(view{base, "qw"}, "queue", objsync.WithQueue(), objsync.WithLogger(logger), objsync.WithBackoff(5*time.Millisecond, 20*time.Millisecond))
+	defer qw.Close()
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := qw.Lock(short, time.Minute); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Lock of a held queue lock: %v", err)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	numbers := []string{"fence", "pid", "place", "ticket", "head", "ahead"} // counts and identifiers
+	durations := map[string]bool{}
+	for _, a := range attrs {
+		key := lastKey(a.Key)
+		switch a.Value.Kind() {
+		case slog.KindDuration:
+			durations[key] = true
+		case slog.KindFloat64, slog.KindUint64:
+			t.Errorf("%s: a number, %v", a.Key, a.Value)
+		case slog.KindInt64:
+			if !slices.Contains(numbers, key) {
+				t.Errorf("%s: an integer, %v: a duration in nanoseconds?", a.Key, a.Value)
+			}
+		}
+	}
+	// The run logged these durations: the test saw what it checks.
+	for _, key := range []string{"ttl", "expires_in", "unchanged", "next_poll"} {
+		if !durations[key] {
+			t.Errorf("no duration %s logged; messages: %q", key, msgs)
+		}
+	}
+}
+
+// lastKey returns the attribute's own key, after the message.
+func lastKey(key string) string {
+	for i := len(key) - 1; i > 0; i-- {
+		if key[i] == ' ' && key[i-1] == ':' {
+			return key[i+1:]
+		}
+	}
+	return key
+}
