@@ -109,3 +109,70 @@ func ExampleElection() {
 	// Leader: b:8080 2
 	// after b resigned: true
 }
+
+// Leader tells who leads without campaigning: for example, where to send
+// the requests that only the leader serves.
+func ExampleElection_Leader() {
+	ctx := context.Background()
+	const dsn = "mem://example/elections/leader"
+	candidate, err := objsync.Open("mem", dsn)
+	if err != nil {
+		panic(err)
+	}
+	defer candidate.Close()
+	client, err := objsync.Open("mem", dsn)
+	if err != nil {
+		panic(err)
+	}
+	defer client.Close()
+	watcher := objsync.NewElection(client)
+
+	_, err = watcher.Leader(ctx)
+	fmt.Println("before any campaign:", errors.Is(err, objsync.ErrNoLeader))
+	if _, err := objsync.NewElection(candidate).Campaign(ctx, "10.0.0.7:8080"); err != nil {
+		panic(err)
+	}
+	l, err := watcher.Leader(ctx)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("send requests to", l.Value, "(term", l.Fence, "fences its writes)")
+	// Output:
+	// before any campaign: true
+	// send requests to 10.0.0.7:8080 (term 1 fences its writes)
+}
+
+// Observe sends the leader each time it changes (a new term or a new
+// proclaimed value) until ctx ends.
+func ExampleElection_Observe() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const dsn = "mem://example/elections/observe"
+	candidate, err := objsync.Open("mem", dsn)
+	if err != nil {
+		panic(err)
+	}
+	defer candidate.Close()
+	// Observe polls at the Mutex's longest backoff: here every 10ms.
+	observer, err := objsync.Open("mem", dsn, objsync.WithBackoff(time.Millisecond, 10*time.Millisecond))
+	if err != nil {
+		panic(err)
+	}
+	defer observer.Close()
+	leaders := objsync.NewElection(observer).Observe(ctx)
+
+	e := objsync.NewElection(candidate)
+	for _, value := range []string{"blue", "green"} {
+		if _, err := e.Campaign(ctx, value); err != nil {
+			panic(err)
+		}
+		l := <-leaders
+		fmt.Println("term", l.Fence, "led by", l.Value)
+		if err := e.Resign(ctx); err != nil {
+			panic(err)
+		}
+	}
+	// Output:
+	// term 1 led by blue
+	// term 2 led by green
+}
