@@ -53,6 +53,33 @@ func TestHelpEverywhere(t *testing.T) {
 	}
 }
 
+// TestHelpWrapped: the prose of every help text is wrapped to 80 columns,
+// without a line broken early, as "so\nthat COMMAND is\ndead before" was.
+// (Indented lines, tables and examples, and the flags are left alone.)
+func TestHelpWrapped(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"", "lock", "status", "unlock", "check", "elect", "leader", "bench", "completion", "help"} {
+		r := runCLI(t, dir, strings.Fields(name+" --help")...)
+		text, _, _ := strings.Cut(r.stdout, "\nFlags:\n")
+		lines := strings.Split(text, "\n")
+		prose := func(line string) bool { return line != "" && !strings.HasPrefix(line, " ") }
+		for i, line := range lines {
+			if !prose(line) {
+				continue
+			}
+			if len(line) > 80 {
+				t.Errorf("objsync %s --help: line %d is %d columns long: %q", name, i+1, len(line), line)
+			}
+			if i+1 < len(lines) && prose(lines[i+1]) {
+				next, _, _ := strings.Cut(lines[i+1], " ")
+				if len(line) < 60 && len(line)+1+len(next) <= 76 {
+					t.Errorf("objsync %s --help: line %d is broken early: %q, then %q", name, i+1, line, lines[i+1])
+				}
+			}
+		}
+	}
+}
+
 func TestVersion(t *testing.T) {
 	if r := runCLI(t, t.TempDir(), "--version", "extra"); r.code != exitUsage || r.stdout != "" || !strings.Contains(r.stderr, `--version takes no arguments, got "extra"`) {
 		t.Errorf("objsync --version extra: exit %d, stdout %q, stderr %q; want %d", r.code, r.stdout, r.stderr, exitUsage)

@@ -23,8 +23,8 @@ Campaign to lead, run COMMAND while leading, resign when COMMAND exits, and
 exit with COMMAND's status. It is 'objsync lock' with the leader's value
 required: followers see it with 'objsync leader'. Everything else, the
 environment, the signals, the exit codes, -n, -w, -E and -c, is as for
-'objsync lock'; if
-leadership is lost, COMMAND is stopped and objsync exits 123.
+'objsync lock'; if leadership is lost, COMMAND is stopped and objsync
+exits 123.
 
 Run one 'objsync elect' per candidate: one leads, the others wait, and when
 the leader exits or dies another takes over: after --ttl if it died, at once
