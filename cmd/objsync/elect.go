@@ -57,9 +57,10 @@ show a leader that has just died: "no leader" then follows within about its
 ttl and a second. Every later leader line is of a leader seen writing the
 lock, so alive then.
 
-SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 end leader, --confirm
-and --watch included, with exit 128 plus the signal's number: 130 for
-SIGINT, 143 for SIGTERM, 131 for SIGQUIT (without a dump of Go's stacks).
+SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGABRT and SIGALRM (and
+the others that end objsync lock's wait) end leader, --confirm and --watch
+included, with exit 128 plus the signal's number: 130 for SIGINT, 143 for
+SIGTERM, 131 for SIGQUIT (without a dump of Go's stacks).
 
 With --json each line is a JSON object with these fields:
   leader        false for "no leader" (--watch); the fields below are then empty
