@@ -229,6 +229,35 @@ func TestVerbose(t *testing.T) {
 	}
 }
 
+// TestVerboseRenewalCause: with -v each failed renewal is logged with its
+// cause, and the loss of the lock says it too, not "context deadline
+// exceeded". The command makes the lock's directory unwritable, or, as root,
+// whom no mode stops, makes the file driver's lock file a symbolic link to
+// itself.
+func TestVerboseRenewalCause(t *testing.T) {
+	dir := t.TempDir()
+	t.Cleanup(func() { os.Chmod(dir, 0o700) }) // before TempDir's removal
+	block, cause := "chmod 500 .", "permission denied"
+	if os.Geteuid() == 0 {
+		block, cause = "rm .objsync-flock; ln -s .objsync-flock .objsync-flock", "too many levels of symbolic links"
+	}
+	r := runCLI(t, dir, "-v", "lock", "--ttl", "1", "--grace", "0.2", "--no-cgroup", "lock", "--", "sh", "-c", block+"; sleep 10")
+	lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+	var retries int
+	for _, line := range lines {
+		if strings.Contains(line, `level=DEBUG msg="objsync: renewal failed, retrying"`) {
+			retries++
+			if !strings.Contains(line, cause) {
+				t.Errorf("a failed renewal logged without its cause %q: %s", cause, line)
+			}
+		}
+	}
+	last := lines[len(lines)-1]
+	if r.code != exitLost || retries == 0 || !strings.HasPrefix(last, "objsync: lock lost: ") || !strings.Contains(last, cause) || strings.Contains(r.stderr, "deadline exceeded") {
+		t.Errorf("lock -v whose renewals fail: exit %d, %d retries logged; want %d, the cause %q:\n%s", r.code, retries, exitLost, cause, r.stderr)
+	}
+}
+
 // TestStatusExitCodesAndStale: status exits 0 for a held lock, 1 for a
 // free one, 3 for none; stale says whether the holder's lease ran out by
 // what this objsync saw.
