@@ -5,6 +5,8 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+
+	"github.com/objsync/objsync/internal/s3compat/s3test"
 )
 
 // TestHelpEverywhere: -h and --help on every command, and help COMMAND,
@@ -297,6 +301,50 @@ func TestStatusExitCodesAndStale(t *testing.T) {
 	}
 	if r := runCLI(t, dir, "status", "lock"); r.code != exitStatusFree || strings.Contains(r.stdout, "stale") {
 		t.Errorf("status of a free lock: exit %d, stdout:\n%s", r.code, r.stdout)
+	}
+}
+
+// TestNoCredentialsCLI: without credentials anywhere, objsync says so and
+// names the sources it tried, not "access denied", and asks the store
+// nothing; the AWS SDK's warning that the instance metadata service (a fake
+// on loopback that knows no IMDSv2 token) made it fall back to IMDSv1 is
+// shown only with -v, in its log. Credentials the store refuses are
+// "access denied".
+func TestNoCredentialsCLI(t *testing.T) {
+	s3test.WithoutCredentials(t)
+	metadata := httptest.NewServer(http.NotFoundHandler())
+	defer metadata.Close()
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "false")
+	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", metadata.URL)
+	fake := s3test.Serve(t, nil, s3test.Reply{Status: 200, ETag: `"e1"`})
+	dsn := "s3://bucket/lock?region=us-east-1&endpoint=" + fake.URL
+	dir := t.TempDir()
+	for _, args := range [][]string{{"status", dsn}, {"lock", "-n", dsn, "--", "true"}, {"unlock", "--force", dsn}} {
+		r := runCLI(t, dir, args...)
+		line := oneLine(t, "stderr", r.stderr)
+		for _, want := range []string{
+			"no credentials found; tried, in order: environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)",
+			`profile "default" in `, "container endpoint", "; EC2 instance role: ",
+		} {
+			if r.code != exitFailed || !strings.Contains(line, want) || strings.Contains(strings.ToLower(line), "access denied") {
+				t.Errorf("objsync %s without credentials: exit %d, stderr %q; want %d, containing %q", args[0], r.code, line, exitFailed, want)
+			}
+		}
+	}
+	r := runCLI(t, dir, "-v", "status", dsn)
+	if !strings.Contains(r.stderr, `level=DEBUG msg="falling back to IMDSv1: `) || !strings.Contains(r.stderr, "no credentials found") {
+		t.Errorf("status -v without credentials: stderr %q; want the SDK's warning in the log", r.stderr)
+	}
+	if n := len(fake.Seen()); n != 0 {
+		t.Errorf("the store was sent %d requests without credentials", n)
+	}
+
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKTEST")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "refused-secret")
+	denied := s3test.Serve(t, nil, s3test.Reply{Status: http.StatusForbidden, Code: "AccessDenied"})
+	r = runCLI(t, dir, "status", "s3://bucket/lock?region=us-east-1&endpoint="+denied.URL)
+	if line := oneLine(t, "stderr", r.stderr); r.code != exitFailed || !strings.Contains(strings.ToLower(line), "access denied") || strings.Contains(line, "no credentials") {
+		t.Errorf("status with refused credentials: exit %d, stderr %q; want %d, access denied", r.code, line, exitFailed)
 	}
 }
 
