@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/objsync/objsync/internal/s3compat/s3test"
 )
@@ -201,6 +202,12 @@ func TestSecondsAndFlockFlags(t *testing.T) {
 		if r.code != tt.code || r.stderr != "" {
 			t.Errorf("lock --quiet %s of a held lock: exit %d, stderr %q; want %d, nothing", strings.Join(tt.args, " "), r.code, r.stderr, tt.code)
 		}
+	}
+	// flock -w 5 -E 3, as written in flock's manual: five seconds.
+	start := time.Now()
+	r = runCLI(t, dir, "lock", "-w", "5", "-E", "3", "lock", "--", "touch", "ran")
+	if took := time.Since(start); r.code != 3 || !strings.Contains(r.stderr, "gave up after 5s (--timeout)") || took < 5*time.Second {
+		t.Errorf("lock -w 5 -E 3 of a held lock: exit %d after %v, stderr %q; want 3 after 5s", r.code, took, r.stderr)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "ran")); err == nil {
 		t.Error("a command ran without the lock")
