@@ -420,6 +420,10 @@ func operands(cmd *cobra.Command, args []string, withCommand bool) (dsn string, 
 		positional, command = args[:at], args[at:]
 	}
 	switch {
+	case len(positional) == 0 && len(command) > 0 && withCommand:
+		return "", nil, usageOf(cmd, "missing DSN: it comes before --, the command after it")
+	case len(positional) == 0 && len(command) > 0:
+		return "", nil, usageOf(cmd, "missing DSN: it comes before --, and nothing after it")
 	case len(positional) != 1:
 		return "", nil, usageOf(cmd, "want one DSN, got %d arguments", len(positional))
 	case withCommand && len(command) == 0:

@@ -224,6 +224,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"status", "--bogus", "l"}, []string{"status: unknown flag: --bogus", "objsync status --help"}},
 		{[]string{"status"}, []string{"status: want one DSN, got 0 arguments"}},
 		{[]string{"status", "l", "--", "x"}, []string{"status: unexpected arguments after --"}},
+		// The DSN written after --, where the command goes.
+		{[]string{"lock", "-n", "--", "l", "true"}, []string{"lock: missing DSN: it comes before --, the command after it"}},
+		{[]string{"status", "--", "l"}, []string{"status: missing DSN: it comes before --"}},
 		{[]string{"status", "foo://bucket/key"}, []string{`unknown scheme "foo"`, "s3://, minio://, gs://, azblob://, file://", "--driver"}},
 		{[]string{"check", "mem://ns/key"}, []string{`unknown scheme "mem"`}},
 		{[]string{"status", "s3://bucket-only"}, []string{"s3: invalid DSN: missing key"}},
