@@ -65,8 +65,9 @@ Figures:
 Every hold is recorded on CLOCK_MONOTONIC from Lock's return to Unlock's
 call. If two holds overlap, or fences do not increase in the order the lock
 was taken, bench prints them and exits 122; if the store fails, it exits
-125. SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 stop it: the
-holds under way are released, and it exits 128 plus the signal's number.
+125. SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGABRT and SIGALRM
+(and the others that end objsync lock's wait) stop it: the holds under way
+are released, and it exits 128 plus the signal's number.
 
 With --json it prints one object: holds, holds_per_second, wait_ms and
 gap_ms ({n, p50, p90, p99, max}), requests_per_hold ({read, write,

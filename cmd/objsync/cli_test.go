@@ -5,6 +5,8 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,9 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/objsync/objsync/internal/s3compat/s3test"
 )
 
 // TestHelpEverywhere: -h and --help on every command, and help COMMAND,
@@ -50,6 +55,33 @@ func TestHelpEverywhere(t *testing.T) {
 	r := runCLI(t, dir, "lokc", "l")
 	if line := oneLine(t, "stderr", r.stderr); r.code != exitUsage || !strings.Contains(line, `unknown command "lokc" (did you mean lock?`) {
 		t.Errorf("objsync lokc: exit %d, stderr %q", r.code, line)
+	}
+}
+
+// TestHelpWrapped: the prose of every help text is wrapped to 80 columns,
+// without a line broken early, as "so\nthat COMMAND is\ndead before" was.
+// (Indented lines, tables and examples, and the flags are left alone.)
+func TestHelpWrapped(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"", "lock", "status", "unlock", "check", "elect", "leader", "bench", "completion", "help"} {
+		r := runCLI(t, dir, strings.Fields(name+" --help")...)
+		text, _, _ := strings.Cut(r.stdout, "\nFlags:\n")
+		lines := strings.Split(text, "\n")
+		prose := func(line string) bool { return line != "" && !strings.HasPrefix(line, " ") }
+		for i, line := range lines {
+			if !prose(line) {
+				continue
+			}
+			if len(line) > 80 {
+				t.Errorf("objsync %s --help: line %d is %d columns long: %q", name, i+1, len(line), line)
+			}
+			if i+1 < len(lines) && prose(lines[i+1]) {
+				next, _, _ := strings.Cut(lines[i+1], " ")
+				if len(line) < 60 && len(line)+1+len(next) <= 76 {
+					t.Errorf("objsync %s --help: line %d is broken early: %q, then %q", name, i+1, line, lines[i+1])
+				}
+			}
+		}
 	}
 }
 
@@ -171,6 +203,12 @@ func TestSecondsAndFlockFlags(t *testing.T) {
 			t.Errorf("lock --quiet %s of a held lock: exit %d, stderr %q; want %d, nothing", strings.Join(tt.args, " "), r.code, r.stderr, tt.code)
 		}
 	}
+	// flock -w 5 -E 3, as written in flock's manual: five seconds.
+	start := time.Now()
+	r = runCLI(t, dir, "lock", "-w", "5", "-E", "3", "lock", "--", "touch", "ran")
+	if took := time.Since(start); r.code != 3 || !strings.Contains(r.stderr, "gave up after 5s (--timeout)") || took < 5*time.Second {
+		t.Errorf("lock -w 5 -E 3 of a held lock: exit %d after %v, stderr %q; want 3 after 5s", r.code, took, r.stderr)
+	}
 	if _, err := os.Stat(filepath.Join(dir, "ran")); err == nil {
 		t.Error("a command ran without the lock")
 	}
@@ -199,6 +237,35 @@ func TestVerbose(t *testing.T) {
 	r = runCLI(t, dir, "--log-format", "xml", "status", "lock")
 	if line := oneLine(t, "stderr", r.stderr); r.code != exitUsage || !strings.Contains(line, `--log-format "xml": want text or json`) {
 		t.Errorf("--log-format xml: exit %d, stderr %q", r.code, line)
+	}
+}
+
+// TestVerboseRenewalCause: with -v each failed renewal is logged with its
+// cause, and the loss of the lock says it too, not "context deadline
+// exceeded". The command makes the lock's directory unwritable, or, as root,
+// whom no mode stops, makes the file driver's lock file a symbolic link to
+// itself.
+func TestVerboseRenewalCause(t *testing.T) {
+	dir := t.TempDir()
+	t.Cleanup(func() { os.Chmod(dir, 0o700) }) // before TempDir's removal
+	block, cause := "chmod 500 .", "permission denied"
+	if os.Geteuid() == 0 {
+		block, cause = "rm .objsync-flock; ln -s .objsync-flock .objsync-flock", "too many levels of symbolic links"
+	}
+	r := runCLI(t, dir, "-v", "lock", "--ttl", "1", "--grace", "0.2", "--no-cgroup", "lock", "--", "sh", "-c", block+"; sleep 10")
+	lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+	var retries int
+	for _, line := range lines {
+		if strings.Contains(line, `level=DEBUG msg="objsync: renewal failed, retrying"`) {
+			retries++
+			if !strings.Contains(line, cause) {
+				t.Errorf("a failed renewal logged without its cause %q: %s", cause, line)
+			}
+		}
+	}
+	last := lines[len(lines)-1]
+	if r.code != exitLost || retries == 0 || !strings.HasPrefix(last, "objsync: lock lost: ") || !strings.Contains(last, cause) || strings.Contains(r.stderr, "deadline exceeded") {
+		t.Errorf("lock -v whose renewals fail: exit %d, %d retries logged; want %d, the cause %q:\n%s", r.code, retries, exitLost, cause, r.stderr)
 	}
 }
 
@@ -241,6 +308,50 @@ func TestStatusExitCodesAndStale(t *testing.T) {
 	}
 	if r := runCLI(t, dir, "status", "lock"); r.code != exitStatusFree || strings.Contains(r.stdout, "stale") {
 		t.Errorf("status of a free lock: exit %d, stdout:\n%s", r.code, r.stdout)
+	}
+}
+
+// TestNoCredentialsCLI: without credentials anywhere, objsync says so and
+// names the sources it tried, not "access denied", and asks the store
+// nothing; the AWS SDK's warning that the instance metadata service (a fake
+// on loopback that knows no IMDSv2 token) made it fall back to IMDSv1 is
+// shown only with -v, in its log. Credentials the store refuses are
+// "access denied".
+func TestNoCredentialsCLI(t *testing.T) {
+	s3test.WithoutCredentials(t)
+	metadata := httptest.NewServer(http.NotFoundHandler())
+	defer metadata.Close()
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "false")
+	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", metadata.URL)
+	fake := s3test.Serve(t, nil, s3test.Reply{Status: 200, ETag: `"e1"`})
+	dsn := "s3://bucket/lock?region=us-east-1&endpoint=" + fake.URL
+	dir := t.TempDir()
+	for _, args := range [][]string{{"status", dsn}, {"lock", "-n", dsn, "--", "true"}, {"unlock", "--force", dsn}} {
+		r := runCLI(t, dir, args...)
+		line := oneLine(t, "stderr", r.stderr)
+		for _, want := range []string{
+			"no credentials found; tried, in order: environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)",
+			`profile "default" in `, "container endpoint", "; EC2 instance role: ",
+		} {
+			if r.code != exitFailed || !strings.Contains(line, want) || strings.Contains(strings.ToLower(line), "access denied") {
+				t.Errorf("objsync %s without credentials: exit %d, stderr %q; want %d, containing %q", args[0], r.code, line, exitFailed, want)
+			}
+		}
+	}
+	r := runCLI(t, dir, "-v", "status", dsn)
+	if !strings.Contains(r.stderr, `level=DEBUG msg="falling back to IMDSv1: `) || !strings.Contains(r.stderr, "no credentials found") {
+		t.Errorf("status -v without credentials: stderr %q; want the SDK's warning in the log", r.stderr)
+	}
+	if n := len(fake.Seen()); n != 0 {
+		t.Errorf("the store was sent %d requests without credentials", n)
+	}
+
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKTEST")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "refused-secret")
+	denied := s3test.Serve(t, nil, s3test.Reply{Status: http.StatusForbidden, Code: "AccessDenied"})
+	r = runCLI(t, dir, "status", "s3://bucket/lock?region=us-east-1&endpoint="+denied.URL)
+	if line := oneLine(t, "stderr", r.stderr); r.code != exitFailed || !strings.Contains(strings.ToLower(line), "access denied") || strings.Contains(line, "no credentials") {
+		t.Errorf("status with refused credentials: exit %d, stderr %q; want %d, access denied", r.code, line, exitFailed)
 	}
 }
 

@@ -89,12 +89,13 @@
 // has just died, which "no leader" then follows within about its ttl and a
 // second; every later leader was seen writing the lock.
 //
-// SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2, the signals that
-// end objsync lock's wait, end every wait of objsync the same way, with 128
-// plus the signal's number (130 for SIGINT, 143 for SIGTERM, 131 for
-// SIGQUIT, without a dump of Go's stacks): leader, --watch and --confirm
-// included, status, --for included, unlock, and bench, which releases its
-// holds first.
+// SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGABRT and SIGALRM
+// (and SIGTRAP, SIGSYS, SIGILL, SIGBUS, SIGFPE and SIGSEGV sent by kill),
+// the signals that end objsync lock's wait, end every wait of objsync the
+// same way, with 128 plus the signal's number (130 for SIGINT, 143 for
+// SIGTERM, 131 for SIGQUIT, 134 for SIGABRT, without a dump of Go's
+// stacks): leader, --watch and --confirm included, status, --for included,
+// unlock, and bench, which releases its holds first.
 //
 // leader --json prints one object per line with these fields, which stay
 // stable:
@@ -193,12 +194,14 @@
 //     10s, or half the ttl if that is less, and at most half the ttl. If
 //     someone ran objsync unlock --force, SIGTERM comes at the next
 //     renewal, and SIGKILL --grace later.
-//   - SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH sent
-//     to objsync are passed on to the group; the lock is released after
-//     the command exits, and objsync exits with the command's status.
-//     While objsync waits for the lock, those of them that end a process
-//     by default (all but SIGWINCH, which is ignored) end the wait with 128
-//     plus the signal's number, SIGQUIT without a stack dump.
+//   - SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGABRT, SIGALRM
+//     and SIGWINCH sent to objsync (and SIGTRAP, SIGSYS, SIGILL, SIGBUS,
+//     SIGFPE and SIGSEGV sent by kill) are passed on to the group; the lock
+//     is released after the command exits, and objsync exits with the
+//     command's status. While objsync waits for the lock, those of them that
+//     end a process by default (all but SIGWINCH, which is ignored) end the
+//     wait with 128 plus the signal's number, SIGQUIT and SIGABRT without a
+//     stack dump.
 //   - Job control works as if the command were not in a group of its own:
 //     a command that reads the terminal is given it, Ctrl-Z stops the
 //     command and then objsync (so the shell sees the job stopped), and fg
@@ -368,9 +371,10 @@
 // to Unlock's call, inside the real hold. If two records overlap, or
 // fences do not strictly increase in the order the lock was taken, bench
 // prints the results and each violation, naming fences and instants, and
-// exits 122. If the store fails it exits 125. SIGINT, SIGTERM, SIGHUP,
-// SIGQUIT, SIGUSR1 and SIGUSR2 stop it: the contending processes finish
-// the hold under way and release it, and bench exits 128 plus the signal's number; contending
+// exits 122. If the store fails it exits 125. The signals that end objsync
+// lock's wait (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGABRT,
+// SIGALRM...) stop it: the contending processes finish the hold under way
+// and release it, and bench exits 128 plus the signal's number; contending
 // processes whose bench was killed stop the same way.
 //
 // bench --json prints one object with these fields, which stay stable

@@ -23,8 +23,8 @@ Campaign to lead, run COMMAND while leading, resign when COMMAND exits, and
 exit with COMMAND's status. It is 'objsync lock' with the leader's value
 required: followers see it with 'objsync leader'. Everything else, the
 environment, the signals, the exit codes, -n, -w, -E and -c, is as for
-'objsync lock'; if
-leadership is lost, COMMAND is stopped and objsync exits 123.
+'objsync lock'; if leadership is lost, COMMAND is stopped and objsync
+exits 123.
 
 Run one 'objsync elect' per candidate: one leads, the others wait, and when
 the leader exits or dies another takes over: after --ttl if it died, at once
@@ -57,9 +57,10 @@ show a leader that has just died: "no leader" then follows within about its
 ttl and a second. Every later leader line is of a leader seen writing the
 lock, so alive then.
 
-SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 end leader, --confirm
-and --watch included, with exit 128 plus the signal's number: 130 for
-SIGINT, 143 for SIGTERM, 131 for SIGQUIT (without a dump of Go's stacks).
+SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGABRT and SIGALRM (and
+the others that end objsync lock's wait) end leader, --confirm and --watch
+included, with exit 128 plus the signal's number: 130 for SIGINT, 143 for
+SIGTERM, 131 for SIGQUIT (without a dump of Go's stacks).
 
 With --json each line is a JSON object with these fields:
   leader        false for "no leader" (--watch); the fields below are then empty

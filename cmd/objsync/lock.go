@@ -40,13 +40,13 @@ COMMAND finds the fencing token in OBJSYNC_FENCE (pass it with every write the
 lock protects) and the lock's location in OBJSYNC_LOCK. It runs in a process
 group of its own. If the lease cannot be renewed, that group gets SIGTERM
 --grace before the lease ends and SIGKILL (its cgroup too) when it ends, so
-that COMMAND is
-dead before anyone else can take the lock; objsync then exits 123. (If the
-lock is broken or taken over, SIGTERM comes at once.) SIGINT, SIGTERM,
-SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH sent to objsync are passed on
-to the group, and the lock is released once COMMAND has exited. While
-objsync waits for the lock, all but SIGWINCH end the wait with 128 plus the
-signal's number.
+that COMMAND is dead before anyone else can take the lock; objsync then
+exits 123. (If the lock is broken or taken over, SIGTERM comes at once.)
+SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGABRT, SIGALRM and
+SIGWINCH sent to objsync (and SIGTRAP, SIGSYS, SIGILL, SIGBUS, SIGFPE and
+SIGSEGV sent by kill) are passed on to the group, and the lock is released
+once COMMAND has exited. While objsync waits for the lock, all but SIGWINCH
+end the wait with 128 plus the signal's number, without a dump of Go's stacks.
 
 While it waits, objsync says on stderr who holds the lock. A holder that
 died on this machine (Linux) is taken over at once, --try included, if it ran
@@ -58,6 +58,7 @@ outside a flock(1) lock: use --no-cgroup for such commands. Otherwise (another
 machine or container, --no-cgroup, no cgroup v2 that objsync may write to),
 only a waiting objsync takes over a lock whose holder stopped renewing it,
 after watching it unchanged for its ttl: --try fails.
+
 With --store-clock (s3:// and minio://), the store's clock counts too: the
 lock is taken over, --try included, once the store's Date and Last-Modified
 say it has been unchanged for its ttl and 1% (and two seconds for their
@@ -72,8 +73,15 @@ Example:
 `
 
 // terminating are the signals a shell user may send to objsync whose
-// default action ends a process.
-var terminating = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
+// default action ends a process: those of everyday use; SIGABRT, which
+// systemd's watchdog sends too, and SIGTRAP, SIGSYS, SIGILL, SIGBUS,
+// SIGFPE and SIGSEGV sent by kill, which would end objsync with Go's stack
+// dump and exit 2 (the faults of objsync's own still crash it: Go sends
+// only the signals sent by a process to signal.Notify); and SIGALRM, which
+// Go ignores. Not SIGPIPE, which Go reserves for a write to a closed
+// stdout or stderr, nor SIGPROF and SIGURG, which its runtime uses.
+var terminating = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2,
+	syscall.SIGABRT, syscall.SIGALRM, syscall.SIGTRAP, syscall.SIGSYS, syscall.SIGILL, syscall.SIGBUS, syscall.SIGFPE, syscall.SIGSEGV}
 
 // defaultGrace is --grace unless the ttl leaves less room.
 const defaultGrace = 10 * time.Second

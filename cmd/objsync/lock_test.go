@@ -64,6 +64,7 @@ func holding(t *testing.T, dir string, via []string, command string, flags ...st
 	p := startCLIVia(t, dir, via, append(args, shell(`trap "echo INT >> signal; exit 7" INT; trap "echo TERM >> signal; exit 8" TERM
 		trap "echo HUP >> signal; exit 9" HUP; trap "echo QUIT >> signal; exit 10" QUIT
 		trap "echo USR1 >> signal; exit 11" USR1; trap "echo USR2 >> signal; exit 12" USR2; trap "echo WINCH >> signal" WINCH
+		trap "echo ABRT >> signal; exit 13" ABRT; trap "echo ALRM >> signal; exit 14" ALRM; trap "echo SEGV >> signal; exit 15" SEGV
 		echo $$ > pid; touch ready; { for i in $(seq 300); do sleep 0.1; done; } 2>/dev/null`)...)...)
 	waitFile(t, filepath.Join(dir, "ready"))
 	// The test ends the command's process group too, in case objsync did not.
@@ -215,7 +216,11 @@ func TestSignalsForwarded(t *testing.T) {
 			name string
 			code int
 		}{{syscall.SIGINT, "INT", 7}, {syscall.SIGTERM, "TERM", 8}, {syscall.SIGHUP, "HUP", 9}, {syscall.SIGQUIT, "QUIT", 10},
-			{syscall.SIGUSR1, "USR1", 11}, {syscall.SIGUSR2, "USR2", 12}, {syscall.SIGWINCH, "WINCH", 8}} {
+			{syscall.SIGUSR1, "USR1", 11}, {syscall.SIGUSR2, "USR2", 12}, {syscall.SIGWINCH, "WINCH", 8},
+			// SIGABRT (systemd's watchdog sends it too) and a SIGSEGV sent
+			// by kill ended objsync with Go's stack dump; SIGALRM, which Go
+			// ignores, never reached the command.
+			{syscall.SIGABRT, "ABRT", 13}, {syscall.SIGALRM, "ALRM", 14}, {syscall.SIGSEGV, "SEGV", 15}} {
 			t.Run(command[0]+"/"+tt.name, func(t *testing.T) {
 				dir := t.TempDir()
 				h := holding(t, dir, nil, command[0], command[1:]...)
@@ -241,11 +246,12 @@ func TestSignalsForwarded(t *testing.T) {
 }
 
 // TestSignalWhileWaiting: a signal that ends a process by default ends the
-// wait for the lock with 128 plus its number, SIGQUIT without Go's stack
-// dump; SIGWINCH is ignored.
+// wait for the lock with 128 plus its number, SIGQUIT, SIGABRT and a
+// SIGSEGV sent by kill without Go's stack dump; SIGWINCH is ignored.
 func TestSignalWhileWaiting(t *testing.T) {
 	for _, command := range [][]string{{"lock"}, {"elect", "--value", "v"}} {
-		for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2} {
+		for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2,
+			syscall.SIGABRT, syscall.SIGALRM, syscall.SIGSEGV} {
 			t.Run(command[0]+"/"+sig.String(), func(t *testing.T) {
 				dir := t.TempDir()
 				holding(t, dir, nil, command[0], command[1:]...)

@@ -210,8 +210,8 @@ const shells = "bash, zsh, fish or powershell"
 // exits 0 for an unknown shell or none, refuse them.
 func completion(cmd *cobra.Command) {
 	cmd.Use = "completion bash|zsh|fish|powershell"
-	cmd.Long = "Print the script that completes objsync's commands and flags in a shell: " + shells + ".\n" +
-		"'objsync completion SHELL --help' says how to load it.\n\n" +
+	cmd.Long = "Print the script that completes objsync's commands and flags in a shell:\n" + shells + ". " +
+		"'objsync completion SHELL --help' says\nhow to load it.\n\n" +
 		"Example:\n  source <(objsync completion bash)"
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(args) == 0 {
@@ -420,6 +420,10 @@ func operands(cmd *cobra.Command, args []string, withCommand bool) (dsn string, 
 		positional, command = args[:at], args[at:]
 	}
 	switch {
+	case len(positional) == 0 && len(command) > 0 && withCommand:
+		return "", nil, usageOf(cmd, "missing DSN: it comes before --, the command after it")
+	case len(positional) == 0 && len(command) > 0:
+		return "", nil, usageOf(cmd, "missing DSN: it comes before --, and nothing after it")
 	case len(positional) != 1:
 		return "", nil, usageOf(cmd, "want one DSN, got %d arguments", len(positional))
 	case withCommand && len(command) == 0:

@@ -224,12 +224,19 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"status", "--bogus", "l"}, []string{"status: unknown flag: --bogus", "objsync status --help"}},
 		{[]string{"status"}, []string{"status: want one DSN, got 0 arguments"}},
 		{[]string{"status", "l", "--", "x"}, []string{"status: unexpected arguments after --"}},
+		// The DSN written after --, where the command goes.
+		{[]string{"lock", "-n", "--", "l", "true"}, []string{"lock: missing DSN: it comes before --, the command after it"}},
+		{[]string{"status", "--", "l"}, []string{"status: missing DSN: it comes before --"}},
 		{[]string{"status", "foo://bucket/key"}, []string{`unknown scheme "foo"`, "s3://, minio://, gs://, azblob://, file://", "--driver"}},
 		{[]string{"check", "mem://ns/key"}, []string{`unknown scheme "mem"`}},
 		{[]string{"status", "s3://bucket-only"}, []string{"s3: invalid DSN: missing key"}},
 		{[]string{"status", "AZBLOB://acct/container"}, []string{"azblob: invalid DSN: missing key"}},
 		{[]string{"status", "--driver", "s3", "azblob://acct/c/k"}, []string{"--driver s3 cannot open a azblob: DSN, which is the azblob driver's"}},
 		{[]string{"status", "--driver", "nope", "l"}, []string{`unknown driver "nope" (known: azblob, file, gcs, minio, s3)`}},
+		// A driver that takes no DSN parameters never lists them as "(known: )".
+		{[]string{"status", "file:///l?regoin=x"}, []string{`file: unknown DSN parameter "regoin" (this driver takes no parameters)`}},
+		{[]string{"status", "gs://b/k?regoin=x"}, []string{`gcs: invalid DSN: unknown DSN parameter "regoin" (this driver takes no parameters)`}},
+		{[]string{"status", "s3://b/k?regoin=x"}, []string{`unknown DSN parameter "regoin" (known: region, endpoint, path_style, profile)`}},
 		{[]string{"status", "minio://AK:" + secret + "@127.0.0.1:9000/bucket"}, []string{"minio: invalid DSN: missing key"}},
 		// --driver never reads one driver's DSN with another.
 		{[]string{"status", "--driver", "file", "minio://AK:" + secret + "@host/bucket/"}, []string{"--driver file cannot open a minio: DSN, which is the minio driver's"}},

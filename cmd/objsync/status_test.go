@@ -139,7 +139,7 @@ func TestCheckSignal(t *testing.T) {
 
 // TestSignalsEndWaits: the signals that end lock's wait end the waits of
 // status --for and leader --watch the same way: 128+N, without Go's stack
-// dump for SIGQUIT.
+// dump for SIGQUIT and SIGABRT.
 func TestSignalsEndWaits(t *testing.T) {
 	dir := t.TempDir()
 	for _, tt := range []struct {
@@ -150,6 +150,8 @@ func TestSignalsEndWaits(t *testing.T) {
 		{[]string{"status", "--for", "60s", "lock"}, syscall.SIGUSR1},
 		{[]string{"leader", "--watch", "lock"}, syscall.SIGQUIT},
 		{[]string{"leader", "--watch", "lock"}, syscall.SIGUSR2},
+		{[]string{"status", "--for", "60s", "lock"}, syscall.SIGABRT},
+		{[]string{"leader", "--watch", "lock"}, syscall.SIGALRM},
 	} {
 		p := startCLI(t, dir, tt.args...)
 		if tt.args[1] == "--watch" {
