@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -189,7 +190,10 @@ func (h *hold) leave() { h.leaveOnce.Do(h.m.shared.leave) }
 // lost ends the hold as lost, lets local waiters go, and returns the error
 // it ended with.
 func (h *hold) lost(why lostReason, format string, args ...any) error {
-	err := fmt.Errorf("%w: %s: %s", ErrLockLost, h.m.loc, fmt.Sprintf(format, args...))
+	// A store's error names the location too ("could not renew within the
+	// lease: LOC: permission denied"): the loss says it once, first.
+	cause := strings.Replace(fmt.Sprintf(format, args...), ": "+h.m.loc+": ", ": ", 1)
+	err := fmt.Errorf("%w: %s: %s", ErrLockLost, h.m.loc, cause)
 	// Ended first, so that an Err racing with this finds the loss; and
 	// only the call that ended it reports (the deadline's timer and Err
 	// may both get here).

@@ -2,6 +2,7 @@ package objsync_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -238,5 +239,29 @@ func TestRenewInterval(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestLostNamesLocationOnce: a hold lost because its renewals failed says
+// why with the store's error, which names the lock's location as the
+// loss does already: once is enough.
+func TestLostNamesLocationOnce(t *testing.T) {
+	base := mem.Namespace(t.Name())
+	base.Reset()
+	store := &failingWrites{Store: base, name: "holder"}
+	loc := store.Location("lock")
+	store.err = driver.Retryable(fmt.Errorf("%s: permission denied", loc))
+	m := objsync.NewMutex(store, "lock")
+	defer m.Close()
+	if _, err := m.Lock(context.Background(), 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	store.fail.Store(-1)
+	for deadline := time.Now().Add(10 * time.Second); m.Err() == nil && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	err := m.Err()
+	if !errors.Is(err, objsync.ErrLockLost) || !strings.Contains(err.Error(), "permission denied") || strings.Count(err.Error(), loc) != 1 {
+		t.Errorf("Err() = %v; want ErrLockLost with the store's error, naming %s once", err, loc)
 	}
 }

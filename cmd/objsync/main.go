@@ -156,7 +156,9 @@ func newRootCommand() *cobra.Command {
 			if len(args) == 0 {
 				return usageErrorf("missing command (%s)", known)
 			}
-			if guesses := cmd.SuggestionsFor(args[0]); len(guesses) > 0 {
+			if args[0] == "version" {
+				known = "did you mean --version? see 'objsync --help'"
+			} else if guesses := cmd.SuggestionsFor(args[0]); len(guesses) > 0 {
 				known = "did you mean " + strings.Join(guesses, " or ") + "? see 'objsync --help'"
 			}
 			return usageErrorf("unknown command %q (%s)", args[0], known)

@@ -207,6 +207,7 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{nil, []string{"missing command"}},
 		{[]string{"frobnicate"}, []string{`unknown command "frobnicate"`}},
+		{[]string{"version"}, []string{`unknown command "version" (did you mean --version?`}},
 		{[]string{"lock"}, []string{"lock: want one DSN, got 0 arguments"}},
 		{[]string{"lock", "l"}, []string{"lock: missing -- COMMAND"}},
 		{[]string{"lock", "l", "--"}, []string{"lock: missing -- COMMAND"}},
