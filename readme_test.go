@@ -39,15 +39,8 @@ import (
 // vetted there, so nothing is downloaded (GOPROXY=off, -mod=readonly).
 // Errors name lines of README.md.
 func TestReadmeGoBlocks(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	abs, err := filepath.Abs("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocks := goBlocks(string(readme))
+	readme, abs := readReadme(t)
+	blocks := goBlocks(readme)
 	if len(blocks) == 0 {
 		t.Fatal("README.md has no ```go block: the test would check nothing")
 	}
@@ -244,15 +237,8 @@ func endsReturning(stmts string) (bool, error) {
 // and the election does not campaign with the Mutex the first block locks
 // (Campaign would wait for that Mutex's Unlock, with no error, for ever).
 func TestReadmeElectionAfterQuickStart(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	abs, err := filepath.Abs("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, election := readmeBlockAfter(t, string(readme), "## In a Go program"), readmeBlockAfter(t, string(readme), "## Leader election")
+	readme, abs := readReadme(t)
+	first, election := readmeBlockAfter(t, readme, "## In a Go program"), readmeBlockAfter(t, readme, "## Leader election")
 	rest := strings.Join(election.code, "\n")
 	if strings.HasPrefix(rest, "package ") || strings.HasPrefix(rest, "import") || declStart.MatchString(rest) {
 		t.Fatalf("README.md:%d: the election block is not statements", election.line)
@@ -337,4 +323,18 @@ func readmeBlockAfter(t *testing.T, readme, heading string) readmeBlock {
 	}
 	t.Fatalf("README.md has no Go block after %q", heading)
 	return readmeBlock{}
+}
+
+// readReadme returns README.md's text and its absolute path, which the
+// blocks' files name in their line directives.
+func readReadme(t *testing.T) (text, abs string) {
+	t.Helper()
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if abs, err = filepath.Abs("README.md"); err != nil {
+		t.Fatal(err)
+	}
+	return string(readme), abs
 }
