@@ -1,8 +1,6 @@
 package objsync_test
 
 import (
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 )
@@ -21,9 +19,7 @@ func TestNoOTelSDKDependency(t *testing.T) {
 	}
 	list := func(pkgs ...string) map[string][]string {
 		t.Helper()
-		cmd := exec.Command("go", append([]string{"list", "-deps", "-f", "{{.ImportPath}}{{range .Imports}} {{.}}{{end}}"}, pkgs...)...)
-		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=readonly", "GOPROXY=off", "GOWORK=off")
-		out, err := cmd.Output()
+		out, err := goOffline(append([]string{"list", "-deps", "-f", "{{.ImportPath}}{{range .Imports}} {{.}}{{end}}"}, pkgs...)...).Output()
 		if err != nil {
 			t.Fatalf("go list: %v\n%s", err, out)
 		}

@@ -44,11 +44,7 @@ func TestReadmeGoBlocks(t *testing.T) {
 	if len(blocks) == 0 {
 		t.Fatal("README.md has no ```go block: the test would check nothing")
 	}
-	dir, err := os.MkdirTemp(".", "readmetest-tmp-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := readmeTempDir(t)
 	for i, b := range blocks {
 		src, err := b.file(abs)
 		if err != nil {
@@ -62,9 +58,7 @@ func TestReadmeGoBlocks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	vet := exec.Command("go", "vet", "./"+filepath.ToSlash(dir)+"/...")
-	vet.Env = append(os.Environ(), "GOPROXY=off", "GOFLAGS=-mod=readonly", "GOWORK=off")
-	if out, err := vet.CombinedOutput(); err != nil {
+	if out, err := goOffline("vet", "./"+filepath.ToSlash(dir)+"/...").CombinedOutput(); err != nil {
 		t.Fatalf("go vet of the README's %d Go blocks: %v\n%s", len(blocks), err, out)
 	}
 }
@@ -291,19 +285,13 @@ func TestReadmeElectionAfterQuickStart(t *testing.T) {
 		}
 	}
 
-	dir, err := os.MkdirTemp(".", "readmetest-tmp-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := readmeTempDir(t)
 	if err := os.WriteFile(filepath.Join(dir, "readme.go"), []byte(together), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// go build, not vet: the election's statements follow the first
 	// block's select, which returns, and vet reports unreachable code.
-	build := exec.Command("go", "build", "./"+filepath.ToSlash(dir))
-	build.Env = append(os.Environ(), "GOPROXY=off", "GOFLAGS=-mod=readonly", "GOWORK=off")
-	if out, err := build.CombinedOutput(); err != nil {
+	if out, err := goOffline("build", "./"+filepath.ToSlash(dir)).CombinedOutput(); err != nil {
 		t.Fatalf("the README's first Go block and its election block, put together: %v\n%s\n%s", err, out, together)
 	}
 }
@@ -337,4 +325,24 @@ func readReadme(t *testing.T) (text, abs string) {
 		t.Fatal(err)
 	}
 	return string(readme), abs
+}
+
+// readmeTempDir makes a directory in the module (so that its files import
+// the module's packages) for README blocks, removed when t ends.
+func readmeTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp(".", "readmetest-tmp-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// goOffline is the go command with args, run so that it downloads nothing:
+// no module proxy, go.mod read only, no workspace.
+func goOffline(args ...string) *exec.Cmd {
+	cmd := exec.Command("go", args...)
+	cmd.Env = append(os.Environ(), "GOPROXY=off", "GOFLAGS=-mod=readonly", "GOWORK=off")
+	return cmd
 }
