@@ -169,24 +169,22 @@ func createRefused(t *testing.T, c *s3.Client, bucket, key string) {
 // error instead of failing.
 func getWithReadQuorum(t *testing.T, c *s3.Client, bucket, key string) (body, etag string, err error) {
 	t.Helper()
-	var absent *types.NoSuchKey
 	var absentSince time.Time
-	for deadline := time.Now().Add(2 * time.Minute); ; {
-		began := time.Now()
-		if body, etag, err = getObject(c, bucket, key); err == nil {
-			return body, etag, nil
-		}
-		t.Logf("GET %s with only nodes 0 and 2 up: failed after %v: %v", key, time.Since(began).Round(time.Millisecond), err)
+	err = retry(t, "GET "+key+" with only nodes 0 and 2 up", func() (err error) {
+		body, etag, err = getObject(c, bucket, key)
+		return err
+	}, func(err error) bool {
+		var absent *types.NoSuchKey
 		if !errors.As(err, &absent) {
 			absentSince = time.Time{}
-		} else if absentSince.IsZero() {
+			return false
+		}
+		if absentSince.IsZero() {
 			absentSince = time.Now()
 		}
-		if time.Now().After(deadline) || (!absentSince.IsZero() && time.Since(absentSince) > 30*time.Second) {
-			return "", "", err
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return time.Since(absentSince) > 30*time.Second
+	})
+	return body, etag, err
 }
 
 // stopwatch returns a function that logs how long the step it names took,
@@ -205,16 +203,28 @@ func stopwatch(t *testing.T) func(step string) {
 // its result. It logs the failures.
 func retryS3(t *testing.T, what string, op func() (string, error)) string {
 	t.Helper()
+	var v string
+	if err := retry(t, what, func() (err error) { v, err = op(); return err }, nil); err != nil {
+		t.Fatalf("%s: still failing after two minutes: %v", what, err)
+	}
+	return v
+}
+
+// retry calls op until it succeeds, two minutes have passed, or giveUp
+// (if not nil) says so of its error, logging each failure; it returns op's
+// last error.
+func retry(t *testing.T, what string, op func() error, giveUp func(error) bool) error {
+	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for try := 1; ; try++ {
 		began := time.Now()
-		v, err := op()
+		err := op()
 		if err == nil {
-			return v
+			return nil
 		}
 		t.Logf("%s: try %d failed after %v: %v", what, try, time.Since(began).Round(time.Millisecond), err)
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after two minutes: %v", what, err)
+		if time.Now().After(deadline) || (giveUp != nil && giveUp(err)) {
+			return err
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
